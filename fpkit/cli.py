@@ -1,0 +1,72 @@
+"""The `fpkit` command.
+
+Sub-commands import their module only when run, so `fpkit --help` starts instantly. Errors print one line
+and exit with status 2 (bad configuration) or 1 (numerical failure); --debug shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from .errors import ConfigError, FpkitError
+
+# sub-command -> (module, function, help); each function takes the parsed arguments
+COMMANDS = {
+    "reproduce": ("fpkit.reproduce", "cli_reproduce", "run the main experiment and write its report"),
+    "solve": ("fpkit.config", "cli_solve", "solve a Fokker-Planck problem described in a TOML file"),
+    "plot": ("fpkit.plotting", "cli_plot", "plot a results file"),
+    "train": ("fpkit.ensemble", "cli_train", "train an autoencoder ensemble described in a TOML file"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fpkit", description=__doc__.splitlines()[0])
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress messages")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("reproduce", help=COMMANDS["reproduce"][2])
+    r.add_argument("--quick", action="store_true", help="small run (under a minute, for CI)")
+    r.add_argument("--config", help="TOML file overriding the embedded defaults")
+    r.add_argument("--out", default="fpkit-out", help="output folder (default: fpkit-out)")
+    r.add_argument("--sweep", action="store_true", help="also run the learning-rate/batch sweep")
+    r.add_argument("--seed", type=int, default=None, help="override the configuration's seed")
+
+    s = sub.add_parser("solve", help=COMMANDS["solve"][2])
+    s.add_argument("config", help="TOML problem description")
+    s.add_argument("-o", "--output", required=True, help="results file (.h5)")
+
+    pl = sub.add_parser("plot", help=COMMANDS["plot"][2])
+    pl.add_argument("result", help="results file (.h5)")
+    pl.add_argument("-o", "--output", required=True, help="figure file (.png)")
+
+    t = sub.add_parser("train", help=COMMANDS["train"][2])
+    t.add_argument("config", help="TOML ensemble description")
+    t.add_argument("-o", "--output", required=True, help="ensemble file (.h5)")
+    t.add_argument("--resume", action="store_true", help="continue from the last snapshot in --output")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    module, func, _ = COMMANDS[args.command]
+    try:
+        return int(getattr(importlib.import_module(module), func)(args) or 0)
+    except FpkitError as exc:
+        if args.debug:
+            raise
+        print(f"fpkit {args.command}: error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, ConfigError) else 1
+    except KeyboardInterrupt:
+        print(f"fpkit {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

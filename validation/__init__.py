@@ -1,0 +1,1 @@
+"""Exact reference solutions, distances between densities, and the experiment pipelines."""
