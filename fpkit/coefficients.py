@@ -56,8 +56,9 @@ class Coefficient:
             self._value = arr
         self._cache: np.ndarray | None = None
         self.time_dependent = self.kind == "callable" and self._probe_time_dependence()
+        first = self._evaluate(0.0)  # validates the values at t = 0 in every case
         if not self.time_dependent:
-            self._cache = self._evaluate(0.0)
+            self._cache = first
 
     @property
     def is_constant(self) -> bool:
@@ -73,7 +74,7 @@ class Coefficient:
     def _probe_time_dependence(self) -> bool:
         coords = self.grid.meshgrid()
         ref = self._call(coords, _PROBE_TIMES[0])
-        return any(not np.array_equal(ref, self._call(coords, t)) for t in _PROBE_TIMES[1:])
+        return any(not np.array_equal(ref, self._call(coords, t), equal_nan=True) for t in _PROBE_TIMES[1:])
 
     def _check(self, values: np.ndarray, t: float) -> np.ndarray:
         if not np.all(np.isfinite(values)):
