@@ -1,0 +1,485 @@
+"""Numba kernels for ensembles of small fully connected networks trained by SGD, GD, SGLD and SVAG.
+
+Layout (why it looks like this): ensembles of tiny networks (widths <= ~16) are not matrix work, so the
+kernels put the ensemble *members in the innermost, contiguous axis* and update a lane of up to ``LANES``
+(= 8) members at once. Every inner loop runs over the lane with a runtime bound (``nl``), so LLVM emits SIMD
+code across members instead of short dot products, and a fully unrolled constant trip count cannot occur.
+
+Parameters of all members live in one array ``theta`` of shape ``(P, M)``: for layer ``ell`` (0-based) the
+weight matrix W of shape ``(n_out, n_in)`` occupies rows ``w_off[ell] + j * n_in + i`` (row-major, so
+``W[j, i]`` maps input unit i to output unit j: ``z = act(W @ x + b)``) and its bias rows
+``b_off[ell] + j`` (``b_off[ell] < 0``: no bias). Hidden layers use the activation ``act`` (0 linear,
+1 tanh, 2 relu); the output layer is linear. The loss of one sample is ``0.5 * |out - target|**2``; a
+minibatch loss is the *mean* over its samples.
+
+Random numbers: every member owns one xoroshiro128+ stream (the generator of ``fpkit.solvers.random``),
+stored here as ``rng[0, m], rng[1, m]`` (shape (2, M)) so lanes of members sit side by side. A member's
+results depend only on its own stream, hence are bit-identical for any number of threads or any lane it
+lands in (no fast-math: no reassociation or FMA contraction, so SIMD and scalar code round identically).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._numba import kernel, prange
+
+LANES = 8
+
+ACT_LINEAR = 0
+ACT_TANH = 1
+ACT_RELU = 2
+ACTIVATIONS = {"linear": ACT_LINEAR, "tanh": ACT_TANH, "relu": ACT_RELU}
+
+SAMPLE_IID = 0  # minibatch indices iid uniform, with replacement
+SAMPLE_DISTINCT = 1  # distinct indices within a batch (independent across steps)
+SAMPLE_EPOCHS = 2  # reshuffled epochs: a fresh permutation per member and epoch, consecutive batches
+SAMPLE_FULL = 3  # full batch (GD)
+SAMPLE_ONLINE = 4  # fresh samples from the generator every step
+SAMPLINGS = {"iid": SAMPLE_IID, "distinct": SAMPLE_DISTINCT, "epochs": SAMPLE_EPOCHS, "full": SAMPLE_FULL}
+
+_U11 = np.uint64(11)
+_U16 = np.uint64(16)
+_U32 = np.uint64(32)
+_TO_UNIT = 1.0 / 9007199254740992.0  # 2**-53
+
+# Lambert's continued fraction for tanh truncated at depth 8, as y * P(y^2) / Q(y^2); all coefficients are
+# positive, so evaluation has no cancellation. Applied to y = x/4 (|x| <= 20) and doubled twice with
+# tanh(2y) = 2 tanh(y) / (1 + tanh(y)^2), whose relative condition number is <= 1: <= 2 ulp over the line
+# (checked against mpmath), and the whole thing vectorises, unlike a libm tanh call.
+_TP0, _TP1, _TP2, _TP3 = 34459425.0, 4729725.0, 135135.0, 990.0
+_TQ0, _TQ1, _TQ2, _TQ3, _TQ4 = 34459425.0, 16216200.0, 945945.0, 13860.0, 45.0
+
+
+@kernel
+def vtanh(x):
+    """tanh(x) within 2 ulp in a form LLVM can vectorise (no libm call)."""
+    if x > 20.0:
+        x = 20.0
+    elif x < -20.0:
+        x = -20.0
+    y = 0.25 * x
+    t = y * y
+    p = (((t + _TP3) * t + _TP2) * t + _TP1) * t + _TP0
+    q = ((((_TQ4 * t + _TQ3) * t + _TQ2) * t + _TQ1) * t) + _TQ0
+    r = y * p / q
+    r = 2.0 * r / (1.0 + r * r)
+    return 2.0 * r / (1.0 + r * r)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# random numbers on a lane-local state (2, LANES): the same xoroshiro128+ as fpkit.solvers.random
+@kernel
+def _next_u64(rs, l):
+    s0 = rs[0, l]
+    s1 = rs[1, l]
+    result = s0 + s1
+    s1 ^= s0
+    rs[0, l] = ((s0 << np.uint64(24)) | (s0 >> np.uint64(40))) ^ s1 ^ (s1 << _U16)
+    rs[1, l] = (s1 << np.uint64(37)) | (s1 >> np.uint64(27))
+    return result
+
+
+@kernel
+def _below(rs, l, n):
+    """An integer uniform on 0..n-1 (n < 2**32) by multiply-shift of the top 32 bits (bias < n / 2**32)."""
+    return np.int64(((_next_u64(rs, l) >> _U32) * np.uint64(n)) >> _U32)
+
+
+@kernel
+def _uniform(rs, l):
+    return (np.float64(_next_u64(rs, l) >> _U11) + 0.5) * _TO_UNIT
+
+
+@kernel
+def _normal_pair(rs, l):
+    while True:
+        u = 2.0 * _uniform(rs, l) - 1.0
+        v = 2.0 * _uniform(rs, l) - 1.0
+        s = u * u + v * v
+        if 0.0 < s < 1.0:
+            f = np.sqrt(-2.0 * np.log(s) / s)
+            return u * f, v * f
+
+
+# ----------------------------------------------------------------------------------------------------------
+# one sample, a lane of members: forward and backward passes
+@kernel
+def _forward(th, nl, sizes, w_off, b_off, act, h):
+    """Fill h[ell + 1, :n_out, :nl] from h[ell]; h[0, :d, :nl] holds the input (one sample per member)."""
+    n_layers = sizes.shape[0] - 1
+    for ell in range(n_layers):
+        nin = sizes[ell]
+        nout = sizes[ell + 1]
+        wo = w_off[ell]
+        bo = b_off[ell]
+        hin = h[ell]
+        hout = h[ell + 1]
+        for j in range(nout):
+            acc = hout[j]
+            if bo >= 0:
+                bias = th[bo + j]
+                for l in range(nl):
+                    acc[l] = bias[l]
+            else:
+                for l in range(nl):
+                    acc[l] = 0.0
+            for i in range(nin):
+                w = th[wo + j * nin + i]
+                xi = hin[i]
+                for l in range(nl):
+                    acc[l] += w[l] * xi[l]
+            if ell < n_layers - 1:
+                if act == ACT_TANH:
+                    for l in range(nl):
+                        acc[l] = vtanh(acc[l])
+                elif act == ACT_RELU:
+                    for l in range(nl):
+                        acc[l] = max(acc[l], 0.0)
+
+
+@kernel
+def _backward(th, nl, sizes, w_off, b_off, act, h, target, scale, g, dcur, dprev):
+    """Add ``scale * d(0.5 |out - target|^2)/d theta`` of one sample to g (P, LANES).
+
+    Uses ``h`` from ``_forward``; ``dcur``/``dprev`` are (max width, LANES) work arrays.
+    """
+    n_layers = sizes.shape[0] - 1
+    nout = sizes[n_layers]
+    out = h[n_layers]
+    for j in range(nout):
+        for l in range(nl):
+            dcur[j, l] = (out[j, l] - target[j, l]) * scale
+    for ell in range(n_layers - 1, -1, -1):
+        nin = sizes[ell]
+        nout = sizes[ell + 1]
+        wo = w_off[ell]
+        bo = b_off[ell]
+        hin = h[ell]
+        for j in range(nout):
+            dj = dcur[j]
+            for i in range(nin):
+                gw = g[wo + j * nin + i]
+                xi = hin[i]
+                for l in range(nl):
+                    gw[l] += dj[l] * xi[l]
+            if bo >= 0:
+                gb = g[bo + j]
+                for l in range(nl):
+                    gb[l] += dj[l]
+        if ell > 0:
+            for i in range(nin):
+                di = dprev[i]
+                for l in range(nl):
+                    di[l] = 0.0
+            for j in range(nout):
+                dj = dcur[j]
+                for i in range(nin):
+                    w = th[wo + j * nin + i]
+                    di = dprev[i]
+                    for l in range(nl):
+                        di[l] += w[l] * dj[l]
+            for i in range(nin):
+                di = dprev[i]
+                xi = hin[i]
+                if act == ACT_TANH:
+                    for l in range(nl):
+                        di[l] *= 1.0 - xi[l] * xi[l]
+                elif act == ACT_RELU:
+                    for l in range(nl):
+                        if xi[l] <= 0.0:
+                            di[l] = 0.0
+            dcur, dprev = dprev, dcur
+
+
+@kernel
+def _online_sample(rs, l, cdf, means, factors, wstar, noise, auto, xbuf, h0, tgt):
+    """Draw one sample for member lane ``l`` from the Gaussian-mixture generator into h0[:, l] (and tgt)."""
+    d = means.shape[1]
+    c = 0
+    if cdf.shape[0] > 1:
+        u = _uniform(rs, l)
+        while c < cdf.shape[0] - 1 and u > cdf[c]:
+            c += 1
+    i = 0
+    while i < d:
+        a, b = _normal_pair(rs, l)
+        xbuf[i] = a
+        if i + 1 < d:
+            xbuf[i + 1] = b
+        i += 2
+    for i in range(d):
+        v = means[c, i]
+        for q in range(d):
+            v += factors[c, i, q] * xbuf[q]
+        h0[i, l] = v
+    if not auto:
+        for j in range(wstar.shape[0]):
+            a, b = _normal_pair(rs, l)
+            v = noise * a
+            for i in range(d):
+                v += wstar[j, i] * h0[i, l]
+            tgt[j, l] = v
+
+
+@kernel
+def _draw_indices(rs, nl, n, B, sampling, perm, m0, counter, idx):
+    """Minibatch indices idx[b, l] for the lane's members (see the SAMPLE_* codes)."""
+    if sampling == SAMPLE_IID:
+        nu = np.uint64(n)
+        for b in range(B):
+            for l in range(nl):  # inlined xoroshiro128+ so the lane loop vectorises
+                s0 = rs[0, l]
+                s1 = rs[1, l]
+                r = s0 + s1
+                s1 ^= s0
+                rs[0, l] = ((s0 << np.uint64(24)) | (s0 >> np.uint64(40))) ^ s1 ^ (s1 << _U16)
+                rs[1, l] = (s1 << np.uint64(37)) | (s1 >> np.uint64(27))
+                idx[b, l] = np.int64(((r >> _U32) * nu) >> _U32)
+    elif sampling == SAMPLE_DISTINCT:
+        for l in range(nl):
+            for b in range(B):
+                while True:
+                    k = _below(rs, l, n)
+                    dup = False
+                    for q in range(b):
+                        if idx[q, l] == k:
+                            dup = True
+                    if not dup:
+                        break
+                idx[b, l] = k
+    elif sampling == SAMPLE_EPOCHS:
+        per_epoch = n // B
+        pos = (counter % per_epoch) * B
+        for l in range(nl):
+            p = perm[m0 + l]
+            if pos == 0:  # a new epoch: Fisher-Yates shuffle of the member's permutation
+                for i in range(n - 1, 0, -1):
+                    k = _below(rs, l, i + 1)
+                    t = p[i]
+                    p[i] = p[k]
+                    p[k] = t
+            for b in range(B):
+                idx[b, l] = p[pos + b]
+
+
+@kernel
+def _batch_gradient(
+    th, nl, sizes, w_off, b_off, act, X, T, auto, sampling, B, rs, perm, m0, counter,
+    cdf, means, factors, wstar, noise, g, h, tg, dcur, dprev, idx, xbuf,
+):  # fmt: skip
+    """g[:, :nl] = gradient of the minibatch-mean loss for the lane (minibatch drawn here)."""
+    P = g.shape[0]
+    d = sizes[0]
+    dout = sizes[sizes.shape[0] - 1]
+    for p in range(P):
+        for l in range(LANES):
+            g[p, l] = 0.0
+    h0 = h[0]
+    if sampling == SAMPLE_FULL:
+        n = X.shape[0]
+        scale = 1.0 / n
+        for s in range(n):
+            for i in range(d):
+                v = X[s, i]
+                for l in range(nl):
+                    h0[i, l] = v
+            if not auto:
+                for j in range(dout):
+                    v = T[s, j]
+                    for l in range(nl):
+                        tg[j, l] = v
+            _forward(th, nl, sizes, w_off, b_off, act, h)
+            _backward(th, nl, sizes, w_off, b_off, act, h, h0 if auto else tg, scale, g, dcur, dprev)
+        return
+    scale = 1.0 / B
+    if sampling != SAMPLE_ONLINE:
+        _draw_indices(rs, nl, X.shape[0], B, sampling, perm, m0, counter, idx)
+    for b in range(B):
+        if sampling == SAMPLE_ONLINE:
+            for l in range(nl):
+                _online_sample(rs, l, cdf, means, factors, wstar, noise, auto, xbuf, h0, tg)
+        else:
+            for i in range(d):
+                for l in range(nl):
+                    h0[i, l] = X[idx[b, l], i]
+            if not auto:
+                for j in range(dout):
+                    for l in range(nl):
+                        tg[j, l] = T[idx[b, l], j]
+        _forward(th, nl, sizes, w_off, b_off, act, h)
+        _backward(th, nl, sizes, w_off, b_off, act, h, h0 if auto else tg, scale, g, dcur, dprev)
+
+
+@kernel(parallel=True)
+def train_steps(
+    theta, vel, rng, perm, X, T, auto, sizes, w_off, b_off, act,
+    sampling, B, lr, momentum, weight_decay, temperature, svag_l, step0, n_steps,
+    cdf, means, factors, wstar, noise,
+):  # fmt: skip
+    """Advance every member by ``n_steps`` optimiser steps, in place.
+
+    Update per step (g the minibatch-mean gradient, or the SVAG combination, wd = weight_decay):
+    ``v <- momentum * v + g + wd * w;  w <- w - lr_eff * v  (+ sqrt(2 lr_eff T) * xi for SGLD)``,
+    with ``lr_eff = lr / svag_l`` and ``svag_l`` inner steps per SGD step (SVAG, Li-Malladi-Arora 2021);
+    ``momentum = 0`` is plain SGD (the velocity array is then not touched).
+
+    Parameters
+    ----------
+    theta : (P, M) float array, parameters (updated). vel : (P, M) momentum buffer (updated).
+    rng : (2, M) uint64 stream states (updated). perm : (M, n) int32 per-member permutations (epochs).
+    X, T : (n, d), (n, d_out) data and regression targets (T unused when ``auto``: target = input).
+    step0 : index of the first step (the epoch position depends on it). svag_l : int >= 1.
+    cdf, means, factors, wstar, noise : the online generator (sampling == SAMPLE_ONLINE): mixture
+        component CDF (c,), means (c, d), covariance factors (c, d, d); targets wstar @ x + noise * eps.
+    """
+    P, M = theta.shape
+    n_blocks = (M + LANES - 1) // LANES
+    maxw = 0
+    for q in range(sizes.shape[0]):
+        maxw = max(maxw, sizes[q])
+    n_layers = sizes.shape[0] - 1
+    inv_l = 1.0 / svag_l
+    eta = lr * inv_l
+    c1 = 0.5 * (1.0 + np.sqrt(2.0 * svag_l - 1.0))
+    c2 = 0.5 * (1.0 - np.sqrt(2.0 * svag_l - 1.0))
+    sg = np.sqrt(2.0 * eta * temperature)
+    bmax = max(B, 1)
+    for blk in prange(n_blocks):
+        m0 = blk * LANES
+        nl = min(LANES, M - m0)
+        th = np.zeros((P, LANES), dtype=theta.dtype)
+        vv = np.zeros((P, LANES), dtype=theta.dtype)
+        g = np.zeros((P, LANES), dtype=theta.dtype)
+        g2 = np.zeros((P, LANES), dtype=theta.dtype)
+        h = np.zeros((n_layers + 1, maxw, LANES), dtype=theta.dtype)
+        tg = np.zeros((maxw, LANES), dtype=theta.dtype)
+        dcur = np.zeros((maxw, LANES), dtype=theta.dtype)
+        dprev = np.zeros((maxw, LANES), dtype=theta.dtype)
+        idx = np.zeros((bmax, LANES), dtype=np.int64)
+        xbuf = np.zeros(sizes[0] + 1, dtype=np.float64)
+        rs = np.zeros((2, LANES), dtype=np.uint64)
+        for l in range(nl):
+            rs[0, l] = rng[0, m0 + l]
+            rs[1, l] = rng[1, m0 + l]
+            for p in range(P):
+                th[p, l] = theta[p, m0 + l]
+                if momentum != 0.0:
+                    vv[p, l] = vel[p, m0 + l]
+        for s in range(n_steps):
+            for inner in range(svag_l):
+                counter = step0 + s
+                _batch_gradient(
+                    th, nl, sizes, w_off, b_off, act, X, T, auto, sampling, B, rs, perm, m0, counter,
+                    cdf, means, factors, wstar, noise, g, h, tg, dcur, dprev, idx, xbuf,
+                )  # fmt: skip
+                if svag_l > 1:
+                    _batch_gradient(
+                        th, nl, sizes, w_off, b_off, act, X, T, auto, sampling, B, rs, perm, m0, counter,
+                        cdf, means, factors, wstar, noise, g2, h, tg, dcur, dprev, idx, xbuf,
+                    )  # fmt: skip
+                    for p in range(P):
+                        gp = g[p]
+                        g2p = g2[p]
+                        for l in range(nl):
+                            gp[l] = c1 * gp[l] + c2 * g2p[l]
+                for p in range(P):
+                    gp = g[p]
+                    tp = th[p]
+                    if momentum != 0.0:
+                        vp = vv[p]
+                        for l in range(nl):
+                            vp[l] = momentum * vp[l] + gp[l] + weight_decay * tp[l]
+                            tp[l] -= eta * vp[l]
+                    else:
+                        for l in range(nl):
+                            tp[l] -= eta * (gp[l] + weight_decay * tp[l])
+                if temperature > 0.0:
+                    for l in range(nl):
+                        p = 0
+                        while p < P:
+                            a, b = _normal_pair(rs, l)
+                            th[p, l] += sg * a
+                            if p + 1 < P:
+                                th[p + 1, l] += sg * b
+                            p += 2
+        for l in range(nl):
+            rng[0, m0 + l] = rs[0, l]
+            rng[1, m0 + l] = rs[1, l]
+            for p in range(P):
+                theta[p, m0 + l] = th[p, l]
+                if momentum != 0.0:
+                    vel[p, m0 + l] = vv[p, l]
+
+
+@kernel(parallel=True)
+def data_gradient(theta, X, T, auto, sizes, w_off, b_off, act, want_sq, gsum, gsq, loss):
+    """Full-batch statistics of the data loss for every member (columns of theta (P, M)).
+
+    Writes ``gsum[:, m]`` = mean over the n samples of the per-sample gradient, ``gsq[:, m]`` = mean of its
+    square (only if ``want_sq``) and ``loss[m]`` = mean over samples of 0.5 |out - target|^2.
+    """
+    P, M = theta.shape
+    n = X.shape[0]
+    n_blocks = (M + LANES - 1) // LANES
+    maxw = 0
+    for q in range(sizes.shape[0]):
+        maxw = max(maxw, sizes[q])
+    n_layers = sizes.shape[0] - 1
+    d = sizes[0]
+    dout = sizes[n_layers]
+    inv_n = 1.0 / n
+    for blk in prange(n_blocks):
+        m0 = blk * LANES
+        nl = min(LANES, M - m0)
+        th = np.zeros((P, LANES))
+        g = np.zeros((P, LANES))
+        s1 = np.zeros((P, LANES))
+        s2 = np.zeros((P, LANES))
+        h = np.zeros((n_layers + 1, maxw, LANES))
+        tg = np.zeros((maxw, LANES))
+        dcur = np.zeros((maxw, LANES))
+        dprev = np.zeros((maxw, LANES))
+        ls = np.zeros(LANES)
+        for l in range(nl):
+            for p in range(P):
+                th[p, l] = theta[p, m0 + l]
+        h0 = h[0]
+        for s in range(n):
+            for i in range(d):
+                v = X[s, i]
+                for l in range(nl):
+                    h0[i, l] = v
+            tgt = h0
+            if not auto:
+                for j in range(dout):
+                    v = T[s, j]
+                    for l in range(nl):
+                        tg[j, l] = v
+                tgt = tg
+            _forward(th, nl, sizes, w_off, b_off, act, h)
+            out = h[n_layers]
+            for j in range(dout):
+                for l in range(nl):
+                    e = out[j, l] - tgt[j, l]
+                    ls[l] += 0.5 * e * e
+            if want_sq:
+                for p in range(P):
+                    for l in range(LANES):
+                        g[p, l] = 0.0
+                _backward(th, nl, sizes, w_off, b_off, act, h, tgt, 1.0, g, dcur, dprev)
+                for p in range(P):
+                    gp = g[p]
+                    a = s1[p]
+                    b = s2[p]
+                    for l in range(nl):
+                        a[l] += gp[l]
+                        b[l] += gp[l] * gp[l]
+            else:
+                _backward(th, nl, sizes, w_off, b_off, act, h, tgt, 1.0, s1, dcur, dprev)
+        for l in range(nl):
+            loss[m0 + l] = ls[l] * inv_n
+            for p in range(P):
+                gsum[p, m0 + l] = s1[p, l] * inv_n
+                if want_sq:
+                    gsq[p, m0 + l] = s2[p, l] * inv_n
