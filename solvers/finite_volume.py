@@ -65,24 +65,57 @@ def rhs_1d(p, alpha, beta, inv_h, periodic, out):
 
 
 @kernel
+def stencil_1d(alpha, beta, c, periodic, lower, centre, upper):
+    """Fold the face coefficients and c = dt/h into a 3-point stencil: p_new = l p[i-1] + m p[i] + u p[i+1]."""
+    n = centre.size
+    for i in range(n):
+        lower[i] = c * alpha[i]
+        centre[i] = 1.0 - c * (beta[i] + alpha[i + 1])
+        upper[i] = c * beta[i + 1]
+    if not periodic:  # nothing comes from outside (reflecting: alpha = beta = 0 there anyway)
+        lower[0] = 0.0
+        upper[n - 1] = 0.0
+
+
+@kernel
 def explicit_euler_1d(p, alpha, beta, inv_h, periodic, dt, n_steps, work):
     """``n_steps`` forward-Euler steps in place on ``p`` (``work`` is a buffer of the same size)."""
     n = p.size
-    c = dt * inv_h
+    lower = np.empty(n)
+    centre = np.empty(n)
+    upper = np.empty(n)
+    stencil_1d(alpha, beta, dt * inv_h, periodic, lower, centre, upper)
+    src, dst = p, work
     for _ in range(n_steps):
-        # interior cells: a branch-free loop LLVM can vectorise
+        # interior cells: a branch-free loop that LLVM vectorises
         for i in range(1, n - 1):
-            work[i] = p[i] + c * (
-                alpha[i] * p[i - 1] - (beta[i] + alpha[i + 1]) * p[i] + beta[i + 1] * p[i + 1]
-            )
-        lo = p[n - 1] if periodic else 0.0
-        hi = p[0] if periodic else 0.0
-        work[0] = p[0] + c * (alpha[0] * lo - (beta[0] + alpha[1]) * p[0] + beta[1] * p[1])
-        work[n - 1] = p[n - 1] + c * (
-            alpha[n - 1] * p[n - 2] - (beta[n - 1] + alpha[n]) * p[n - 1] + beta[n] * hi
-        )
-        for i in range(n):
-            p[i] = work[i]
+            dst[i] = lower[i] * src[i - 1] + centre[i] * src[i] + upper[i] * src[i + 1]
+        dst[0] = lower[0] * src[n - 1] + centre[0] * src[0] + upper[0] * src[1]
+        dst[n - 1] = lower[n - 1] * src[n - 2] + centre[n - 1] * src[n - 1] + upper[n - 1] * src[0]
+        src, dst = dst, src  # swap buffers instead of copying back
+    if n_steps % 2 == 1:
+        p[:] = src
+
+
+@kernel
+def _row_2d(out, row, row_m, row_p, ax0, ax1, bx0, bx1, ay, by, cx, cy, wm, wp, periodic_y):
+    """One row of the 2-D update; ``wm``/``wp`` switch off the x-neighbours outside non-periodic walls."""
+    ny = row.size
+    for j in range(1, ny - 1):
+        pc = row[j]
+        fx = ax0[j] * wm * row_m[j] - (bx0[j] + ax1[j]) * pc + bx1[j] * wp * row_p[j]
+        fy = ay[j] * row[j - 1] - (by[j] + ay[j + 1]) * pc + by[j + 1] * row[j + 1]
+        out[j] = pc + cx * fx + cy * fy
+    wy = 1.0 if periodic_y else 0.0
+    for j in (0, ny - 1):
+        jm = j - 1 if j > 0 else ny - 1
+        jp = j + 1 if j + 1 < ny else 0
+        lo = 1.0 if j > 0 else wy
+        hi = 1.0 if j + 1 < ny else wy
+        pc = row[j]
+        fx = ax0[j] * wm * row_m[j] - (bx0[j] + ax1[j]) * pc + bx1[j] * wp * row_p[j]
+        fy = ay[j] * lo * row[jm] - (by[j] + ay[j + 1]) * pc + by[j + 1] * hi * row[jp]
+        out[j] = pc + cx * fx + cy * fy
 
 
 @kernel(parallel=True)
@@ -91,24 +124,18 @@ def explicit_euler_2d(p, ax, bx, ay, by, inv_hx, inv_hy, periodic_x, periodic_y,
     nx, ny = p.shape
     cx = dt * inv_hx
     cy = dt * inv_hy
+    src, dst = p, work
     for _ in range(n_steps):
         for i in prange(nx):
             im = i - 1 if i > 0 else nx - 1
             ip = i + 1 if i + 1 < nx else 0
-            wx_lo = 1.0 if (i > 0 or periodic_x) else 0.0
-            wx_hi = 1.0 if (i + 1 < nx or periodic_x) else 0.0
-            for j in range(ny):
-                jm = j - 1 if j > 0 else ny - 1
-                jp = j + 1 if j + 1 < ny else 0
-                wy_lo = 1.0 if (j > 0 or periodic_y) else 0.0
-                wy_hi = 1.0 if (j + 1 < ny or periodic_y) else 0.0
-                pc = p[i, j]
-                dx = ax[i, j] * wx_lo * p[im, j] - (bx[i, j] + ax[i + 1, j]) * pc + bx[i + 1, j] * wx_hi * p[ip, j]
-                dy = ay[i, j] * wy_lo * p[i, jm] - (by[i, j] + ay[i, j + 1]) * pc + by[i, j + 1] * wy_hi * p[i, jp]
-                work[i, j] = pc + cx * dx + cy * dy
-        for i in prange(nx):
-            for j in range(ny):
-                p[i, j] = work[i, j]
+            wm = 1.0 if (i > 0 or periodic_x) else 0.0
+            wp = 1.0 if (i + 1 < nx or periodic_x) else 0.0
+            _row_2d(dst[i], src[i], src[im], src[ip], ax[i], ax[i + 1], bx[i], bx[i + 1], ay[i], by[i], cx, cy,
+                    wm, wp, periodic_y)
+        src, dst = dst, src
+    if n_steps % 2 == 1:
+        p[:, :] = src
 
 
 def generator_matrix(shape, faces, inv_h, periodic, cross=None) -> sp.csr_matrix:

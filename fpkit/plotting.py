@@ -1,0 +1,96 @@
+"""Figures for results files (matplotlib, Agg backend: no screen needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConfigError
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path) -> Path:
+    """Save atomically (temporary name, then rename) and close."""
+    import os
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    os.replace(tmp, path)
+    _pyplot().close(fig)
+    return path
+
+
+def plot_solution(sol, path=None, title: str | None = None):
+    """Density over time (heat map in 1-D, snapshots in 2-D), snapshots, and a mass/mean/variance panel."""
+    plt = _pyplot()
+    g = sol.grid
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    if g.ndim == 1:
+        ax = axes[0]
+        im = ax.pcolormesh(g.x, sol.t, sol.p, shading="nearest", cmap="viridis")
+        fig.colorbar(im, ax=ax, label="p(x, t)")
+        ax.set(xlabel="x", ylabel="t", title="density over time")
+        ax = axes[1]
+        picks = np.unique(np.linspace(0, sol.t.size - 1, min(5, sol.t.size)).astype(int))
+        for k in picks:
+            ax.plot(g.x, sol.p[k], label=f"t = {sol.t[k]:.3g}")
+        ax.set(xlabel="x", ylabel="p", title="snapshots")
+        ax.legend(fontsize=8)
+    else:
+        p2 = sol.p if g.ndim == 2 else sol.p.sum(axis=tuple(range(3, sol.p.ndim)))
+        for ax, k, name in ((axes[0], 0, "first"), (axes[1], sol.t.size - 1, "last")):
+            X, Y = np.meshgrid(g.axes[0], g.axes[1], indexing="ij")
+            im = ax.pcolormesh(X, Y, p2[k], shading="nearest", cmap="viridis")
+            fig.colorbar(im, ax=ax)
+            ax.set(xlabel="x", ylabel="y", title=f"{name} stored time t = {sol.t[k]:.3g}")
+    ax = axes[2]
+    ax.plot(sol.t, sol.mass(), "k-", label="mass")
+    mean, var = sol.mean(), sol.var()
+    for a in range(g.ndim):
+        m = mean if g.ndim == 1 else mean[:, a]
+        v = var if g.ndim == 1 else var[:, a]
+        ax.plot(sol.t, m, "-", label=f"mean[{a}]" if g.ndim > 1 else "mean")
+        ax.plot(sol.t, v, "--", label=f"var[{a}]" if g.ndim > 1 else "variance")
+    ax.set(xlabel="t", title="mass, mean, variance")
+    ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure(fig, path) if path is not None else fig
+
+
+# result kind stored in a file -> (module, loader class, plotting function name)
+PLOTTERS = {
+    "fpkit.Solution": ("fpkit.solution", "Solution", "fpkit.plotting:plot_solution"),
+}
+
+
+def cli_plot(args) -> int:
+    import importlib
+
+    import h5py
+
+    path = Path(args.result)
+    if not path.exists():
+        raise ConfigError(f"results file {str(path)!r} does not exist")
+    with h5py.File(path, "r") as f:
+        kind = f.attrs.get("kind")
+    if kind not in PLOTTERS:
+        raise ConfigError(f"`fpkit plot` does not know results of kind {kind!r}; known: {sorted(PLOTTERS)}")
+    module, cls, plotter = PLOTTERS[kind]
+    result = getattr(importlib.import_module(module), cls).load(path)
+    mod, func = plotter.split(":")
+    getattr(importlib.import_module(mod), func)(result, args.output)
+    print(f"wrote {args.output}")
+    return 0
