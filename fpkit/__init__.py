@@ -22,6 +22,8 @@ _LAZY = {
     "KPZ": "fpkit.kpz",
     "Surfaces": "fpkit.kpz",
     "CallanSymanzik": "fpkit.callan_symanzik",
+    "LandauPoleError": "fpkit.callan_symanzik",
+    "compare_forms": "fpkit.derived_forms",
     "Ensemble": "fpkit.ensemble",
     "EnsembleRun": "fpkit.ensemble",
 }

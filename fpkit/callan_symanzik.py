@@ -19,18 +19,19 @@ Sign conventions: s increases in the direction the equation is solved (the FP ti
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from .errors import ConfigError, StabilityError, check_choice, check_positive
 from .grid import Grid
 from .results import Result
-from .solvers.characteristics import LandauPoleError, integrate_characteristics
 from .solvers import transport as tr
+from .solvers.characteristics import LandauPoleError, integrate_characteristics
 
-__all__ = ["CallanSymanzik", "CSSolution", "FixedPoint", "LandauPoleError"]
+__all__ = ["CSSolution", "CallanSymanzik", "FixedPoint", "LandauPoleError"]
 
 METHODS = ("characteristics", "upwind", "semi-lagrangian")
 
@@ -144,7 +145,9 @@ class CallanSymanzik:
     >>> sol = cs.solve(lambda g_: np.exp(-g_**2), [0.1, 0.2], method="characteristics")
     """
 
-    def __init__(self, grid: Grid, beta: Any, gamma: Any = 0.0, kappa: Any = 0.0, *, scale_dependent: bool = False):
+    def __init__(
+        self, grid: Grid, beta: Any, gamma: Any = 0.0, kappa: Any = 0.0, *, scale_dependent: bool = False
+    ):
         if not isinstance(grid, Grid):
             raise ConfigError(f"`grid` must be an fpkit.Grid, got {type(grid).__name__}")
         if grid.kind != "uniform":
@@ -158,7 +161,10 @@ class CallanSymanzik:
         self._kappa_nodes = self._kappa(kappa)
         # validate the callables once on the nodes (shape and finiteness), so errors surface here
         nodes = self._nodes()
-        for name, fn, shape in (("beta", self._beta, (self.ndim, nodes.shape[1])), ("gamma", self._gamma, None)):
+        for name, fn, shape in (
+            ("beta", self._beta, (self.ndim, nodes.shape[1])),
+            ("gamma", self._gamma, None),
+        ):
             vals = fn(nodes, 0.0)
             want = shape if shape is not None else (nodes.shape[1],)
             if vals.shape != want:
@@ -182,13 +188,21 @@ class CallanSymanzik:
                     out = spec(*args)
                 except Exception as exc:
                     raise ConfigError(f"`{name}` callable failed: {exc!r}") from exc
-                if vector and nd > 1:
-                    try:
-                        out = np.stack([np.broadcast_to(np.asarray(o, dtype=float), y.shape[1:]) for o in out])
-                    except TypeError as exc:
-                        raise ConfigError(f"`{name}` must return {nd} components with several couplings") from exc
-                    return out
-                out = np.broadcast_to(np.asarray(out, dtype=float), y.shape[1:])
+                try:
+                    if vector and nd > 1:
+                        if len(out) != nd:
+                            raise ValueError(f"got {len(out)} components")
+                        return np.stack(
+                            [np.broadcast_to(np.asarray(o, dtype=float), y.shape[1:]) for o in out]
+                        )
+                    out = np.broadcast_to(np.asarray(out, dtype=float), y.shape[1:])
+                except (TypeError, ValueError) as exc:
+                    want = (
+                        f"{nd} components of shape {y.shape[1:]}"
+                        if vector and nd > 1
+                        else f"shape {y.shape[1:]}"
+                    )
+                    raise ConfigError(f"`{name}` must return {want} for points of that shape: {exc}") from exc
                 return out[None] if vector else out
 
             return fn
@@ -208,7 +222,9 @@ class CallanSymanzik:
         if nd != 1:
             raise ConfigError(f"`{name}` as an array is supported on 1-D grids only; pass a callable")
         if arr.shape != self.grid.shape:
-            raise ConfigError(f"`{name}` array has shape {arr.shape}, expected the grid's shape {self.grid.shape}")
+            raise ConfigError(
+                f"`{name}` array has shape {arr.shape}, expected the grid's shape {self.grid.shape}"
+            )
         if not np.all(np.isfinite(arr)):
             raise ConfigError(f"`{name}` array has non-finite values")
         from scipy.interpolate import CubicSpline
@@ -276,7 +292,9 @@ class CallanSymanzik:
         return y.T.reshape(shape)
 
     # --- running coupling ---------------------------------------------------------------------------------
-    def running_coupling(self, g0, s, *, s0: float = 0.0, rtol: float = 1e-12, atol: float = 1e-13) -> np.ndarray:
+    def running_coupling(
+        self, g0, s, *, s0: float = 0.0, rtol: float = 1e-12, atol: float = 1e-13
+    ) -> np.ndarray:
         """The running coupling ḡ(s) with ``dḡ/ds = β(ḡ, s)`` and ``ḡ(s0) = g0``.
 
         Parameters
@@ -309,7 +327,9 @@ class CallanSymanzik:
             if sel.size == 0:
                 continue
             order = sel[np.argsort((s_arr[sel] - s0) * side, kind="stable")]
-            y, _ = integrate_characteristics(self._beta, None, y0, float(s0), s_arr[order], rtol=rtol, atol=atol)
+            y, _ = integrate_characteristics(
+                self._beta, None, y0, float(s0), s_arr[order], rtol=rtol, atol=atol
+            )
             out[order] = y
         res = np.stack([self._from_points(o, np.shape(g0)) for o in out])
         return res[0] if np.ndim(s) == 0 else res
@@ -374,18 +394,21 @@ class CallanSymanzik:
         scale = float(np.max(np.abs(b))) or 1.0
         width = hi - lo
         roots: list[float] = []
-        f = lambda x: float(self._b1(np.array([x]))[0])  # noqa: E731
+        f = lambda x: float(self._b1(np.array([x]))[0])
         for i in range(xs.size):
             if b[i] == 0.0:
                 roots.append(float(xs[i]))
         for i in np.nonzero(b[:-1] * b[1:] < 0)[0]:
-            roots.append(brentq(f, xs[i], xs[i + 1], xtol=1e-15 * max(1.0, width), rtol=4e-16, maxiter=200))
+            roots.append(brentq(f, xs[i], xs[i + 1], xtol=1e-15 * max(1.0, width), rtol=1e-15, maxiter=200))
         ab = np.abs(b)
         # touching zeros (even multiplicity): local minima of |β| without a sign change next to them
         for i in range(1, xs.size - 1):
             if ab[i] <= ab[i - 1] and ab[i] <= ab[i + 1] and b[i - 1] * b[i + 1] > 0 and b[i] * b[i - 1] > 0:
                 res = minimize_scalar(
-                    lambda x: abs(f(x)), bounds=(xs[i - 1], xs[i + 1]), method="bounded", options={"xatol": 1e-12}
+                    lambda x: abs(f(x)),
+                    bounds=(xs[i - 1], xs[i + 1]),
+                    method="bounded",
+                    options={"xatol": 1e-12},
                 )
                 if abs(res.fun) <= 1e-12 * scale:
                     roots.append(float(res.x))
@@ -412,7 +435,9 @@ class CallanSymanzik:
                 else:
                     stab = "semi-stable"
             gam = float(self._gamma(np.array([[r]]), 0.0)[0])
-            out.append(FixedPoint(g=r, slope=float(d), stability=stab, anomalous_dimension=gam, marginal=marginal))
+            out.append(
+                FixedPoint(g=r, slope=float(d), stability=stab, anomalous_dimension=gam, marginal=marginal)
+            )
         return out
 
     def _fixed_points_nd(self, bounds, n_starts: int) -> list[FixedPoint]:
@@ -492,12 +517,13 @@ class CallanSymanzik:
         s_eval : sequence of float
             Strictly increasing scales ≥ 0.
         method : str
-            ``"characteristics"`` (κ = 0 only; exact up to the ODE tolerance ``rtol``/``atol``, any number of
-            couplings), ``"upwind"`` (1-D; second-order MUSCL upwind with ``limiter`` and SSP-RK3, Courant
-            number ``cfl`` ≤ 1, default 0.8) or ``"semi-lagrangian"`` (1-D; exact characteristics over each
-            step, cubic interpolation at their feet, no step limit; default one step per output interval
-            when κ = 0 and β does not depend on s, otherwise Courant number ``cfl`` = 2). For κ > 0 both grid
-            methods add Crank-Nicolson diffusion by Strang splitting (second order).
+            ``"characteristics"`` (κ = 0 only; exact up to the ODE tolerance ``rtol``/``atol``, any number
+            of couplings); ``"upwind"`` (1-D; second-order MUSCL upwind with ``limiter`` and SSP-RK3; Courant
+            number ``cfl`` ≤ 1, default 0.5, the bound under which the limited scheme is TVD);
+            ``"semi-lagrangian"`` (1-D; exact characteristics over each step, cubic interpolation at their
+            feet, no step limit; default one step per output interval when κ = 0 and β does not depend on s,
+            otherwise Courant number ``cfl`` = 2). For κ > 0 both grid methods add Crank-Nicolson diffusion
+            by Strang splitting (second order).
         points : ndarray, optional
             Evaluate at these couplings instead of the grid nodes (``(m,)`` in 1-D, ``(m, ndim)`` otherwise).
             Characteristics evaluate there directly; grid methods interpolate their node values by cubics.
@@ -506,9 +532,10 @@ class CallanSymanzik:
         limiter : str
             ``"van-leer"`` (default), ``"minmod"``, ``"mc"``, ``"superbee"`` or ``"none"`` (unlimited
             centred slope, Fromm's scheme: second order also at extrema, not TVD).
-        inflow : callable, optional
-            ``inflow(g, s)``: values of G beyond the grid, used where the flow enters the domain (grid
-            methods: ghost nodes and feet of characteristics outside; Dirichlet ghosts for the diffusion).
+        inflow : callable or number, optional
+            ``inflow(g, s)`` or a constant: values of G beyond the grid, used where the flow enters the
+            domain (grid methods: ghost nodes and feet of characteristics outside; Dirichlet ghosts for the
+            diffusion). ``inflow=0`` says "nothing outside the domain", the right choice for a density.
             Without it, inflow boundaries hold the end value (zero gradient) and outflow boundaries
             extrapolate quadratically.
         rtol, atol : float
@@ -537,7 +564,10 @@ class CallanSymanzik:
         if cfl is not None:
             cfl = check_positive("cfl", cfl)
         if inflow is not None and not callable(inflow):
-            raise ConfigError("`inflow` must be a callable inflow(g, s) or None")
+            if np.ndim(inflow) != 0 or isinstance(inflow, (str, bytes)):
+                raise ConfigError("`inflow` must be a callable inflow(g, s), a number or None")
+            value = check_positive("inflow", abs(float(inflow)), strict=False) * np.sign(float(inflow))
+            inflow = lambda g, s: np.full(np.shape(g), value)
         pts = None
         if points is not None:
             pts = self._as_points(points, "points")
@@ -557,14 +587,16 @@ class CallanSymanzik:
             meta |= {"rtol": rtol, "atol": atol}
             if pts is None:
                 G = G.reshape(s_eval.size, *self.grid.shape)
-            return CSSolution(s_eval, G, self.grid, None if points is None else np.asarray(points, float), meta)
+            return CSSolution(
+                s_eval, G, self.grid, None if points is None else np.asarray(points, float), meta
+            )
         if self.ndim != 1:
             raise ConfigError(
                 f"method={method!r} runs on 1-D grids; use method='characteristics' for {self.ndim} couplings"
             )
         G0n = self._initial_on_nodes(G0)
         if method == "upwind":
-            cfl = 0.8 if cfl is None else cfl
+            cfl = 0.5 if cfl is None else cfl
             if cfl > 1.0:
                 raise ConfigError(f"`cfl` must be <= 1 for method='upwind' (SSP-RK3 TVD bound), got {cfl}")
             G, info = self._solve_upwind(G0n, s_eval, ds, cfl, tr.LIMITERS[limiter], inflow)
@@ -593,13 +625,10 @@ class CallanSymanzik:
         if self.ndim == 1:
             lo, dx = self.grid.lo[0], self.grid.dx[0]
             return lambda y: tr.cubic_interpolate(arr, lo, dx, y[0])
-        from scipy.interpolate import RegularGridInterpolator
-
-        interp = RegularGridInterpolator(self.grid.axes, arr, method="cubic")
+        lo, dx = self.grid.lo, self.grid.dx
 
         def nd(y):
-            clipped = [np.clip(y[a], ax[0], ax[-1]) for a, ax in enumerate(self.grid.axes)]
-            return interp(np.stack(clipped, axis=-1))
+            return tr.cubic_interpolate_nd(arr, lo, dx, y)
 
         return nd
 
@@ -652,9 +681,6 @@ class CallanSymanzik:
         return out
 
     # grid methods ---------------------------------------------------------------------------------------------
-    def _nodes_1d(self) -> np.ndarray:
-        return self.grid.x
-
     def _coef_nodes(self, s: float) -> tuple[np.ndarray, np.ndarray]:
         y = self._nodes()
         return (
@@ -676,7 +702,7 @@ class CallanSymanzik:
         return np.ascontiguousarray(vals)
 
     def _step_count(self, interval: float, ds_max: float) -> int:
-        return max(1, int(math.ceil(interval / ds_max * (1 - 1e-12))))
+        return max(1, math.ceil(interval / ds_max * (1 - 1e-12)))
 
     def _diffuse(self, G, dt, s_old, s_new, inflow, work):
         if not self.has_diffusion:
@@ -703,7 +729,10 @@ class CallanSymanzik:
             raise ConfigError(
                 f"`ds`={ds:.4g} exceeds the upwind stability bound {bound:.4g} (cfl={cfl}); use ds <= {bound:.4g}"
             )
-        ds_max = bound if ds is None else min(ds, bound) if not self.scale_dependent else ds
+        if self.scale_dependent:
+            ds_max = ds  # None: chosen per output interval from β at both ends (checked at every step)
+        else:
+            ds_max = bound if ds is None else min(ds, bound)
         mode = tr.GHOST_GIVEN if inflow is not None else tr.GHOST_AUTO
         fast = inflow is None and not self.scale_dependent and not self.has_diffusion
         ext, slopes = np.empty(n + 4), np.zeros(n + 4)
@@ -718,12 +747,19 @@ class CallanSymanzik:
         for j, target in enumerate(s_eval):
             interval = target - s
             if interval > 0:
-                m = self._step_count(interval, ds_max)
+                step = ds_max
+                if step is None:
+                    b_ends = max(float(np.max(np.abs(self._coef_nodes(sv)[0]))) for sv in (s, target))
+                    g_ends = max(float(np.max(np.abs(self._coef_nodes(sv)[1]))) for sv in (s, target))
+                    step = cfl / max(b_ends / dx, g_ends, 1e-300)
+                m = self._step_count(interval, step)
                 h = interval / m
                 if fast:
                     ok = tr.ssprk3_advance(G, beta0, gamma0, mode, mode, dx, h, m, lim)
                     if not ok:
-                        raise StabilityError(f"upwind solution turned non-finite before s={target:g}", time=target)
+                        raise StabilityError(
+                            f"upwind solution turned non-finite before s={target:g}", time=target
+                        )
                 else:
                     for i in range(m):
                         s_i = s + i * h
@@ -735,15 +771,20 @@ class CallanSymanzik:
                             local = float(np.max(np.abs(beta3))) * h / dx
                             if local > 1.0 + 1e-12:
                                 raise StabilityError(
-                                    f"upwind Courant number {local:.3g} > 1 at s={s_i:.6g}; lower `ds`", time=s_i
+                                    f"upwind Courant number {local:.3g} > 1 at s={s_i:.6g}; lower `ds`",
+                                    time=s_i,
                                 )
                         if inflow is not None:
                             for r, sr in enumerate(stage):
                                 ghosts3[r] = self._inflow_vals(inflow, gp, sr)
-                        tr.ssprk3_step(G, beta3, gamma3, ghosts3, mode, mode, dx, h, lim, ext, slopes, k, u1, u2)
+                        tr.ssprk3_step(
+                            G, beta3, gamma3, ghosts3, mode, mode, dx, h, lim, ext, slopes, k, u1, u2
+                        )
                         self._diffuse(G, 0.5 * h, s_i + 0.5 * h, s_i + h, inflow, work)
                     if not np.all(np.isfinite(G)):
-                        raise StabilityError(f"upwind solution turned non-finite before s={target:g}", time=target)
+                        raise StabilityError(
+                            f"upwind solution turned non-finite before s={target:g}", time=target
+                        )
                 n_total += m
                 s = target
             out[j] = G
@@ -816,7 +857,9 @@ class CallanSymanzik:
                     G[:] = buf
                     self._diffuse(G, 0.5 * h, s_i + 0.5 * h, s_i + h, inflow, work)
                 if not np.all(np.isfinite(G)):
-                    raise StabilityError(f"semi-Lagrangian solution turned non-finite before s={target:g}", time=target)
+                    raise StabilityError(
+                        f"semi-Lagrangian solution turned non-finite before s={target:g}", time=target
+                    )
                 n_total += m
                 s = target
             out[j] = G

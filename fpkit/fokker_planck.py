@@ -378,6 +378,25 @@ class FokkerPlanck:
         return rates[:k]
 
     # --- conversions and description --------------------------------------------------------------------
+    def log_density_form(self):
+        """The KPZ-type equation for h = ln p (ν = D, λ = 2D, advection −A∂h, source −∂A); see
+        ``fpkit.derived_forms`` and docs/derivations.md."""
+        from .derived_forms import log_density_form
+
+        return log_density_form(self)
+
+    def callan_symanzik_form(self):
+        """The Callan-Symanzik form [∂t + A∂w + (∂w A)] p = D ∂w² p (β = A, γ = ∂A, κ = D)."""
+        from .derived_forms import callan_symanzik_form
+
+        return callan_symanzik_form(self)
+
+    def compare_forms(self, p0, t_eval, **kwargs):
+        """Solve this problem as FP, log-density (KPZ-type) and CS forms; report their mutual differences."""
+        from .derived_forms import compare_forms
+
+        return compare_forms(self, p0, t_eval, **kwargs)
+
     def describe(self) -> dict:
         """The resolved problem, for results files."""
         return {
