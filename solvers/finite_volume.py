@@ -182,40 +182,49 @@ def mixed_derivative_matrix(shape, u_coef, inv_h, periodic) -> sp.csr_matrix:
     """Sparse operator for 2 ∂x∂y(Dxy p) in 2-D, written as face fluxes so it conserves mass.
 
     The x-face flux gets -∂y(Dxy p) and the y-face flux -∂x(Dxy p), each by central differences over the
-    four cells next to the face; walls (non-periodic boundary faces) carry no flux.
+    four cells next to the face; walls (non-periodic boundary faces) carry no flux. Not an M-matrix: with a
+    strong off-diagonal D the solution can dip below zero by round-off-sized amounts.
     """
-    nx, ny = shape
-    idx = np.arange(nx * ny).reshape(shape)
+    rows, cols, vals = _mixed_pattern(tuple(shape), tuple(periodic))
+    u = np.asarray(u_coef, dtype=float).ravel()
+    n = int(np.prod(shape))
+    w = np.where(vals[:, 1] == 0, inv_h[0], inv_h[1])  # 1/h of the axis the face is on
+    w_other = np.where(vals[:, 1] == 0, inv_h[1], inv_h[0])
+    data = -0.25 * w * w_other * vals[:, 0] * u[cols]
+    return sp.csr_matrix((data, (rows, cols)), shape=(n, n))
+
+
+_PATTERNS: dict = {}
+
+
+def _mixed_pattern(shape, periodic):
+    """Index pattern of the mixed-derivative operator: rows, columns and (sign, face axis) per entry."""
+    key = (shape, periodic)
+    if key in _PATTERNS:
+        return _PATTERNS[key]
+    idx = np.arange(int(np.prod(shape))).reshape(shape)
     rows, cols, vals = [], [], []
-
-    def add(r, c, v):
-        rows.append(r)
-        cols.append(c)
-        vals.append(v)
-
-    for axis, other in ((0, 1), (1, 0)):
+    for axis in (0, 1):
+        other = 1 - axis
         n, m = shape[axis], shape[other]
-        # faces between cell k-1 and k along `axis` (interior, plus the wrap face if periodic)
-        ks = np.arange(0 if periodic[axis] else 1, n)
-        for k in ks:
-            km = (k - 1) % n
-            for l in range(m):
-                lp, lm = l + 1, l - 1
-                terms = []
-                for ll, sign in ((lp, 1.0), (lm, -1.0)):
-                    if 0 <= ll < m or periodic[other]:
-                        ll %= m
-                        terms += [(km, ll, sign), (k, ll, sign)]
-                # flux F = -(1/(4 h_other)) Σ sign·u ; dp[k] += F/h_axis ; dp[km] -= F/h_axis
-                w = -0.25 * inv_h[other] * inv_h[axis]
-                for a_i, o_i, sign in terms:
-                    cell = (a_i, o_i) if axis == 0 else (o_i, a_i)
-                    col = idx[cell]
-                    coef = w * sign * u_coef[cell]
-                    tgt_hi = (k, l) if axis == 0 else (l, k)
-                    tgt_lo = (km, l) if axis == 0 else (l, km)
-                    add(idx[tgt_hi], col, coef)
-                    add(idx[tgt_lo], col, -coef)
-    if not rows:
-        return sp.csr_matrix((nx * ny, nx * ny))
-    return sp.csr_matrix((vals, (rows, cols)), shape=(nx * ny, nx * ny))
+        k = np.arange(0 if periodic[axis] else 1, n)
+        km = (k - 1) % n
+        l = np.arange(m)
+        K, Lg = np.meshgrid(k, l, indexing="ij")
+        KM = np.meshgrid(km, l, indexing="ij")[0]
+        for dl, sign in ((1, 1.0), (-1, -1.0)):
+            LL = Lg + dl
+            ok = (LL >= 0) & (LL < m) if not periodic[other] else np.ones_like(LL, dtype=bool)
+            LL = LL % m
+            for a_i in (KM, K):  # the two cells on the far side of the face, along `other`
+                cell = (a_i[ok], LL[ok]) if axis == 0 else (LL[ok], a_i[ok])
+                hi = (K[ok], Lg[ok]) if axis == 0 else (Lg[ok], K[ok])
+                lo = (KM[ok], Lg[ok]) if axis == 0 else (Lg[ok], KM[ok])
+                c = idx[cell]
+                rows += [idx[hi], idx[lo]]
+                cols += [c, c]
+                vals += [np.column_stack([np.full(c.size, sign), np.full(c.size, axis)]),
+                         np.column_stack([np.full(c.size, -sign), np.full(c.size, axis)])]
+    out = (np.concatenate(rows), np.concatenate(cols), np.concatenate(vals))
+    _PATTERNS[key] = out
+    return out

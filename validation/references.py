@@ -17,7 +17,7 @@ Contents
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from scipy.special import ndtr
@@ -63,7 +63,9 @@ def gaussian_cell_averages(grid: Grid, mean: float, var: float) -> np.ndarray:
     return np.diff(cdf) / grid.dx[0]
 
 
-def ou_density(grid: Grid, t: float, mean0: float, var0: float, theta: float, mu: float, D: float) -> np.ndarray:
+def ou_density(
+    grid: Grid, t: float, mean0: float, var0: float, theta: float, mu: float, D: float
+) -> np.ndarray:
     """Exact cell averages of the 1-D OU density at time ``t`` (see ``ou_moments``)."""
     m, v = ou_moments(t, mean0, var0, theta, mu, D)
     return gaussian_cell_averages(grid, float(m), float(v))
@@ -89,7 +91,9 @@ def linear_sde_moments(t: float, mean0, cov0, Theta, mu, D):
         if a.ndim <= 1:
             a = np.diag(np.broadcast_to(a, (d,)))
         if a.shape != (d, d):
-            raise ConfigError(f"`{name}` must be a number, {d} values or a ({d}, {d}) matrix, got shape {a.shape}")
+            raise ConfigError(
+                f"`{name}` must be a number, {d} values or a ({d}, {d}) matrix, got shape {a.shape}"
+            )
         return a
 
     Th, S0, Dm = mat("Theta", Theta), mat("cov0", cov0), mat("D", D)
@@ -199,6 +203,13 @@ def survival_halfline(t, x0: float, drift: float, D: float) -> np.ndarray:
     return out
 
 
+def _phi_diff(a, b):
+    """``Φ(b) − Φ(a)`` for ``a <= b`` without cancellation in the upper tail."""
+    a, b = np.broadcast_arrays(np.asarray(a, dtype=float), np.asarray(b, dtype=float))
+    upper = a > 0
+    return np.where(upper, ndtr(-a) - ndtr(-b), ndtr(b) - ndtr(a))
+
+
 def _image_terms(x0, drift, D, L, t):
     """(weight, centre) of the image Gaussians (variance 2Dt) for absorbing walls at 0 and L."""
     spread = np.sqrt(2 * D * t)
@@ -222,6 +233,7 @@ def survival_interval(t, x0: float, L: float, drift: float, D: float, *, method:
     from fpkit.errors import check_choice
 
     check_choice("method", method, ("auto", "images", "eigen"))
+    scalar = np.ndim(t) == 0
     t = np.atleast_1d(np.asarray(t, dtype=float))
     out = np.ones_like(t)
     for i, ti in enumerate(t):
@@ -230,10 +242,10 @@ def survival_interval(t, x0: float, L: float, drift: float, D: float, *, method:
         m = method if method != "auto" else ("images" if D * ti / L**2 < 0.5 else "eigen")
         if m == "images":
             w, c, s = _image_terms(x0, drift, D, L, ti)
-            out[i] = np.sum(w * (ndtr((L - c) / s) - ndtr(-c / s)))
+            out[i] = np.sum(w * _phi_diff(-c / s, (L - c) / s))
         else:
             out[i] = _survival_eigen(ti, x0, L, drift, D)
-    return out if np.ndim(t) else out[0]
+    return float(out[0]) if scalar else out
 
 
 def _survival_eigen(t, x0, L, a, D, tol=1e-15):
@@ -253,7 +265,9 @@ def _survival_eigen(t, x0, L, a, D, tol=1e-15):
     return float(np.exp(-b * x0 - a**2 * t / (4 * D)) * total)
 
 
-def absorbed_density(grid: Grid, t: float, x0: float, drift: float, D: float, L: float | None = None) -> np.ndarray:
+def absorbed_density(
+    grid: Grid, t: float, x0: float, drift: float, D: float, L: float | None = None
+) -> np.ndarray:
     """Cell averages of the (sub-probability) density of the surviving paths at time ``t``.
 
     Half-line (0, ∞) if ``L`` is None, else the interval (0, L); by the image series (exact). The grid should
@@ -270,8 +284,8 @@ def absorbed_density(grid: Grid, t: float, x0: float, drift: float, D: float, L:
         c = np.array([x0, -x0]) + drift * t
     else:
         w, c, s = _image_terms(x0, drift, D, L, t)
-    cdf = np.sum(w[:, None] * ndtr((e[None, :] - c[:, None]) / s), axis=0)
-    return np.diff(cdf) / grid.dx[0]
+    z = (e[None, :] - c[:, None]) / s
+    return np.sum(w[:, None] * _phi_diff(z[:, :-1], z[:, 1:]), axis=0) / grid.dx[0]
 
 
 # ============================================================================================ Kramers
@@ -288,7 +302,9 @@ def kramers_rate(U: Callable, x_min: float, x_max: float, D: float, h: float = 1
 
     cmin, cmax = float(curv(x_min)), float(curv(x_max))
     if not (cmin > 0 and cmax < 0):
-        raise ConfigError(f"`x_min` must be a minimum and `x_max` a maximum of U (U'' = {cmin:.3g}, {cmax:.3g})")
+        raise ConfigError(
+            f"`x_min` must be a minimum and `x_max` a maximum of U (U'' = {cmin:.3g}, {cmax:.3g})"
+        )
     dU = float(U(x_max) - U(x_min))
     return float(np.sqrt(cmin * -cmax) / (2 * np.pi) * np.exp(-dU / D))
 
@@ -309,7 +325,8 @@ def mean_first_passage_time(U: Callable, x0: float, b: float, D: float, lo: floa
     u = U(z)
     shift = u.min()
     inner = cumulative_trapezoid(np.exp(-(u - shift) / D), z, initial=0.0)
-    outer = np.exp((u - shift) / D) * inner
+    with np.errstate(divide="ignore"):  # e^{U/D} ∫ e^{-U/D} in log form: no overflow far up the walls
+        outer = np.exp((u - shift) / D + np.log(inner))
     m = z >= x0
     zz = np.concatenate([[x0], z[m]])
     oo = np.concatenate([[np.interp(x0, z, outer)], outer[m]])
@@ -320,15 +337,23 @@ def mean_first_passage_time(U: Callable, x0: float, b: float, D: float, lo: floa
 def em_ou_stationary_variance(theta: float, D: float, dt: float) -> float:
     """Stationary variance of Euler-Maruyama for OU, ``X' = (1 − θΔt) X + sqrt(2DΔt) ξ``:
     ``2DΔt / (1 − (1 − θΔt)²) = (D/θ) / (1 − θΔt/2)``; exists for ``0 < θΔt < 2``."""
-    theta, D, dt = check_positive("theta", theta), check_positive("D", D, strict=False), check_positive("dt", dt)
+    theta, D, dt = (
+        check_positive("theta", theta),
+        check_positive("D", D, strict=False),
+        check_positive("dt", dt),
+    )
     if theta * dt >= 2:
         raise ConfigError(f"Euler-Maruyama OU is unstable for theta*dt >= 2, got {theta * dt}")
     return (D / theta) / (1 - theta * dt / 2)
 
 
 def _linreg_args(eta, B, s2, r2):
-    return (check_positive("eta", eta), int(check_positive("B", B)), check_positive("s2", s2),
-            check_positive("r2", r2, strict=False))
+    return (
+        check_positive("eta", eta),
+        int(check_positive("B", B)),
+        check_positive("s2", s2),
+        check_positive("r2", r2, strict=False),
+    )
 
 
 def linreg_sgd_variance(eta: float, B: int, s2: float, r2: float) -> float:
