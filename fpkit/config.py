@@ -103,12 +103,12 @@ def problem_from_config(cfg: dict):
     g = cfg["grid"]
     grid = Grid.uniform(g.get("lo"), g.get("hi"), g.get("n"))
     pr = cfg["problem"]
+    options = {key: pr[key] for key in ("bc", "scheme") if key in pr}  # else each solver's own default
     fp = FokkerPlanck(
         grid,
         drift=expression(pr.get("drift", 0.0), "drift", grid.ndim),
         diffusion=expression(pr.get("diffusion", 1.0), "diffusion", grid.ndim),
-        bc=pr.get("bc", "reflecting"),
-        scheme=pr.get("scheme", "exponential"),
+        **options,
     )
     ini = cfg.get("initial", {})
     if "density" in ini:

@@ -73,6 +73,27 @@ class Grid:
             tuple(float(v) for v in lo_t), tuple(float(v) for v in hi_t), tuple(int(v) for v in n_t), "uniform"
         )
 
+    @classmethod
+    def chebyshev(cls, lo: float, hi: float, n: int) -> "Grid":
+        """Chebyshev Gauss-Lobatto nodes on [lo, hi] (zero-flux walls); FokkerPlanck then solves spectrally."""
+        from .spectral import chebyshev_grid
+
+        return chebyshev_grid(lo, hi, n)
+
+    @classmethod
+    def fourier(cls, lo: float, hi: float, n: int) -> "Grid":
+        """Equispaced periodic Fourier nodes on [lo, hi); FokkerPlanck then solves spectrally."""
+        from .spectral import fourier_grid
+
+        return fourier_grid(lo, hi, n)
+
+    @classmethod
+    def hermite(cls, n: int, scale: float = 1.0, center: float = 0.0) -> "Grid":
+        """Hermite-function nodes on the whole line (OU-type problems); FokkerPlanck then solves spectrally."""
+        from .spectral import hermite_grid
+
+        return hermite_grid(n, scale=scale, center=center)
+
     # --- geometry -----------------------------------------------------------------------------------
     @property
     def ndim(self) -> int:
@@ -160,6 +181,10 @@ class Grid:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Grid":
+        if d.get("kind", "uniform") != "uniform":
+            from .spectral import grid_from_dict
+
+            return grid_from_dict(d)
         return cls(tuple(d["lo"]), tuple(d["hi"]), tuple(int(v) for v in d["n"]), d.get("kind", "uniform"))
 
     def __repr__(self) -> str:
@@ -176,6 +201,8 @@ def gaussian(grid: Grid, mean=0.0, std=1.0) -> np.ndarray:
     """
     from scipy.special import ndtr
 
+    if grid.kind != "uniform":  # spectral grids hold point values at their nodes
+        return grid.gaussian(mean, std)
     mean_t = _as_tuple("mean", mean)
     std_t = _as_tuple("std", std)
     if len(mean_t) == 1:

@@ -25,10 +25,6 @@ class Solution(Result):
 
     @classmethod
     def _from_stored(cls, fields, meta, grid):
-        if grid is not None and grid.kind != "uniform":
-            from .spectral import grid_from_dict
-
-            grid = grid_from_dict(grid.to_dict() | meta.get("grid_extra", {}))
         return cls(fields["t"], fields["p"], grid, meta)
 
     def __len__(self) -> int:
@@ -66,6 +62,17 @@ class Solution(Result):
         with np.errstate(divide="ignore", invalid="ignore"):
             plogp = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
         return -np.asarray(self.grid.integrate(plogp))
+
+    def interpolate(self, points, k: int = -1) -> np.ndarray:
+        """The density of stored time ``k`` at arbitrary points: spectral interpolation on spectral grids,
+        piecewise constant (the cell average) on finite-volume grids."""
+        pts = np.asarray(points, dtype=float)
+        if self.grid.kind != "uniform":
+            return self.grid.interpolate(self.p[k], pts)
+        if self.grid.ndim != 1:
+            raise NotImplementedError("interpolation is 1-D for finite-volume solutions")
+        idx = np.clip(((pts - self.grid.lo[0]) / self.grid.dx[0]).astype(int), 0, self.grid.n[0] - 1)
+        return np.where(self.grid.contains(pts), self.p[k][idx], 0.0)
 
     def at(self, t: float) -> np.ndarray:
         """The stored density at the stored time closest to ``t``."""

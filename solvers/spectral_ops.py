@@ -22,6 +22,7 @@ Time integration
 * ``phi_scalar``: the same for diagonal operators (Fourier symbols) by the Kassam-Trefethen contour integral
   near 0 and the closed forms away from it.
 * ``ETDRK4``: Cox-Matthews exponential Runge-Kutta (order 4) for u' = L u + N(u, t).
+* ``SBDF2``: IMEX second-order BDF for u' = L u + R(u, t), L implicit (factorised once), R explicit.
 * ``DenseImplicitStepper``: backward Euler, Crank-Nicolson (Rannacher start) and variable-step BDF2 for
   u' = L(t) u with dense L, refactorised only when L or the step changes.
 * ``dealias_mask`` / ``dealiased_product``: the 2/3 rule for pseudo-spectral products (KPZ spectral scheme).
@@ -29,12 +30,12 @@ Time integration
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import scipy.fft as sfft
 import scipy.linalg as sla
-from scipy.special import roots_hermite, erf
+from scipy.special import erf, roots_hermite
 
 from fpkit.errors import ConfigError
 
@@ -111,7 +112,6 @@ def cheb_coefficients(values: np.ndarray) -> np.ndarray:
 def cheb_values(coeffs: np.ndarray) -> np.ndarray:
     """Inverse of ``cheb_coefficients``: values at the ascending GL nodes."""
     a = np.array(coeffs, dtype=float)
-    m = a.shape[-1] - 1
     a[..., 1:-1] *= 0.5
     f = sfft.dct(a, type=1, axis=-1)
     return f[..., ::-1]
@@ -381,27 +381,39 @@ class ETDRK4:
     def __init__(self, L: np.ndarray, h: float):
         L = np.asarray(L)
         self.h = float(h)
+        self.L = L
         self.diagonal = L.ndim == 1
+        # e^{hL} is all a purely linear step needs; the φ-functions (4× larger augmented exponential for a
+        # dense L) are built on the first step with a non-linear term
+        self.E = np.exp(h * L) if self.diagonal else sla.expm(h * L)
+        self._ready = False
+
+    def _prepare(self):
+        h, L = self.h, self.L
         if self.diagonal:
             e2, q2 = phi_scalar(0.5 * h * L, 1)
-            e, p1, p2, p3 = phi_scalar(h * L, 3)
+            _, p1, p2, p3 = phi_scalar(h * L, 3)
         else:
             e2, q2 = phi_functions(L, 0.5 * h, 1)
-            e, p1, p2, p3 = phi_functions(L, h, 3)
+            _, p1, p2, p3 = phi_functions(L, h, 3)
         self.E2, self.Q = e2, 0.5 * h * q2
-        self.E = e
         self.f1 = h * (p1 - 3 * p2 + 4 * p3)
         self.f2 = h * (p2 - 2 * p3)
         self.f3 = h * (4 * p3 - p2)
+        self._ready = True
 
     def _mul(self, M, v):
         return M * v if self.diagonal else M @ v
 
-    def step(self, u: np.ndarray, t: float, N: Callable[[np.ndarray, float], np.ndarray] | None) -> np.ndarray:
+    def step(
+        self, u: np.ndarray, t: float, N: Callable[[np.ndarray, float], np.ndarray] | None
+    ) -> np.ndarray:
         """Advance u from t to t + h. ``N=None`` means a purely linear problem (u ← e^{hL} u)."""
         m = self._mul
         if N is None:
             return m(self.E, u)
+        if not self._ready:
+            self._prepare()
         h = self.h
         Nu = N(u, t)
         a = m(self.E2, u) + m(self.Q, Nu)
@@ -482,6 +494,61 @@ class DenseImplicitStepper:
             self._prev, self._prev_dt = u, dt
         self.n_steps += 1
         return new
+
+
+class SBDF2:
+    """IMEX second-order backward differentiation (Ascher, Ruuth & Wetton 1995) for u' = L u + R(u, t).
+
+    L (dense) is implicit and factorised once; R is explicit, extrapolated:
+    (3/2 I − hL) u_{n+1} = 2u_n − ½u_{n−1} + h(2R_n − R_{n−1}). The first step is IMEX Euler
+    ((I − hL) u_1 = u_0 + h R_0). The cost per step is one LU solve and one evaluation of R.
+
+    Stability: for R = εL on a stiff mode the extrapolated scheme is stable for −1 < ε < 1/3, so L should be
+    at least as stiff as the true operator, or close to it (e.g. the operator frozen at a nearby time, with
+    R = (L(t) − L)u); ``set_operator`` swaps L mid-run without losing second order (R_{n−1} is re-split).
+    """
+
+    order = 2
+
+    def __init__(self, L: np.ndarray, h: float):
+        self.h = float(h)
+        self._prev: tuple[np.ndarray, np.ndarray] | None = None
+        self._factor(L)
+
+    def _factor(self, L):
+        n = L.shape[0]
+        self._lu1 = sla.lu_factor(np.eye(n) - self.h * L)
+        self._lu2 = sla.lu_factor(1.5 * np.eye(n) - self.h * L)
+
+    def set_operator(self, L: np.ndarray, r_prev: np.ndarray | None = None) -> None:
+        """Use a new implicit L from the next step on; ``r_prev`` = R_{n−1} re-split against the new L."""
+        self._factor(L)
+        if self._prev is not None:
+            if r_prev is None:
+                self._prev = None  # restart with an IMEX Euler step
+            else:
+                self._prev = (self._prev[0], r_prev)
+
+    @property
+    def previous_state(self) -> np.ndarray | None:
+        return None if self._prev is None else self._prev[0]
+
+    def step_with(self, u: np.ndarray, r: np.ndarray) -> np.ndarray:
+        """Advance ``u`` by one step given the explicit term r = R(u_n, t_n)."""
+        h = self.h
+        if self._prev is None:
+            new = sla.lu_solve(self._lu1, u + h * r)
+        else:
+            u_1, r_1 = self._prev
+            new = sla.lu_solve(self._lu2, 2.0 * u - 0.5 * u_1 + h * (2.0 * r - r_1))
+        self._prev = (u, r)
+        return new
+
+    def step(
+        self, u: np.ndarray, t: float, R: Callable[[np.ndarray, float], np.ndarray] | None
+    ) -> np.ndarray:
+        """Advance ``u`` from ``t`` to ``t + h``; ``R=None`` means R ≡ 0."""
+        return self.step_with(u, np.zeros_like(u) if R is None else R(u, t))
 
 
 # =====================================================================================================

@@ -1,7 +1,10 @@
-"""Implicit time steppers for dp/dt = L(t) p with sparse L.
+"""Implicit time steppers for dp/dt = L(t) p.
 
-Each stepper is chosen by name and declares its order. Factorisations are cached by (step size, kind) while
-the operator does not change, so a time-independent problem factorises once per distinct step size.
+Each stepper is chosen by name and declares its order. L is a scipy sparse matrix or, for 1-D problems
+without periodic wrap, a ``Tridiagonal`` (banded solves, no sparse assembly). Factorisations are cached by
+step kind and size while L does not change, so a time-independent problem factorises once per distinct
+step size; for a time-dependent L the last two operators are remembered (Crank-Nicolson's L(t + dt) is the
+next step's L(t)).
 """
 
 from __future__ import annotations
@@ -9,11 +12,37 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
+import scipy.linalg as sla
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 ORDERS = {"explicit": 1, "implicit": 1, "crank-nicolson": 2, "bdf2": 2}
 RANNACHER_STEPS = 2  # Crank-Nicolson steps replaced by 2 half-size backward-Euler steps each
+
+
+class Tridiagonal:
+    """A tridiagonal operator: (L p)_i = lower_i p_{i-1} + diag_i p_i + upper_i p_{i+1}."""
+
+    def __init__(self, lower: np.ndarray, diag: np.ndarray, upper: np.ndarray):
+        self.lower, self.diag, self.upper = lower, diag, upper  # lower[0] and upper[-1] are unused
+
+    def __matmul__(self, p: np.ndarray) -> np.ndarray:
+        out = self.diag * p
+        out[1:] += self.lower[1:] * p[:-1]
+        out[:-1] += self.upper[:-1] * p[1:]
+        return out
+
+    def shifted_solve(self, c0: float, coef: float, rhs: np.ndarray) -> np.ndarray:
+        """Solve (c0 I − coef L) x = rhs."""
+        ab = np.empty((3, self.diag.size))
+        ab[0, 1:] = -coef * self.upper[:-1]
+        ab[1] = c0 - coef * self.diag
+        ab[2, :-1] = -coef * self.lower[1:]
+        return sla.solve_banded((1, 1), ab, rhs, check_finite=False)
+
+    def tocsc(self):
+        n = self.diag.size
+        return sp.diags([self.lower[1:], self.diag, self.upper[:-1]], [-1, 0, 1], shape=(n, n), format="csc")
 
 
 class ImplicitStepper:
@@ -22,29 +51,43 @@ class ImplicitStepper:
     Parameters
     ----------
     operator : callable
-        ``operator(t) -> scipy.sparse matrix`` L at time t.
+        ``operator(t)`` -> L at time t (sparse matrix or ``Tridiagonal``).
     time_dependent : bool
         If False, ``operator`` is called once and factorisations are reused.
     method : str
         ``"implicit"`` (backward Euler), ``"crank-nicolson"`` or ``"bdf2"``.
     """
 
-    def __init__(self, operator: Callable[[float], sp.spmatrix], time_dependent: bool, method: str):
+    def __init__(self, operator: Callable[[float], object], time_dependent: bool, method: str):
         self.operator = operator
         self.time_dependent = time_dependent
         self.method = method
-        self._L = None if time_dependent else operator(0.0).tocsc()
+        self._L = None if time_dependent else self._prepare(operator(0.0))
+        self._recent: dict = {}
         self._lu: dict = {}
-        self._identity = None
         self.n_steps = 0
         self._prev: np.ndarray | None = None  # p at the previous step (BDF2)
         self._prev_dt: float | None = None
 
-    def _op(self, t: float):
-        return self._L if self._L is not None else self.operator(t).tocsc()
+    @staticmethod
+    def _prepare(L):
+        return L if isinstance(L, Tridiagonal) else L.tocsc()
 
-    def _solve(self, key, build, rhs):
-        if self._L is None:  # time-dependent: nothing to reuse
+    def _op(self, t: float):
+        if self._L is not None:
+            return self._L
+        if t not in self._recent:
+            if len(self._recent) >= 2:
+                self._recent.pop(next(iter(self._recent)))
+            self._recent[t] = self._prepare(self.operator(t))
+        return self._recent[t]
+
+    def _shifted_solve(self, key, c0: float, coef: float, L, rhs: np.ndarray) -> np.ndarray:
+        """Solve (c0 I − coef L) x = rhs, reusing the factorisation when L is fixed."""
+        if isinstance(L, Tridiagonal):
+            return L.shifted_solve(c0, coef, rhs)
+        build = lambda: (c0 * sp.identity(L.shape[0], format="csc") - coef * L).tocsc()  # noqa: E731
+        if self._L is None:
             return spla.spsolve(build(), rhs)
         lu = self._lu.get(key)
         if lu is None:
@@ -53,19 +96,11 @@ class ImplicitStepper:
             lu = self._lu[key] = spla.splu(build())
         return lu.solve(rhs)
 
-    def _eye(self, n):
-        if self._identity is None or self._identity.shape[0] != n:
-            self._identity = sp.identity(n, format="csc")
-        return self._identity
-
     def backward_euler(self, p, t, dt):
-        L = self._op(t + dt)
-        eye = self._eye(p.size)
-        return self._solve(("be", dt), lambda: (eye - dt * L).tocsc(), p)
+        return self._shifted_solve(("be", dt), 1.0, dt, self._op(t + dt), p)
 
     def step(self, p: np.ndarray, t: float, dt: float) -> np.ndarray:
         """Advance ``p`` (flattened) from ``t`` to ``t + dt``."""
-        eye = self._eye(p.size)
         if self.method == "implicit":
             new = self.backward_euler(p, t, dt)
         elif self.method == "crank-nicolson":
@@ -73,19 +108,16 @@ class ImplicitStepper:
                 half = self.backward_euler(p, t, 0.5 * dt)
                 new = self.backward_euler(half, t + 0.5 * dt, 0.5 * dt)
             else:
-                L0, L1 = self._op(t), self._op(t + dt)
-                rhs = p + 0.5 * dt * (L0 @ p)
-                new = self._solve(("cn", dt), lambda: (eye - 0.5 * dt * L1).tocsc(), rhs)
+                rhs = p + 0.5 * dt * (self._op(t) @ p)
+                new = self._shifted_solve(("cn", dt), 1.0, 0.5 * dt, self._op(t + dt), rhs)
         elif self.method == "bdf2":
             if self._prev is None:
                 new = self.backward_euler(p, t, dt)
             else:
                 # variable-step BDF2 with ratio w = dt / dt_prev
                 w = dt / self._prev_dt
-                c0 = (1 + 2 * w) / (1 + w)
                 rhs = (1 + w) * p - (w * w / (1 + w)) * self._prev
-                L = self._op(t + dt)
-                new = self._solve(("bdf2", dt, w), lambda: (c0 * eye - dt * L).tocsc(), rhs)
+                new = self._shifted_solve(("bdf2", dt, w), (1 + 2 * w) / (1 + w), dt, self._op(t + dt), rhs)
             self._prev, self._prev_dt = p, dt
         else:  # pragma: no cover - validated by the caller
             raise ValueError(self.method)
