@@ -47,8 +47,12 @@ DEFAULT_CONFIG: dict = {
     "train": {"lr": 0.02, "batch_size": 8, "sampling": "iid", "members": 4000, "steps": 4000, "snapshots": 50},
     "analysis": {
         "entries": "auto",  # or a list such as ["W2[0,0]", "W1[1,2]"]
+        "auto_limit": {"W2": 9, "W1": 3, "W3": 3},  # how many entries "auto" judges per layer
         "split": "half",  # "half": estimate on one half, judge the other; "in-sample": both on all members
-        "cells": 200,
+        "cells": 400,  # at least this many cells; more when a density narrows (cells_per_sd)
+        "cells_per_sd": 25,  # resolve the narrowest snapshot's standard deviation by this many cells
+        "max_cells": 4000,
+        "pair_cells": 48,
         "fp_dt": 0.1,
         "variants": ["standard", "discrete", "second_order", "symmetric"],
         "pair": ["W2[0,0]", "W2[0,1]"],
@@ -62,8 +66,8 @@ DEFAULT_CONFIG: dict = {
 }
 QUICK_OVERRIDES: dict = {
     "train": {"members": 1000, "steps": 1000, "snapshots": 30},
-    "analysis": {"svag": [4], "svag_members": 500, "langevin_paths": 4000, "heldout": 300,
-                 "variants": ["standard", "discrete"]},
+    "analysis": {"svag": [4], "svag_members": 300, "langevin_paths": 3000, "heldout": 300,
+                 "variants": ["standard", "discrete"], "auto_limit": {"W2": 3, "W1": 2, "W3": 2}, "fp_dt": 0.2},
     "sweep": {"lr": [0.02, 0.1], "batch_size": [8], "members": 400, "steps": 500, "snapshots": 20},
 }
 MIN_MEMBERS = 100
@@ -135,15 +139,28 @@ def entry_arrays(run, label: str) -> dict:
     return out
 
 
-def auto_entries(run) -> list[str]:
-    """All of W2, the three W1 entries whose spread changes most, and W3[0,0], W3[d-1,0] plus the W3 entry
-    whose mean moves most (relative to its initial spread)."""
+def diffusion_share(run, name: str) -> np.ndarray:
+    """Per entry of ``name``: 2∫E[D]dt / Var(w at the end), D = (η/2)·grad_var — how much of the final
+    spread diffusion alone would have made. Large for entries whose histograms are shaped by diffusion."""
+    W, V = run.weights[name], run.grad_var[name]
+    Dm = 0.5 * run.eta * V.mean(axis=1)
+    added = np.sum(0.5 * (Dm[1:] + Dm[:-1]) * np.diff(run.t)[(...,) + (None,) * (Dm.ndim - 1)], axis=0) * 2
+    return added / np.maximum(W[-1].var(axis=0), 1e-300)
+
+
+def auto_entries(run, limit: dict | None = None) -> list[str]:
+    """All of W2; the three W1 entries with the largest diffusion share (``diffusion_share``); W3[0,0],
+    W3[d-1,0] and the W3 entry whose mean moves most (relative to its initial spread). ``limit`` caps the
+    count per layer."""
+    limit = {"W2": 9, "W1": 3, "W3": 3, **(limit or {})}
     labels = []
     W1, W2, W3 = run.weights["W1"], run.weights["W2"], run.weights["W3"]
     labels += [entry_label("W2", (i, j)) for i in range(W2.shape[2]) for j in range(W2.shape[3])]
-    sd = W1.std(axis=1)
-    change = np.max(np.abs(np.log(sd / sd[0])), axis=0)
-    for flat in np.argsort(change.ravel())[::-1][:3]:
+    change = diffusion_share(run, "W1") if run.grad_var is not None else np.max(
+        np.abs(np.log(W1.std(axis=1) / W1.std(axis=1)[0])), axis=0
+    )
+    labels = labels[: limit["W2"]]
+    for flat in np.argsort(change.ravel())[::-1][: limit["W1"]]:
         labels.append(entry_label("W1", np.unravel_index(flat, change.shape)))
     d = W3.shape[2]
     w3 = [entry_label("W3", (0, 0)), entry_label("W3", (d - 1, 0))]
@@ -153,7 +170,20 @@ def auto_entries(run) -> list[str]:
         if lab not in w3:
             w3.append(lab)
             break
-    return labels + w3
+    return labels + w3[: limit["W3"]]
+
+
+def entry_grid(w: np.ndarray, acfg: dict) -> Grid:
+    """A uniform grid over the entry's range at all snapshots, fine enough that the narrowest snapshot's
+    standard deviation spans ``cells_per_sd`` cells (collapsing densities need it: the FV error grows like
+    (h/σ)², and at 5 cells per σ it already exceeds the noise floor of 2000 members)."""
+    coarse = est.choose_grid(w, n=3)
+    span = coarse.hi[0] - coarse.lo[0]
+    sd_min = float(np.min(w.std(axis=1)))
+    n = int(acfg["cells"])
+    if sd_min > 0:
+        n = max(n, int(np.ceil(float(acfg["cells_per_sd"]) * span / sd_min)))
+    return est.choose_grid(w, n=min(n, int(acfg["max_cells"])))
 
 
 def split_members(M: int, seed: int, mode: str) -> tuple[np.ndarray, np.ndarray]:
@@ -260,7 +290,7 @@ def analyse_entry(run, label: str, est_members, judge_members, acfg: dict, *, va
     arrays = entry_arrays(run, label)
     w = arrays["w"]
     t = run.t
-    grid = est.choose_grid(w, n=int(acfg["cells"]))
+    grid = entry_grid(w, acfg)
     judged = w[:, judge_members]
     p_emp = est.histogram_density(judged, grid)
     p0 = p_emp[0]
@@ -383,7 +413,8 @@ def _timed(timings: dict, key: str):
     return _T()
 
 
-def langevin_crosscheck(result: EntryResult, series_members, run, arrays, n_paths: int, seed: int) -> dict:
+def langevin_crosscheck(result: EntryResult, series_members, run, arrays, n_paths: int, seed: int,
+                        dt: float) -> dict:
     """Evolve the same coefficients with the Langevin sampler; W1(FP, paths) over the paths' noise floor."""
     import fpkit
 
@@ -391,11 +422,8 @@ def langevin_crosscheck(result: EntryResult, series_members, run, arrays, n_path
     coefs = series.fp_coefficients()
     sde = fpkit.SDE(drift=coefs["drift"], diffusion=coefs["diffusion"])
     t = result.t
-    rng = np.random.default_rng(derive_seed(seed, 21))
-    p0 = result.p_emp[0]
-    cells = rng.choice(p0.size, size=n_paths, p=p0 / p0.sum())
-    x0 = result.grid.x[cells] + (rng.random(n_paths) - 0.5) * result.grid.dx[0]
-    paths = sde.sample(x0, t, n_paths=n_paths, method="euler", seed=seed, dt=min(0.01, float(np.diff(t).min())))
+    paths = sde.sample((result.grid, result.p_emp[0]), t, n_paths=n_paths, method="euler", seed=seed, dt=dt,
+                       t0=t[0])  # fmt: skip
     x = np.asarray(paths.x).reshape(t.size, -1)
     ratios = np.array(
         [metrics.w1_samples(result.p_pred[s], result.grid, x[s]) / metrics.w1_floor(x.shape[1], samples=x[s])
@@ -427,7 +455,7 @@ def pair_prediction(run, cfg: dict, pair_labels: list[str], est_members, judge_m
         ws = {n: run.weights[n][s][est_members] for n in run.weights}
         gs, cs = w2_pair_gradient_covariance(ws, x, activation, idx, run.batch_size)
         g[s, est_members], cov[s, est_members] = gs, cs
-    n_cells = max(24, int(acfg["cells"]) // 4)
+    n_cells = int(acfg["pair_cells"])
     grid = est.choose_grid(w, n=n_cells, ndim=2)
     series = est.mechanistic_2d_series(run.t, w[:, est_members], g[:, est_members], cov[:, est_members], run.eta,
                                        grid)  # fmt: skip
@@ -436,8 +464,13 @@ def pair_prediction(run, cfg: dict, pair_labels: list[str], est_members, judge_m
     coefs = series.fp_coefficients()
     fp = FokkerPlanck(grid, drift=coefs["drift"], diffusion=coefs["diffusion"], bc="reflecting", time_dependent=True)
     p_pred = fp.solve(p_emp[0], run.t, method="implicit", dt=float(acfg["fp_dt"]) * 2, t0=run.t[0]).p
+    # the mixed-derivative stencil is not an M-matrix: clip its round-off-sized negative values
+    out_min = float(p_pred.min())
+    p_pred = np.clip(p_pred, 0.0, None)
+    p_pred /= grid.integrate(p_pred)[:, None, None]
     # marginal W1 ratios of the joint prediction, and the L1 distance of the joint densities
-    out = {"labels": pair_labels, "grid": grid, "p_pred": p_pred, "p_emp": p_emp, "marginal_w1_over_floor": []}
+    out = {"labels": pair_labels, "grid": grid, "p_pred": p_pred, "p_emp": p_emp, "marginal_w1_over_floor": [],
+           "clipped_min": out_min}
     for a in range(2):
         gm = Grid.uniform(grid.lo[a], grid.hi[a], grid.n[a])
         marg_pred = grid.integrate(p_pred, axis=1 - a)
@@ -477,6 +510,20 @@ def output_distributions(run, ens, cfg: dict, results: list[EntryResult], judge_
             cells = rng.choice(p.size, size=M, p=np.clip(p, 0, None) / np.clip(p, 0, None).sum())
             drawn["W2"][:, i, j] = r.grid.x[cells] + (rng.random(M) - 0.5) * r.grid.dx[0]
             shuffled["W2"][:, i, j] = rng.permutation(last["W2"][:, i, j])
+    # quantile map: each member keeps its rank among the members but takes the predicted marginal's quantile,
+    # so correlations with the member's other weights survive and only the marginal is replaced
+    mapped = {n: v.copy() for n, v in last.items()}
+    for i in range(W2.shape[2]):
+        for j in range(W2.shape[3]):
+            lab = entry_label("W2", (i, j))
+            if lab not in by_label:
+                continue
+            r = by_label[lab]
+            cdf = np.concatenate([[0.0], np.cumsum(np.clip(r.p_pred[-1], 0, None)) * r.grid.dx[0]])
+            cdf /= cdf[-1]
+            ranks = (np.argsort(np.argsort(last["W2"][:, i, j])) + 0.5) / M
+            mapped["W2"][:, i, j] = np.interp(ranks, cdf, r.grid.edges[0])
+    quant = reconstruction_errors(mapped, x_held, activation)
     pred = reconstruction_errors(drawn, x_held, activation)
     base = reconstruction_errors(shuffled, x_held, activation)
     floor = metrics.w1_floor(M, samples=trained)
@@ -488,7 +535,9 @@ def output_distributions(run, ens, cfg: dict, results: list[EntryResult], judge_
             np.sqrt(2) * metrics.w1_floor(M, samples=xhat_t[:, c])
         )
     return {
-        "trained": trained, "predicted": pred, "shuffled": base,
+        "trained": trained, "predicted": pred, "shuffled": base, "quantile_mapped": quant,
+        "w1_quantile_over_floor": metrics.w1_two_samples(trained, quant) / (np.sqrt(2) * floor),
+        "ks_quantile": metrics.ks_two_samples(trained, quant),
         "w1_pred_over_floor": metrics.w1_two_samples(trained, pred) / (np.sqrt(2) * floor),
         "w1_shuffled_over_floor": metrics.w1_two_samples(trained, base) / (np.sqrt(2) * floor),
         "ks_pred": metrics.ks_two_samples(trained, pred), "ks_shuffled": metrics.ks_two_samples(trained, base),
@@ -521,7 +570,7 @@ def run_sweep(cfg: dict, show_progress=None) -> list[dict]:
                 rows.append(row)
                 continue
             E, J = split_members(run.members, cfg["seed"], "half")
-            labels = ["W2[0,0]", auto_entries(run)[-6]]
+            labels = ["W2[0,0]", auto_entries(run, {"W2": 0, "W1": 1, "W3": 0})[0]]
             finals = {}
             for lab in labels:
                 r = analyse_entry(run, lab, E, J, sub["analysis"], km=False, js=False)
@@ -547,7 +596,7 @@ def run_experiment(cfg: dict, *, sweep: bool = False, show_progress: bool | None
     if run.t.size < MIN_SNAPSHOTS:
         raise ConfigError(f"only {run.t.size} snapshots: at least {MIN_SNAPSHOTS} are needed to estimate from")
     E, J = split_members(run.members, cfg["seed"], acfg["split"])
-    labels = auto_entries(run) if acfg["entries"] == "auto" else list(acfg["entries"])
+    labels = auto_entries(run, acfg["auto_limit"]) if acfg["entries"] == "auto" else list(acfg["entries"])
     results = []
     with _timed(timings, "estimation_and_prediction"):
         for lab in labels:
@@ -557,12 +606,15 @@ def run_experiment(cfg: dict, *, sweep: bool = False, show_progress: bool | None
     with _timed(timings, "langevin_crosscheck"):
         target = next((r for r in results if r.label.startswith("W1")), results[0])
         extra["langevin"] = langevin_crosscheck(target, E, run, entry_arrays(run, target.label),
-                                                int(acfg["langevin_paths"]), cfg["seed"])  # fmt: skip
+                                                int(acfg["langevin_paths"]), cfg["seed"], float(acfg["fp_dt"]) / 4)  # fmt: skip
     with _timed(timings, "pair_2d"):
-        try:
-            extra["pair"] = pair_prediction(run, cfg, list(acfg["pair"]), E, J)
-        except ConfigError as exc:
-            extra["pair_skipped"] = str(exc)
+        if not acfg["pair"]:
+            extra["pair_skipped"] = "no pair configured (analysis.pair = [])"
+        else:
+            try:
+                extra["pair"] = pair_prediction(run, cfg, list(acfg["pair"]), E, J)
+            except ConfigError as exc:
+                extra["pair_skipped"] = str(exc)
     with _timed(timings, "output_distributions"):
         extra["outputs"] = output_distributions(run, ens, cfg, results, J, cfg["seed"])
     with _timed(timings, "svag"):
