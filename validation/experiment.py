@@ -529,7 +529,7 @@ def output_distributions(run, ens, cfg: dict, results: list[EntryResult], judge_
     floor = metrics.w1_floor(M, samples=trained)
     coords = {}
     xhat_t = forward(last, x_held[:1], activation)[-1][:, 0, :]
-    xhat_p = forward(drawn, x_held[:1], activation)[-1][:, 0, :]
+    xhat_p = forward(mapped, x_held[:1], activation)[-1][:, 0, :]
     for c in range(min(3, xhat_t.shape[1])):
         coords[f"xhat[{c}]"] = metrics.w1_two_samples(xhat_t[:, c], xhat_p[:, c]) / (
             np.sqrt(2) * metrics.w1_floor(M, samples=xhat_t[:, c])
