@@ -372,7 +372,7 @@ def write_all(res: ExperimentResult, out_dir, suite_table: str | None = None) ->
         "2-D joint density": fig_pair(res, out / "pair.png"),
         "failure map over η and B": fig_failure_map(res, out / "failure_map.png"),
     }
-    save_results(res, out / "results.h5")
     res.timings["figures_and_files"] = time.perf_counter() - t0
+    save_results(res, out / "results.h5")
     _atomic_text(out / "report.md", report_markdown(res, suite_table, figures))
     return {"results": out / "results.h5", "report": out / "report.md", **{k: v for k, v in figures.items() if v}}
