@@ -389,6 +389,12 @@ class FokkerPlanck:
         return rates[:k]
 
     # --- conversions and description --------------------------------------------------------------------
+    def sde(self):
+        """The Langevin SDE dX = A dt + √(2D) dW with this problem's coefficients and walls (fpkit.SDE)."""
+        from .sde import sde_from_fokker_planck
+
+        return sde_from_fokker_planck(self)
+
     def log_density_form(self):
         """The KPZ-type equation for h = ln p (ν = D, λ = 2D, advection −A∂h, source −∂A); see
         ``fpkit.derived_forms`` and docs/derivations.md."""

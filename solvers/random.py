@@ -142,7 +142,7 @@ _ZIG_KI, _ZIG_WI, _ZIG_FI = _ziggurat_tables()  # frozen into the compiled kerne
 _MASK52 = np.uint64(0x000FFFFFFFFFFFFF)
 
 
-@kernel
+@kernel(inline="always")
 def next_normal(state, k):
     """One standard normal from stream ``k`` (ziggurat; one 64-bit draw in 99.3 % of calls)."""
     while True:

@@ -420,7 +420,8 @@ def langevin_crosscheck(result: EntryResult, series_members, run, arrays, n_path
 
     series = estimate_series(run, arrays, series_members, result.grid)
     coefs = series.fp_coefficients()
-    sde = fpkit.SDE(drift=coefs["drift"], diffusion=coefs["diffusion"])
+    # the same reflecting walls as the FP problem it is compared with
+    sde = fpkit.SDE(drift=coefs["drift"], diffusion=coefs["diffusion"], grid=result.grid, bc="reflecting")
     t = result.t
     paths = sde.sample((result.grid, result.p_emp[0]), t, n_paths=n_paths, method="euler", seed=seed, dt=dt,
                        t0=t[0])  # fmt: skip

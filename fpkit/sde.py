@@ -1,0 +1,793 @@
+"""Ensembles of SDE paths for the same drift and diffusion as a Fokker-Planck problem.
+
+    dX = A(X, t) dt + √(2 D(X, t)) dW        (Itô; D is the diffusion, never σ; D diagonal in d-D)
+
+Its density obeys ∂t p = −∇·(A p) + ∇·∇·(D p), the equation ``fpkit.FokkerPlanck`` solves, so one problem
+description drives both: ``SDE.fokker_planck(grid, bc)`` and ``sde_from_fokker_planck(fp)`` convert.
+
+How coefficients are evaluated (the speed of a run depends on it)
+-----------------------------------------------------------------
+In 1-D the compiled kernels (``fpkit.solvers.sde_kernels``, parallel over paths) evaluate
+
+* numbers, and ``numpy.polynomial.Polynomial`` objects (Horner's rule, exact): inline, the fastest;
+* arrays on a uniform ``grid`` (linear interpolation between cell centres, constant beyond the outer ones,
+  as ``Coefficient.at``): inline;
+* numba-jitted functions ``f(x, t)`` of scalars (``numba.njit``): called from inside the kernel through a
+  function pointer, a few ns per call.
+
+Any other callable (a vectorised numpy ``f(x, t)``, or ``f(x, y, t)`` returning all components in d-D)
+runs the vectorised step loop instead: one call per time step over all paths, at numpy speed. So does every
+d-dimensional problem. Both routes draw the same random numbers for a seed and agree to round-off.
+
+Random numbers: path ``k`` uses stream ``k`` of ``seed`` (``fpkit.solvers.random``) for its increments, so a
+seed gives bit-identical paths whatever the number of threads. Starting points drawn from a density use the
+streams of ``derive_seed(seed, 1)``, initial velocities those of ``derive_seed(seed, 2)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from numpy.polynomial import Polynomial
+
+from .coefficients import Coefficient
+from .errors import ConfigError, StabilityError, check_choice, check_positive
+from .grid import Grid
+from .paths import Paths
+from .progress import progress
+from .solvers import sde_kernels as K
+from .solvers.random import derive_seed, draw_normals, seed_streams
+
+METHODS = ("euler", "milstein", "heun", "baoab")
+BOUNDARY_CONDITIONS = ("none", "reflecting", "absorbing", "periodic")
+ENGINES = ("auto", "kernel", "numpy")
+_WALL_CODE = {"none": K.NO_WALL, "reflecting": K.REFLECTING, "absorbing": K.ABSORBING, "periodic": K.PERIODIC}
+_METHOD_CODE = {"euler": K.EULER, "milstein": K.MILSTEIN, "heun": K.HEUN}
+_NUMERIC_STEP = 6.0e-6  # relative step of central differences, ~ eps^(1/3)
+
+
+def _is_jitted(value) -> bool:
+    try:
+        from numba.core.registry import CPUDispatcher
+    except ImportError:  # pragma: no cover - numba is a dependency
+        return False
+    return isinstance(value, CPUDispatcher)
+
+
+def _call_vectorised(fn, args, name: str):
+    """Call ``fn(*args)`` on arrays; a numba function written for scalars is mapped element by element."""
+    try:
+        return fn(*args)
+    except Exception as exc:
+        if _is_jitted(fn):
+            return np.vectorize(fn, otypes=[float])(*args)
+        raise ConfigError(f"`{name}` callable failed: {exc!r}") from exc
+
+
+class _Coef1D:
+    """A 1-D coefficient (times a constant ``scale``) in the form the kernels and the numpy loop need."""
+
+    def __init__(self, value: Any, name: str, grid: Grid | None, *, nonnegative: bool, scale: float = 1.0):
+        self.name, self.scale, self.value = name, float(scale), value
+        if isinstance(value, Polynomial):
+            coefs = value.convert(kind=Polynomial, domain=[-1, 1], window=[-1, 1]).coef.astype(float)
+            if not np.all(np.isfinite(coefs)):
+                raise ConfigError(f"`{name}` polynomial has non-finite coefficients")
+            self.kind, self.poly = "polynomial", Polynomial(coefs * self.scale)
+        elif _is_jitted(value):
+            self.kind = "jit"
+        elif callable(value):
+            self.kind = "callable"
+        elif np.ndim(value) == 0:
+            v = float(np.asarray(value, dtype=float))
+            if not math.isfinite(v):
+                raise ConfigError(f"`{name}` must be finite, got {value!r}")
+            if nonnegative and v < 0:
+                raise ConfigError(f"`{name}` must be non-negative (it is D, not σ), got {v!r}")
+            self.kind, self.const = "constant", v * self.scale
+        else:
+            if grid is None:
+                raise ConfigError(f"`{name}` is an array: pass the `grid` it is given on")
+            if grid.kind != "uniform" or grid.ndim != 1:
+                raise ConfigError(f"`{name}` arrays need a 1-D Grid.uniform, got {grid!r}")
+            arr = Coefficient(value, name, grid, nonnegative=nonnegative).on_grid()
+            self.kind, self.grid, self.table = "table", grid, arr * self.scale
+        self._fn_ptr = None
+
+    @property
+    def compiled(self) -> bool:
+        return self.kind != "callable"
+
+    def spec(self):
+        """(mode, par, fn) for the kernels."""
+        if self.kind == "constant":
+            return K.CONST, np.array([self.const]), None
+        if self.kind == "polynomial":
+            c = self.poly.coef
+            return K.POLY, np.array(c if c.size else [0.0], dtype=float), None
+        if self.kind == "table":
+            x0, dx = float(self.grid.x[0]), self.grid.dx[0]
+            return K.TABLE, np.concatenate([[x0, 1.0 / dx], self.table]), None
+        if self._fn_ptr is None:
+            self._fn_ptr = K.function_pointer(self.value)
+        return K.FUNC, np.array([self.scale]), self._fn_ptr
+
+    def __call__(self, x: np.ndarray, t: float) -> np.ndarray:
+        """Vectorised values at points ``x`` (any shape)."""
+        if self.kind == "constant":
+            return np.full(np.shape(x), self.const)
+        if self.kind == "polynomial":
+            return self.poly(x)
+        if self.kind == "table":
+            return np.interp(x, self.grid.x, self.table)
+        if self.kind == "jit":
+            xs = np.ascontiguousarray(x, dtype=float).ravel()
+            out = np.empty_like(xs)
+            mode, par, fn = self.spec()
+            K.eval_coef(mode, par, fn, xs, float(t), out)
+            return out.reshape(np.shape(x))
+        out = _call_vectorised(self.value, (x, t), self.name)
+        return self.scale * np.broadcast_to(np.asarray(out, dtype=float), np.shape(x))
+
+    def derivative(self):
+        """A ``_Coef1D``-like object for d/dx, or None when it must be computed numerically."""
+        if self.kind == "constant":
+            return _Coef1D(0.0, f"d{self.name}/dx", None, nonnegative=False)
+        if self.kind == "polynomial":
+            return _Coef1D(self.poly.deriv(), f"d{self.name}/dx", None, nonnegative=False)
+        if self.kind == "table":
+            grad = np.gradient(self.table, self.grid.dx[0], edge_order=2)
+            return _Coef1D(grad, f"d{self.name}/dx", self.grid, nonnegative=False)
+        return None
+
+    def for_fokker_planck(self, grid: Grid):
+        """The same coefficient in ``FokkerPlanck``'s conventions on ``grid``."""
+        if self.kind == "constant":
+            return self.const
+        if self.kind == "polynomial":
+            poly = self.poly
+            return lambda x, t: poly(x)
+        if self.kind == "table" and self.grid == grid:
+            return self.table.copy()
+        return lambda x, t: self(x, t)
+
+    def describe(self) -> str:
+        if self.kind == "constant":
+            return repr(self.const)
+        if self.kind == "polynomial":
+            return f"Polynomial({self.poly.coef.tolist()})"
+        if self.kind == "table":
+            return f"array{self.table.shape} on {self.grid!r}"
+        s = getattr(self.value, "__qualname__", repr(self.value))
+        return s if self.scale == 1.0 else f"{self.scale!r} * {s}"
+
+
+class _CoefND:
+    """A vector (drift) or diagonal (diffusion) coefficient in d-D, evaluated at points (n, d) → (n, d)."""
+
+    def __init__(self, value: Any, name: str, ndim: int, grid: Grid | None, *, nonnegative: bool, scale=1.0):
+        self.name, self.ndim, self.scale, self.value = name, ndim, float(scale), value
+        self.nonnegative = nonnegative
+        self.parts: list | None = None
+        if callable(value):
+            self.kind = "vector-callable"
+        elif np.ndim(value) == 0:
+            v = check_positive(name, value, strict=False) if nonnegative else float(value)
+            if not math.isfinite(v):
+                raise ConfigError(f"`{name}` must be finite, got {value!r}")
+            self.kind, self.const = "constant", np.full(ndim, v * self.scale)
+        elif isinstance(value, (list, tuple)) and len(value) == ndim:
+            self.kind = "per-axis"
+            self.parts = [self._part(v, f"{name}[{a}]", grid) for a, v in enumerate(value)]
+        elif isinstance(value, np.ndarray) and grid is not None and value.shape == (ndim, *grid.shape):
+            self.kind = "per-axis"
+            self.parts = [self._part(value[a], f"{name}[{a}]", grid) for a in range(ndim)]
+        elif isinstance(value, np.ndarray) and value.shape == (ndim,):
+            self.kind = "per-axis"
+            self.parts = [self._part(float(v), f"{name}[{a}]", grid) for a, v in enumerate(value)]
+        else:
+            raise ConfigError(
+                f"`{name}` in {ndim}-D must be a number, a callable f(x, y, ..., t) returning {ndim} components, "
+                f"a sequence of {ndim} coefficients, or an array of shape ({ndim}, *grid.shape) with `grid`"
+            )
+
+    def _part(self, v, name, grid):
+        if callable(v):
+            return ("callable", v)
+        if np.ndim(v) == 0:
+            f = float(v)
+            if not math.isfinite(f) or (self.nonnegative and f < 0):
+                raise ConfigError(
+                    f"`{name}` must be finite{' and non-negative' if self.nonnegative else ''}, got {v!r}"
+                )
+            return ("constant", f * self.scale)
+        if grid is None:
+            raise ConfigError(f"`{name}` is an array: pass the `grid` it is given on")
+        return ("array", Coefficient(v, name, grid, nonnegative=self.nonnegative))
+
+    def __call__(self, x: np.ndarray, t: float) -> np.ndarray:
+        n = x.shape[0]
+        coords = [x[:, a] for a in range(self.ndim)]
+        if self.kind == "constant":
+            return np.broadcast_to(self.const, (n, self.ndim)).copy()
+        if self.kind == "vector-callable":
+            out = np.asarray(_call_vectorised(self.value, (*coords, t), self.name), dtype=float)
+            if out.shape[0] != self.ndim:
+                raise ConfigError(f"`{self.name}` must return {self.ndim} components, got shape {out.shape}")
+            return self.scale * np.stack([np.broadcast_to(o, (n,)) for o in out], axis=1)
+        cols = []
+        for kind, v in self.parts:
+            if kind == "constant":
+                cols.append(np.full(n, v))
+            elif kind == "callable":
+                out = _call_vectorised(v, (*coords, t), self.name)
+                cols.append(self.scale * np.broadcast_to(np.asarray(out, dtype=float), (n,)))
+            else:
+                cols.append(self.scale * v.at(x, t))
+        return np.stack(cols, axis=1)
+
+    def for_fokker_planck(self, grid: Grid):
+        if self.kind == "constant" and np.all(self.const == self.const[0]):
+            return float(self.const[0])
+        if self.scale == 1.0 and self.kind == "vector-callable":
+            return self.value
+        nd = self.ndim
+
+        def comp(a):
+            return lambda *args: self(np.stack([np.ravel(c) for c in args[:-1]], axis=1), args[-1])[
+                :, a
+            ].reshape(np.shape(args[0]))
+
+        return [comp(a) for a in range(nd)]
+
+    def describe(self) -> str:
+        if self.kind == "constant":
+            return repr(self.const.tolist())
+        return f"{self.kind} {getattr(self.value, '__qualname__', type(self.value).__name__)}"
+
+
+class SDE:
+    """An Itô SDE dX = A(X, t) dt + √(2 D(X, t)) dW with diagonal D, and samplers for ensembles of its paths.
+
+    Parameters
+    ----------
+    drift : number, Polynomial, array, callable or sequence
+        A. 1-D: a number, a ``numpy.polynomial.Polynomial`` in x, an array on ``grid`` (linearly
+        interpolated), a numba-jitted ``f(x, t)`` of scalars, or a vectorised numpy ``f(x, t)``. d-D: a number,
+        a callable ``f(x, y[, z], t)`` returning d components, a sequence of d coefficients, or an array of
+        shape (d, *grid.shape). The module docstring says which forms run in the compiled kernels.
+    diffusion : same forms as ``drift``
+        D ≥ 0 (not σ: the noise amplitude is √(2D)); diagonal in d-D (a number is isotropic).
+    ndim : int, optional
+        Dimension; taken from ``grid``, from sequence lengths, or 1.
+    grid : Grid, optional
+        The grid array coefficients live on; also the default ``domain`` of walls.
+    diffusion_derivative : coefficient, optional
+        ∂D/∂x (1-D) for Milstein and Heun; computed when omitted (exactly for polynomials, by differences of
+        the table for arrays, by central differences for functions).
+    alpha : float, optional
+        Symmetric α-stable noise instead of Brownian, α ∈ (0, 2]: increments (D Δt)^(1/α) S with S of
+        characteristic function exp(−|u|^α) (Chambers-Mallows-Stuck). α = 2 gives N(0, 2DΔt), the Gaussian
+        case. Only ``method="euler"``; the density then follows a fractional FP, not ``FokkerPlanck``.
+    bc : {"none", "reflecting", "absorbing", "periodic"}
+        Walls at the ends of ``domain`` (all axes alike). Reflected paths are mirrored back; absorbed paths
+        are stopped, marked in ``Paths.absorbed_at`` and carry NaN afterwards (never dropped silently).
+    domain : (lo, hi), optional
+        Wall positions (numbers in 1-D, sequences in d-D; ±inf for a single wall). Default: the grid's bounds.
+
+    Notes
+    -----
+    Methods (``sample(method=...)``): ``"euler"`` (Euler-Maruyama, strong order ½, weak 1), ``"milstein"``
+    (adds ½ ∂D/∂x (ΔW² − Δt), since b b′ = D′ for b = √(2D); strong order 1 in 1-D; in d-D the diagonal term
+    ½ ∂ᵢDᵢᵢ (ΔWᵢ² − Δt) only, which is order 1 when Dᵢᵢ depends on xᵢ alone, as Lévy areas are not
+    simulated), ``"heun"`` (stochastic Heun, a predictor-corrector that converges to the *Stratonovich*
+    solution of the SDE it is given; fpkit gives it the Stratonovich form of our Itô SDE, drift
+    Aᵢ − ½ b ∂ᵢb = Aᵢ − ½ ∂ᵢDᵢᵢ with the same b = √(2D), so it converges to the same Itô process as the
+    others; strong order 1 for diagonal noise, weak order 2 for additive noise), and ``"baoab"`` for
+    underdamped Langevin (see ``SDE.underdamped``).
+    """
+
+    def __init__(
+        self,
+        drift: Any,
+        diffusion: Any,
+        *,
+        ndim: int | None = None,
+        grid: Grid | None = None,
+        diffusion_derivative: Any = None,
+        alpha: float | None = None,
+        bc: str = "none",
+        domain: Sequence | None = None,
+    ):
+        if grid is not None and not isinstance(grid, Grid):
+            raise ConfigError(f"`grid` must be an fpkit.Grid, got {type(grid).__name__}")
+        self.grid = grid
+        self.ndim = self._infer_ndim(ndim, grid, drift, diffusion)
+        self.bc = check_choice("bc", bc, BOUNDARY_CONDITIONS)
+        self.lo, self.hi = self._resolve_domain(domain)
+        if alpha is not None:
+            a = check_positive("alpha", alpha)
+            if a > 2.0:
+                raise ConfigError(f"`alpha` must be in (0, 2], got {alpha!r}")
+            alpha = a
+        self.alpha = alpha
+        self.mass = self.friction = self.temperature = None
+        self._build(drift, diffusion, diffusion_derivative, drift_scale=1.0)
+
+    # --- construction ---------------------------------------------------------------------------------
+    @classmethod
+    def underdamped(
+        cls,
+        force: Any,
+        *,
+        mass: float = 1.0,
+        friction: float = 1.0,
+        temperature: float = 1.0,
+        ndim: int | None = None,
+        grid: Grid | None = None,
+        bc: str = "none",
+        domain: Sequence | None = None,
+    ) -> SDE:
+        """Underdamped Langevin dynamics dx = v dt, m dv = F(x, t) dt − γ m v dt + √(2 γ m kT) dW.
+
+        Sample it with ``method="baoab"``. The object also stands for its overdamped (Smoluchowski) limit
+        A = F/(mγ), D = kT/(mγ): ``fokker_planck`` returns that FP, whose stationary state exp(−U/kT) is the
+        exact stationary position marginal of the underdamped dynamics for F = −∇U. ``temperature`` is kT.
+        """
+        m = check_positive("mass", mass)
+        g = check_positive("friction", friction)
+        kt = check_positive("temperature", temperature)
+        self = cls.__new__(cls)
+        if grid is not None and not isinstance(grid, Grid):
+            raise ConfigError(f"`grid` must be an fpkit.Grid, got {type(grid).__name__}")
+        self.grid = grid
+        self.ndim = cls._infer_ndim(ndim, grid, force, 1.0)
+        self.bc = check_choice("bc", bc, BOUNDARY_CONDITIONS)
+        self.lo, self.hi = self._resolve_domain(domain)
+        self.alpha = None
+        self.mass, self.friction, self.temperature = m, g, kt
+        self._build(force, kt / (m * g), None, drift_scale=1.0 / (m * g))
+        return self
+
+    @staticmethod
+    def _infer_ndim(ndim, grid, drift, diffusion) -> int:
+        if ndim is not None:
+            if int(ndim) != ndim or not 1 <= int(ndim) <= 3:
+                raise ConfigError(f"`ndim` must be 1, 2 or 3, got {ndim!r}")
+            nd = int(ndim)
+        elif grid is not None:
+            nd = grid.ndim
+        else:
+            lens = [len(v) for v in (drift, diffusion) if isinstance(v, (list, tuple))]
+            nd = lens[0] if lens else 1
+        if grid is not None and grid.ndim != nd:
+            raise ConfigError(f"`grid` is {grid.ndim}-D but `ndim` is {nd}")
+        return nd
+
+    def _resolve_domain(self, domain):
+        nd = self.ndim
+        if domain is None:
+            if self.grid is not None:
+                return np.array(self.grid.lo, float), np.array(self.grid.hi, float)
+            if self.bc != "none":
+                raise ConfigError(
+                    f"`bc`={self.bc!r} needs the wall positions: pass `domain=(lo, hi)` or `grid`"
+                )
+            return np.full(nd, -np.inf), np.full(nd, np.inf)
+        try:
+            lo, hi = domain
+            lo = np.broadcast_to(np.asarray(lo, float), (nd,)).copy()
+            hi = np.broadcast_to(np.asarray(hi, float), (nd,)).copy()
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"`domain` must be (lo, hi) with 1 or {nd} values each, got {domain!r}"
+            ) from None
+        if np.any(np.isnan(lo)) or np.any(np.isnan(hi)) or np.any(lo >= hi):
+            raise ConfigError(f"`domain` needs lo < hi on every axis, got lo={lo}, hi={hi}")
+        if self.bc == "periodic" and not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+            raise ConfigError("`bc`='periodic' needs a finite `domain`")
+        return lo, hi
+
+    def _build(self, drift, diffusion, diffusion_derivative, drift_scale):
+        self._drift_value, self._diffusion_value = drift, diffusion
+        if self.ndim == 1:
+            self.drift = _Coef1D(drift, "drift", self.grid, nonnegative=False, scale=drift_scale)
+            self.diffusion = _Coef1D(diffusion, "diffusion", self.grid, nonnegative=True)
+            if diffusion_derivative is not None:
+                self.ddiffusion = _Coef1D(
+                    diffusion_derivative, "diffusion_derivative", self.grid, nonnegative=False
+                )
+            else:
+                self.ddiffusion = self.diffusion.derivative()
+        else:
+            if isinstance(drift, Polynomial) or isinstance(diffusion, Polynomial):
+                raise ConfigError("Polynomial coefficients are 1-D only; in d-D pass a callable")
+            self.drift = _CoefND(drift, "drift", self.ndim, self.grid, nonnegative=False, scale=drift_scale)
+            self.diffusion = _CoefND(diffusion, "diffusion", self.ndim, self.grid, nonnegative=True)
+            self.ddiffusion = None
+            if diffusion_derivative is not None:
+                self.ddiffusion = _CoefND(diffusion_derivative, "diffusion_derivative", self.ndim, self.grid,
+                                          nonnegative=False)  # fmt: skip
+
+    # --- conversion -------------------------------------------------------------------------------------
+    def fokker_planck(self, grid: Grid, bc: str | None = None, **kwargs):
+        """The Fokker-Planck problem for this SDE's density on ``grid`` (an ``fpkit.FokkerPlanck``).
+
+        ``bc`` defaults to this SDE's walls; an SDE without walls gets ``"reflecting"`` at the grid's ends (so
+        pick a grid wide enough that the density never reaches them). Walls must sit at the grid's bounds.
+        Extra keyword arguments go to ``FokkerPlanck``. For ``SDE.underdamped`` this is the overdamped limit.
+        """
+        from .fokker_planck import FokkerPlanck
+
+        if not isinstance(grid, Grid):
+            raise ConfigError(f"`grid` must be an fpkit.Grid, got {type(grid).__name__}")
+        if grid.ndim != self.ndim:
+            raise ConfigError(f"`grid` is {grid.ndim}-D, the SDE is {self.ndim}-D")
+        if self.alpha is not None:
+            raise ConfigError(
+                "α-stable noise has a fractional Fokker-Planck equation; FokkerPlanck is for α = None"
+            )
+        if bc is None:
+            bc = "reflecting" if self.bc == "none" else self.bc
+        check_choice("bc", bc, BOUNDARY_CONDITIONS[1:])
+        if self.bc != "none":
+            lo, hi = np.array(grid.lo), np.array(grid.hi)
+            finite = np.isfinite(self.lo) & np.isfinite(self.hi)
+            scale = np.maximum(1.0, np.abs(hi - lo))
+            if not (np.all(finite) and np.allclose(self.lo, lo, atol=1e-12 * scale.max()) and
+                    np.allclose(self.hi, hi, atol=1e-12 * scale.max())):  # fmt: skip
+                raise ConfigError(
+                    f"the SDE's walls are at lo={self.lo.tolist()}, hi={self.hi.tolist()} but `grid` spans "
+                    f"lo={list(grid.lo)}, hi={list(grid.hi)}: use a grid with the walls' bounds"
+                )
+        drift = self.drift.for_fokker_planck(grid)
+        diffusion = self.diffusion.for_fokker_planck(grid)
+        return FokkerPlanck(grid, drift=drift, diffusion=diffusion, bc=bc, **kwargs)
+
+    # --- sampling ---------------------------------------------------------------------------------------
+    def sample(
+        self,
+        x0: Any,
+        t_eval: Sequence[float],
+        n_paths: int | None = None,
+        *,
+        method: str = "euler",
+        dt: float | None = None,
+        seed: int = 0,
+        t0: float = 0.0,
+        v0: Any = None,
+        engine: str = "auto",
+        show_progress: bool = False,
+    ) -> Paths:
+        """Simulate ``n_paths`` independent paths from time ``t0`` and record them at ``t_eval``.
+
+        Parameters
+        ----------
+        x0 : number, array or (Grid, density)
+            A starting point (all paths), an array of starting points (shape (n_paths,) in 1-D,
+            (n_paths, d) in d-D), or a tuple ``(grid, p)`` with a density on a grid to draw them from
+            (piecewise constant in each cell, as a finite-volume density).
+        t_eval : sequence of float
+            Non-decreasing recording times ≥ ``t0`` (model time units).
+        n_paths : int, optional
+            Number of paths; taken from ``x0`` when it is an array.
+        method : {"euler", "milstein", "heun", "baoab"}
+            See the class notes. ``"baoab"`` needs ``SDE.underdamped``.
+        dt : float, optional
+            Largest time step. Each stretch between recording times is cut into the fewest equal steps not
+            longer than ``dt``, so recordings fall on step ends. Default: 1/1000 of the span.
+        seed : int
+            Seed of the per-path random streams (bit-identical results whatever the thread count).
+        t0 : float
+            Time of ``x0``.
+        v0 : number or array, optional
+            Initial velocities for ``"baoab"``; default drawn from Maxwell-Boltzmann, N(0, kT/m).
+        engine : {"auto", "kernel", "numpy"}
+            ``"auto"`` runs the compiled kernels when every coefficient allows (module docstring), else the
+            vectorised numpy loop; ``"numpy"`` forces the loop (a reference for tests).
+        show_progress : bool
+            A progress bar over the recording times (shown only on a terminal).
+
+        Returns
+        -------
+        Paths
+            ``t`` (n_t,), ``x`` (n_t, n_paths[, d]), ``absorbed_at`` (n_paths,), ``v`` for BAOAB.
+
+        Raises
+        ------
+        ConfigError
+            Bad arguments, or D negative / drift non-finite at the starting points.
+        StabilityError
+            A path turned non-finite or met a negative D during the run; ``.time`` is when it first did.
+        """
+        method = check_choice("method", method, METHODS)
+        engine = check_choice("engine", engine, ENGINES)
+        t0 = float(t0)
+        if not math.isfinite(t0):
+            raise ConfigError(f"`t0` must be finite, got {t0!r}")
+        t_eval = np.atleast_1d(np.asarray(t_eval, dtype=float))
+        if t_eval.ndim != 1 or t_eval.size == 0 or not np.all(np.isfinite(t_eval)):
+            raise ConfigError("`t_eval` must be a non-empty 1-D sequence of finite times")
+        if np.any(np.diff(t_eval) < 0) or t_eval[0] < t0:
+            raise ConfigError(f"`t_eval` must be non-decreasing and >= t0={t0}, got {t_eval.tolist()}")
+        span = float(t_eval[-1] - t0)
+        if dt is None:
+            dt = span / 1000.0 if span > 0 else 1.0
+        dt = check_positive("dt", dt)
+        seed = int(seed)
+        if method != "euler" and self.alpha is not None:
+            raise ConfigError(f"`method`={method!r} is not defined for α-stable noise: use method='euler'")
+        if method == "baoab" and self.friction is None:
+            raise ConfigError(
+                "`method`='baoab' needs an underdamped SDE: build it with SDE.underdamped(force, ...)"
+            )
+        x = self._initial_points(x0, n_paths, seed, t0)
+        n = x.shape[0]
+        use_kernel = engine != "numpy" and self.ndim == 1 and self.drift.compiled and self.diffusion.compiled
+        if use_kernel and method in ("milstein", "heun") and self.ddiffusion is not None:
+            use_kernel = self.ddiffusion.compiled
+        if engine == "kernel" and not use_kernel:
+            raise ConfigError(
+                "`engine`='kernel' needs a 1-D SDE whose coefficients are numbers, Polynomials, arrays on a grid "
+                "or numba-jitted functions; use engine='auto'"
+            )
+        state = seed_streams(seed, n)
+        absorbed_at = np.full(n, np.inf)
+        err_time = np.full(n, np.nan)
+        err_code = np.zeros(n, np.int8)
+        v = None
+        if method == "baoab":
+            v = self._initial_velocities(v0, x.shape, seed)
+        xs = np.empty((t_eval.size, *x.shape))
+        vs = None if v is None else np.empty((t_eval.size, *x.shape))
+        wall = _WALL_CODE[self.bc]
+        lo, hi = (float(self.lo[0]), float(self.hi[0])) if self.ndim == 1 else (self.lo, self.hi)
+        alpha = 2.0 if self.alpha is None else self.alpha
+        t_prev = t0
+        bar = progress(t_eval.size, "paths") if show_progress else None
+        for i, te in enumerate(t_eval):
+            delta = float(te - t_prev)
+            if delta > 0:
+                # the fewest equal steps not longer than dt (a relative slack keeps exact multiples exact)
+                n_steps = max(1, math.ceil(delta / dt * (1.0 - 1e-12)))
+                h = delta / n_steps
+                if method == "baoab":
+                    self._run_baoab(use_kernel, x, v, t_prev, h, n_steps, wall, lo, hi, state, absorbed_at,
+                                    err_time, err_code)  # fmt: skip
+                else:
+                    self._run_overdamped(use_kernel, method, x, t_prev, h, n_steps, alpha, wall, lo, hi, state,
+                                         absorbed_at, err_time, err_code)  # fmt: skip
+                self._raise_on_errors(err_time, err_code, x)
+            xs[i] = x
+            if vs is not None:
+                vs[i] = v
+            t_prev = float(te)
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+        meta = {
+            "problem": self.describe(),
+            "method": method,
+            "dt": dt,
+            "seed": seed,
+            "n_paths": n,
+            "t0": t0,
+            "engine": "kernel" if use_kernel else "numpy",
+        }
+        return Paths(t_eval, xs, absorbed_at=absorbed_at, v=vs, meta=meta, grid=self.grid)
+
+    # --- sampling helpers ---------------------------------------------------------------------------------
+    def _initial_points(self, x0, n_paths, seed, t0) -> np.ndarray:
+        nd = self.ndim
+        if n_paths is not None:
+            if isinstance(n_paths, bool) or int(n_paths) != n_paths or int(n_paths) < 1:
+                raise ConfigError(f"`n_paths` must be an integer >= 1, got {n_paths!r}")
+            n_paths = int(n_paths)
+        if isinstance(x0, tuple) and len(x0) == 2 and isinstance(x0[0], Grid):
+            if n_paths is None:
+                raise ConfigError("`n_paths` is needed to draw starting points from a density")
+            x = self._draw_from_density(x0[0], x0[1], n_paths, seed)
+        else:
+            arr = np.asarray(x0, dtype=float)
+            point_shape = () if nd == 1 else (nd,)
+            if arr.shape == point_shape:
+                if n_paths is None:
+                    raise ConfigError("`n_paths` is needed when `x0` is a single point")
+                x = np.broadcast_to(arr, (n_paths, *point_shape)).copy()
+            elif arr.ndim == len(point_shape) + 1 and arr.shape[1:] == point_shape:
+                if n_paths is not None and n_paths != arr.shape[0]:
+                    hint = " (this SDE is 1-D: pass `ndim` for d-D callables)" if nd == 1 else ""
+                    raise ConfigError(
+                        f"`x0` holds {arr.shape[0]} starting points but `n_paths`={n_paths}{hint}"
+                    )
+                if arr.shape[0] < 1:
+                    raise ConfigError("`n_paths` must be >= 1: `x0` is empty")
+                x = arr.copy()
+            else:
+                want = "a number" if nd == 1 else f"a point of {nd} coordinates"
+                raise ConfigError(
+                    f"`x0` must be {want}, an array of shape (n_paths{', ' + str(nd) if nd > 1 else ''}) "
+                    f"or (grid, density); got shape {arr.shape}"
+                )
+            if not np.all(np.isfinite(x)):
+                raise ConfigError("`x0` contains non-finite values")
+        if self.bc != "none":
+            inside = np.all((x.reshape(len(x), -1) >= self.lo) & (x.reshape(len(x), -1) <= self.hi), axis=1)
+            if not inside.all():
+                raise ConfigError(
+                    f"`x0` has {int((~inside).sum())} points outside the domain [{self.lo.tolist()}, {self.hi.tolist()}]"
+                )
+        # bad input found at the start is the caller's to fix: say so before any kernel runs
+        a = self.drift(x, t0)
+        if not np.all(np.isfinite(a)):
+            raise ConfigError(
+                f"`drift` is non-finite at {int((~np.isfinite(a)).sum())} starting points (t={t0})"
+            )
+        d = self.diffusion(x, t0)
+        bad_d = (d < 0) | ~np.isfinite(d)
+        if bad_d.ndim > 1:
+            bad_d = bad_d.any(axis=-1)
+        if bad_d.any():
+            where = x[np.flatnonzero(bad_d)[0]]
+            raise ConfigError(
+                f"`diffusion` must be finite and >= 0 (it is D, not σ); at x={where} it is not (t={t0})"
+            )
+        return np.ascontiguousarray(x)
+
+    def _draw_from_density(self, grid: Grid, p, n: int, seed: int) -> np.ndarray:
+        if grid.ndim != self.ndim:
+            raise ConfigError(f"`x0` density is on a {grid.ndim}-D grid, the SDE is {self.ndim}-D")
+        if grid.kind != "uniform":
+            raise ConfigError("`x0` densities must be on a Grid.uniform")
+        p = grid.normalise(np.asarray(p, dtype=float), "x0 density")
+        cdf = np.cumsum(p.ravel())
+        u = np.empty((n, 1 + grid.ndim))
+        K.draw_uniforms(seed_streams(derive_seed(seed, 1), n), u)
+        cell = np.minimum(np.searchsorted(cdf, u[:, 0] * cdf[-1], side="right"), cdf.size - 1)
+        idx = np.unravel_index(cell, grid.shape)
+        pts = np.empty((n, grid.ndim))
+        for a in range(grid.ndim):
+            pts[:, a] = grid.lo[a] + (idx[a] + u[:, 1 + a]) * grid.dx[a]
+        return pts[:, 0].copy() if self.ndim == 1 else pts
+
+    def _initial_velocities(self, v0, shape, seed) -> np.ndarray:
+        if v0 is None:
+            z = np.empty((shape[0], 1 if len(shape) == 1 else shape[1]))
+            draw_normals(seed_streams(derive_seed(seed, 2), shape[0]), z)
+            v = math.sqrt(self.temperature / self.mass) * z
+            return np.ascontiguousarray(v[:, 0] if len(shape) == 1 else v)
+        v = np.asarray(v0, dtype=float)
+        try:
+            v = np.broadcast_to(v, shape).copy()
+        except ValueError:
+            raise ConfigError(
+                f"`v0` must be a number or have the shape of the starting points {shape}"
+            ) from None
+        if not np.all(np.isfinite(v)):
+            raise ConfigError("`v0` contains non-finite values")
+        return v
+
+    def _run_overdamped(self, use_kernel, method, x, t, h, n_steps, alpha, wall, lo, hi, state, absorbed_at,
+                        err_time, err_code):  # fmt: skip
+        if use_kernel:
+            am, ap, af = self.drift.spec()
+            dm, dp, df = self.diffusion.spec()
+            if self.ddiffusion is None:
+                ddm, ddp, ddf = K.NUMERIC, np.zeros(1), None
+            else:
+                ddm, ddp, ddf = self.ddiffusion.spec()
+            if (
+                method == "euler"
+                and alpha == 2.0
+                and dm == K.CONST
+                and wall == K.NO_WALL
+                and am in (K.CONST, K.POLY)
+            ):
+                K.em_poly_free_stretch(x, t, h, n_steps, ap, float(dp[0]), state, err_time, err_code)
+                return
+            if method == "euler" and alpha == 2.0 and dm == K.CONST:
+                K.em_additive_stretch(x, t, h, n_steps, am, ap, af, float(dp[0]), wall, lo, hi, state, absorbed_at,
+                                      err_time, err_code)  # fmt: skip
+                return
+            fns = (af, df, ddf)
+            if any(f is not None for f in fns):
+                # all three must share one type: fill the unused slots with the no-op pointer
+                af, df, ddf = (K.NO_FUNCTION if f is None else f for f in fns)
+            K.overdamped_stretch(_METHOD_CODE[method], x, t, h, n_steps, am, ap, af, dm, dp, df, ddm, ddp, ddf,
+                                 alpha, wall, lo, hi, state, absorbed_at, err_time, err_code)  # fmt: skip
+            return
+        dd = self._ddiffusion_vectorised() if method in ("milstein", "heun") else None
+        K.integrate_vectorised(_METHOD_CODE[method], x, t, h, n_steps, self.drift, self.diffusion, dd, alpha,
+                               wall, lo, hi, state, absorbed_at, err_time, err_code)  # fmt: skip
+
+    def _ddiffusion_vectorised(self):
+        """∂ᵢDᵢᵢ as a vectorised callable (exact where known, central differences otherwise)."""
+        if self.ddiffusion is not None:
+            return self.ddiffusion
+        diff = self.diffusion
+        if self.ndim == 1:
+
+            def dd1(x, t):
+                hx = _NUMERIC_STEP * np.maximum(1.0, np.abs(x))
+                return (diff(x + hx, t) - diff(x - hx, t)) / (2.0 * hx)
+
+            return dd1
+
+        def ddn(x, t):
+            out = np.empty_like(x)
+            for a in range(x.shape[1]):
+                hx = _NUMERIC_STEP * np.maximum(1.0, np.abs(x[:, a]))
+                xp, xm = x.copy(), x.copy()
+                xp[:, a] += hx
+                xm[:, a] -= hx
+                out[:, a] = (diff(xp, t)[:, a] - diff(xm, t)[:, a]) / (2.0 * hx)
+            return out
+
+        return ddn
+
+    def _run_baoab(
+        self, use_kernel, x, v, t, h, n_steps, wall, lo, hi, state, absorbed_at, err_time, err_code
+    ):
+        d_const = self.temperature / (self.mass * self.friction)
+        if use_kernel:
+            am, ap, af = self.drift.spec()
+            K.baoab_stretch(x, v, t, h, n_steps, am, ap, af, self.friction, d_const, wall, lo, hi, state,
+                            absorbed_at, err_time, err_code)  # fmt: skip
+            return
+        K.baoab_vectorised(x, v, t, h, n_steps, self.drift, self.friction, d_const, wall, lo, hi, state,
+                           absorbed_at, err_time, err_code)  # fmt: skip
+
+    @staticmethod
+    def _raise_on_errors(err_time, err_code, x):
+        failed = np.flatnonzero(err_code)
+        if failed.size == 0:
+            return
+        first = failed[np.argmin(err_time[failed])]
+        t = float(err_time[first])
+        what = (
+            "met a negative or non-finite diffusion D"
+            if err_code[first] == K.ERR_NEGATIVE_D
+            else "turned non-finite (the drift or D blew up, or the step is too large)"
+        )
+        raise StabilityError(
+            f"{failed.size} path(s) failed; the first, path {first}, {what} at t={t:.6g}. "
+            "Check the coefficients there or reduce `dt`.",
+            time=t,
+        )
+
+    def describe(self) -> dict:
+        """The resolved problem, stored in results files."""
+        d = {
+            "equation": "dX = A dt + sqrt(2 D) dW (Ito)",
+            "ndim": self.ndim,
+            "drift": self.drift.describe(),
+            "diffusion": self.diffusion.describe(),
+            "alpha": self.alpha,
+            "bc": self.bc,
+            "domain": [self.lo.tolist(), self.hi.tolist()],
+        }
+        if self.friction is not None:
+            d.update(mass=self.mass, friction=self.friction, temperature=self.temperature)
+        return d
+
+    def __repr__(self) -> str:
+        return f"SDE(drift={self.drift.describe()}, diffusion={self.diffusion.describe()}, ndim={self.ndim})"
+
+
+def sde_from_fokker_planck(fp) -> SDE:
+    """The SDE whose density the Fokker-Planck problem ``fp`` evolves (for ``FokkerPlanck.sde()``).
+
+    Coefficients are passed on unchanged (numbers, arrays on ``fp.grid``, callables); the walls are
+    ``fp``'s boundary conditions at the grid's bounds. Full (non-diagonal) diffusion tensors are refused.
+    """
+    bcs = tuple(fp.bc)
+    if len(set(bcs)) != 1:
+        raise ConfigError(f"SDE walls are the same on all axes; this FokkerPlanck has bc={bcs}")
+    if getattr(fp, "_full_tensor", False):
+        raise ConfigError("SDE supports diagonal diffusion only; this FokkerPlanck has a full tensor")
+    drift, diffusion = fp._drift_spec, fp._diffusion_spec
+    return SDE(drift, diffusion, grid=fp.grid, bc=bcs[0])
