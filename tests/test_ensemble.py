@@ -1,0 +1,433 @@
+"""The SGD sampler: backprop, optimiser steps, data, snapshots, files, reproducibility, resume, bad input.
+
+The statistical checks against exact results are in test_ensemble_exact.py.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import h5py
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fpkit.data import arrays, make_dataset, random_orthogonal
+from fpkit.ensemble import Ensemble, EnsembleRun, snapshot_schedule
+from fpkit.errors import ConfigError
+from fpkit.solvers import autoencoder as ae
+
+ACTS = {"linear": lambda z: z, "tanh": np.tanh, "relu": lambda z: np.maximum(z, 0.0)}
+DACTS = {"linear": lambda h: np.ones_like(h), "tanh": lambda h: 1 - h * h, "relu": lambda h: (h > 0) * 1.0}
+
+
+# ------------------------------------------------------------------------------- numpy reference network
+def unpack(ens, theta):
+    """theta (P,) -> list of (W (n_out, n_in), b or None) per layer, using the documented layout."""
+    arch = ens.arch
+    layers = []
+    for ell in range(len(arch.sizes) - 1):
+        nin, nout = int(arch.sizes[ell]), int(arch.sizes[ell + 1])
+        W = theta[arch.w_off[ell] : arch.w_off[ell] + nout * nin].reshape(nout, nin)
+        b = theta[arch.b_off[ell] : arch.b_off[ell] + nout] if arch.b_off[ell] >= 0 else None
+        layers.append((W, b))
+    return layers
+
+
+def np_loss_grad(ens, theta, X, T):
+    """Loss (mean of ½|out − target|²) and its gradient by a plain numpy backprop (independent code)."""
+    act = ens.config["model"]["activation"]
+    layers = unpack(ens, theta)
+    hs = [X]
+    for ell, (W, b) in enumerate(layers):
+        z = hs[-1] @ W.T + (0 if b is None else b)
+        hs.append(z if ell == len(layers) - 1 else ACTS[act](z))
+    n = X.shape[0]
+    err = (hs[-1] - T) / n
+    loss = 0.5 * np.sum((hs[-1] - T) ** 2) / n
+    grads = []
+    delta = err
+    for ell in range(len(layers) - 1, -1, -1):
+        W, b = layers[ell]
+        grads.append((delta.T @ hs[ell], None if b is None else delta.sum(axis=0)))
+        if ell > 0:
+            delta = (delta @ W) * DACTS[act](hs[ell])
+    grads.reverse()
+    g = np.zeros_like(theta)
+    arch = ens.arch
+    for ell, (gW, gb) in enumerate(grads):
+        g[arch.w_off[ell] : arch.w_off[ell] + gW.size] = gW.ravel()
+        if gb is not None:
+            g[arch.b_off[ell] : arch.b_off[ell] + gb.size] = gb
+    return loss, g
+
+
+def small(members=5, **kw):
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(24, 5)) * np.array([1.5, 1.0, 0.7, 0.4, 0.2])
+    base = {"k": 2, "members": members, "steps": 20, "snapshots": 6, "lr": 0.05, "batch_size": 4, "seed": 2}
+    base.update(kw)
+    return Ensemble(data=arrays(x), **base)
+
+
+# ---------------------------------------------------------------------------------------------- backprop
+def test_vtanh_accuracy():
+    """The vectorisable tanh is within 2 ulp of the exact value (mpmath), and 3 of libm's."""
+    mp = pytest.importorskip("mpmath")
+    x = np.concatenate(
+        [np.linspace(-25, 25, 4001), np.linspace(-0.7, 0.7, 2001), np.geomspace(1e-12, 1, 200)]
+    )
+    exact = np.array([float(mp.tanh(mp.mpf(v))) for v in x])
+    got = np.array([ae.vtanh(v) for v in x])
+    assert (np.abs(got - exact) / np.spacing(np.abs(exact))).max() <= 2.0
+    assert (np.abs(got - np.tanh(x)) / np.spacing(np.abs(exact))).max() <= 3.0
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    d=st.integers(2, 6),
+    depth=st.integers(1, 3),
+    act=st.sampled_from(["linear", "tanh", "relu"]),
+    bias=st.booleans(),
+    regression=st.booleans(),
+    members=st.integers(1, 11),
+    seed=st.integers(0, 2**31),
+)
+def test_backprop_matches_finite_differences(d, depth, act, bias, regression, members, seed):
+    """Kernel gradients equal central finite differences of an independent numpy loss, every option."""
+    rng = np.random.default_rng(seed)
+    n = 7
+    x = rng.normal(size=(n, d))
+    y = rng.normal(size=(n, 2)) if regression else None
+    hidden = list(rng.integers(1, d, size=depth)) if d > 1 else [1]
+    kw = {"model": "regression"} if regression else {"hidden": [int(h) for h in hidden], "activation": act}
+    ens = Ensemble(
+        data=arrays(x, y), bias=bias, members=members, steps=1, init_scale=1.5, seed=seed % 1000, **kw
+    )
+    theta = ens.initial_state()["theta"]
+    if bias:  # non-zero biases so that they are tested too
+        theta = theta + 0.3 * rng.normal(size=theta.shape)
+    g, sq, loss = ens.full_gradient(theta, want_sq=True)
+    T = x if not regression else y
+    for m in range(members):
+        l_np, g_np = np_loss_grad(ens, theta[:, m], x, T)
+        assert loss[m] == pytest.approx(l_np, rel=1e-12)
+        np.testing.assert_allclose(g[:, m], g_np, rtol=1e-10, atol=1e-12)
+        # central finite differences of the numpy loss: error O(h²) ~ 1e-10
+        h = 1e-5
+        fd = np.empty(theta.shape[0])
+        for p in range(theta.shape[0]):
+            e = np.zeros(theta.shape[0])
+            e[p] = h
+            fd[p] = (
+                np_loss_grad(ens, theta[:, m] + e, x, T)[0] - np_loss_grad(ens, theta[:, m] - e, x, T)[0]
+            ) / (2 * h)
+        np.testing.assert_allclose(g[:, m], fd, rtol=1e-5, atol=1e-7)
+    # mean squared per-sample gradient: from per-sample numpy gradients
+    m = members - 1
+    per = np.array([np_loss_grad(ens, theta[:, m], x[i : i + 1], T[i : i + 1])[1] for i in range(n)])
+    np.testing.assert_allclose(sq[:, m], (per**2).mean(axis=0), rtol=1e-10, atol=1e-14)
+
+
+def test_specialised_kernels_bit_identical_to_generic():
+    """The kernels generated for one architecture do the generic kernels' operations in the same order."""
+    kw = {"members": 11, "bias": True, "momentum": 0.3, "weight_decay": 0.01, "steps": 30, "snapshots": 5}
+    _same(small(kernels="generic", **kw).train(), small(kernels="specialised", **kw).train())
+    src = ae._gen_source(np.array([3, 2, 3]), np.array([0, 6]), np.array([12, 14]), ae.ACT_TANH)
+    assert "vtanh(tf[96 + l] + tf[0 + l] * hf[0 + l]" in src  # flat offsets: row * LANES + lane
+
+
+def test_gd_momentum_weight_decay_steps_match_numpy():
+    """Two full-batch steps with momentum and weight decay equal the numpy reference to round-off."""
+    ens = small(
+        members=3, optimizer="gd", momentum=0.9, weight_decay=0.01, bias=True, snapshot_steps=[0, 1, 2]
+    )
+    run = ens.train()
+    X = ens.dataset.x
+    theta = ens.initial_state()["theta"][:, 1].copy()
+    v = np.zeros_like(theta)
+    for step in (1, 2):
+        _, g = np_loss_grad(ens, theta, X, X)
+        v = 0.9 * v + g + 0.01 * theta
+        theta = theta - 0.05 * v
+        np.testing.assert_allclose(run.flat("weights")[step, 1], theta, rtol=1e-12, atol=1e-14)
+
+
+def test_gd_without_noise_members_share_one_path():
+    """GD from one shared initialisation: all members follow one path exactly, snapshot for snapshot."""
+    run = small(members=13, optimizer="gd", same_init=True, steps=50, snapshots=10).train()
+    w = run.flat("weights")
+    assert np.all(w == w[:, :1])
+    assert np.all(run.grad_var["W1"] == 0.0)
+    assert not np.allclose(w[-1], w[0])  # and it moved
+
+
+def test_statistics_hessian_and_lambda_max():
+    """hess_grad = H·grad and lam_max = top eigenvalue of H, H from finite differences of the gradient."""
+    ens = small(members=3, weight_decay=0.02, probes=2, lanczos_steps=60)
+    theta = ens.initial_state()["theta"]
+    stats = ens.statistics(theta)
+    P = theta.shape[0]
+    for m in range(2):
+        H = np.empty((P, P))
+        for p in range(P):
+            e = np.zeros(P)
+            e[p] = 1e-5
+            H[:, p] = (
+                np_loss_grad(ens, theta[:, m] + e, ens.dataset.x, ens.dataset.x)[1]
+                - np_loss_grad(ens, theta[:, m] - e, ens.dataset.x, ens.dataset.x)[1]
+            ) / 2e-5
+        H = 0.5 * (H + H.T) + 0.02 * np.eye(P)
+        np.testing.assert_allclose(stats["hess_grad"][:, m], H @ stats["grad"][:, m], rtol=1e-5, atol=1e-8)
+        assert stats["lam_max"][m] == pytest.approx(np.linalg.eigvalsh(H)[-1], rel=1e-6)
+    # grad includes the weight-decay term; grad_var is the per-sample variance / B (iid batches)
+    g, sq, _ = ens.full_gradient(theta, want_sq=True)
+    np.testing.assert_allclose(stats["grad"], g + 0.02 * theta)
+    np.testing.assert_allclose(stats["grad_var"], (sq - g * g) / 4)
+
+
+# ------------------------------------------------------------------------------------------------- data
+def test_gaussian_data_covariance_spectrum():
+    """Sample covariance of the rotated Gaussian has the requested eigenvalues (SE √(2/n) relative)."""
+    ds = make_dataset(
+        {"kind": "gaussian", "d": 6, "n": 40_000, "spectrum": "geometric", "ratio": 0.5}, seed=1
+    )
+    ev = np.sort(np.linalg.eigvalsh(np.cov(ds.x.T)))[::-1]
+    expect = 0.5 ** np.arange(6)
+    assert np.all(np.abs(ev / expect - 1) < 4 * np.sqrt(2 / 40_000) * 3)
+    F = ds.factors[0]
+    np.testing.assert_allclose(F @ F.T, (F @ F.T).T)
+    assert abs(F[0, 0]) != pytest.approx(1.0)  # rotated, not axis-aligned
+    Q = random_orthogonal(5, np.random.default_rng(0))
+    np.testing.assert_allclose(Q @ Q.T, np.eye(5), atol=1e-12)
+    # deterministic for a seed, different for another
+    again = make_dataset(
+        {"kind": "gaussian", "d": 6, "n": 40_000, "spectrum": "geometric", "ratio": 0.5}, seed=1
+    )
+    assert np.array_equal(ds.x, again.x)
+
+
+def test_mixture_and_online_data():
+    ds = make_dataset({"kind": "mixture", "d": 3, "n": 3000, "components": 3, "std": 0.1, "separation": 4}, 1)
+    assert ds.x.shape == (3000, 3) and ds.means.shape == (3, 3)
+    nearest = np.argmin(((ds.x[:, None, :] - ds.means[None]) ** 2).sum(-1), axis=1)
+    assert np.all(np.bincount(nearest, minlength=3) > 800)
+    on = make_dataset({"kind": "gaussian", "d": 4, "online": True, "n_eval": 100}, 2)
+    assert on.online and on.x is None and on.x_eval.shape == (100, 4)
+    # online training draws x with the generator's covariance: the mean-gradient statistics at w = 0
+    # of a linear regression would need it; here: members see different samples but stay finite
+    run = Ensemble(
+        data={"kind": "gaussian", "d": 4, "online": True, "n_eval": 50}, k=2, members=9, steps=30, snapshots=4
+    ).train()
+    assert np.all(np.isfinite(run.flat("weights")))
+
+
+def test_digits_needs_sklearn():
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        with pytest.raises(ConfigError, match="scikit-learn"):
+            make_dataset({"kind": "digits"}, 0)
+    else:
+        ds = make_dataset({"kind": "digits", "n": 100}, 0)
+        assert ds.x.shape == (100, 64) and ds.x.max() <= 1.0
+
+
+def test_snapshot_schedule():
+    s = snapshot_schedule(4000, 50, 20)
+    assert s[0] == 0 and s[-1] == 4000 and len(s) == 50 and np.all(np.diff(s) > 0)
+    late = s[s >= 400]
+    per_decade = (len(late) - 1) / np.log10(late[-1] / late[0])
+    assert per_decade >= 19.5
+    assert len(snapshot_schedule(10, 50)) == 11
+
+
+# ----------------------------------------------------------------------------------- files and resume
+def test_file_roundtrip_and_from_arrays(tmp_path):
+    ens = small(members=9, bias=True)
+    run = ens.train(tmp_path / "e.h5")
+    mem = small(members=9, bias=True).train()
+    for fld in ("weights", "grad", "grad_var", "hess_grad"):
+        for name in run.names:
+            assert np.array_equal(getattr(run, fld)[name], getattr(mem, fld)[name])
+    assert run.names == ("W1", "W2", "W3", "b1", "b2", "b3")
+    assert run.weights["W1"].shape == (len(run.t), 9, 2, 5)  # W1 maps x (d = 5) to z1 (k = 2)
+    np.testing.assert_allclose(run.t, 0.05 * run.step)
+    assert run.eta == 0.05 and run.batch_size == 4 and run.config["model"]["hidden"] == [2, 2]
+    assert run.loss.shape == (len(run.t), 9) and run.lam_max.shape == (len(run.t), 4)
+    # Langevin paths (or anything) in the same format
+    t = np.linspace(0, 1, 5)
+    w = {"W1": np.random.default_rng(0).normal(size=(5, 7, 2, 3))}
+    syn = EnsembleRun.from_arrays(t=t, weights=w, eta=0.01, batch_size=2, grad=w, grad_var=w)
+    syn.save(tmp_path / "s.h5")
+    back = EnsembleRun.load(tmp_path / "s.h5")
+    assert np.array_equal(back.weights["W1"], w["W1"]) and np.array_equal(back.grad_var["W1"], w["W1"])
+    assert back.hess_grad is None and np.array_equal(back.step, np.rint(t / 0.01))
+    with pytest.raises(ConfigError, match="weights"):
+        EnsembleRun.from_arrays(t=t, weights={"W1": np.zeros((4, 3))}, eta=0.1)
+    with pytest.raises(ConfigError, match="grad"):
+        EnsembleRun.from_arrays(t=t, weights=w, eta=0.1, grad={"W2": w["W1"]})
+
+
+def _same(a: EnsembleRun, b: EnsembleRun):
+    assert np.array_equal(a.step, b.step)
+    for fld in ("weights", "grad", "grad_var", "hess_grad"):
+        for name in a.names:
+            assert np.array_equal(getattr(a, fld)[name], getattr(b, fld)[name]), (fld, name)
+    assert np.array_equal(a.loss, b.loss) and np.array_equal(a.lam_max, b.lam_max)
+
+
+def test_resume_is_bit_identical(tmp_path):
+    kw = {"members": 11, "momentum": 0.5, "sampling": "epochs", "steps": 40, "snapshots": 8}
+    full = small(**kw).train(tmp_path / "full.h5")
+    part = small(**kw).train(tmp_path / "part.h5", stop_after=3)
+    assert len(part.t) == 3
+    with h5py.File(tmp_path / "part.h5") as f:  # a valid file, marked incomplete
+        assert '"complete": false' in f.attrs["meta"]
+    resumed = small(**kw).train(tmp_path / "part.h5", resume=True)
+    _same(full, resumed)
+
+    def stop(j, step):  # Ctrl-C after the fourth snapshot
+        if j == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        small(**kw).train(tmp_path / "int.h5", callback=stop)
+    assert len(EnsembleRun.load(tmp_path / "int.h5").t) == 4
+    assert not (tmp_path / "int.h5.partial").exists()
+    _same(full, small(**kw).train(tmp_path / "int.h5", resume=True))
+    with pytest.raises(ConfigError, match="configuration differs"):
+        small(members=11, momentum=0.5, sampling="epochs", steps=40, snapshots=8, lr=0.04).train(
+            tmp_path / "part.h5", resume=True)  # fmt: skip
+
+
+def test_same_result_on_one_and_two_threads(tmp_path):
+    """Same seed, NUMBA_NUM_THREADS = 1 and 2, in fresh processes: identical snapshot arrays."""
+    script = textwrap.dedent(
+        """
+        import sys
+        from fpkit.ensemble import Ensemble
+        ens = Ensemble(data={"kind": "gaussian", "d": 5, "n": 64}, k=2, members=37, steps=60, snapshots=6,
+                       lr=0.05, batch_size=4, seed=7, bias=True)
+        ens.train(sys.argv[1])
+        """
+    )
+    runs = []
+    for threads in (1, 2):
+        out = tmp_path / f"t{threads}.h5"
+        env = {**os.environ, "NUMBA_NUM_THREADS": str(threads)}
+        subprocess.run([sys.executable, "-c", script, str(out)], check=True, env=env, timeout=300)
+        runs.append(EnsembleRun.load(out))
+    _same(*runs)
+
+
+def test_cli_train(tmp_path):
+    from fpkit.cli import main
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(textwrap.dedent(
+        """
+        seed = 3
+        [model]
+        hidden = [2, 2]
+        [data]
+        kind = "gaussian"
+        d = 4
+        n = 32
+        [train]
+        members = 10
+        steps = 20
+        snapshots = 5
+        """
+    ))  # fmt: skip
+    out = tmp_path / "o.h5"
+    assert main(["train", str(cfg), "-o", str(out)]) == 0
+    run = EnsembleRun.load(out)
+    assert run.members == 10 and run.config["seed"] == 3
+    assert main(["train", str(cfg), "-o", str(out), "--resume"]) == 0  # complete already: nothing to do
+    cfg.write_text("[train]\nlearning_rate = 0.1\n")
+    assert main(["train", str(cfg), "-o", str(out)]) == 2
+
+
+# --------------------------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"k": 5}, "k = 5"),
+        ({"k": 6}, "smaller than the data"),
+        ({"lr": 0.0}, "train.lr"),
+        ({"lr": -0.1}, "train.lr"),
+        ({"batch_size": 30, "sampling": "epochs"}, "batch_size"),
+        ({"batch_size": 30, "sampling": "distinct"}, "larger than the data set"),
+        ({"optimizer": "svag", "svag_l": 0}, "svag_l"),
+        ({"optimizer": "svag", "svag_l": 1.5}, "svag_l"),
+        ({"activation": "sigmoid"}, "model.activation"),
+        ({"optimizer": "adam"}, "train.optimizer"),
+        ({"sampling": "random"}, "train.sampling"),
+        ({"learning_rate": 0.1}, "learning_rate"),
+        ({"optimizer": "sgld"}, "temperature"),
+        ({"temperature": 1.0}, "temperature"),
+        ({"momentum": 1.0}, "momentum"),
+        ({"members": 0}, "members"),
+    ],
+)
+def test_bad_input(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        small(**kwargs)
+
+
+def test_bad_config_sections():
+    with pytest.raises(ConfigError, match="unknown key 'eta' in `train`"):
+        Ensemble({"train": {"eta": 0.1}})
+    with pytest.raises(ConfigError, match="optimiser"):
+        Ensemble({"optimiser": {}})
+    with pytest.raises(ConfigError, match="data.kind"):
+        Ensemble(data={"kind": "imagenet"})
+    with pytest.raises(ConfigError, match="unknown key"):
+        Ensemble(data={"kind": "gaussian", "dims": 3})
+    with pytest.raises(ConfigError, match="needs targets"):
+        Ensemble(model="regression", data={"kind": "gaussian", "d": 3})
+    with pytest.raises(ConfigError, match="`y`"):
+        arrays(np.zeros((4, 2)), np.zeros(3))
+    with pytest.raises(ConfigError, match="resume"):
+        small().train(resume=True)
+
+
+# ------------------------------------------------------------------------------------------------ Yaida
+def _yaida(members, snaps):
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(16, 4)) * np.array([1.2, 0.8, 0.5, 0.3])
+    eta = 0.2
+    ens = Ensemble(data=arrays(x), k=2, activation="tanh", lr=eta, batch_size=1, weight_decay=0.1,
+                   members=members, snapshot_steps=snaps, seed=5, probes=0)  # fmt: skip
+    run = ens.train()
+    th, g, gv = run.flat("weights"), run.flat("grad"), run.flat("grad_var")
+    for j in range(len(snaps)):
+        lhs = (th[j] * g[j]).sum(axis=1)  # θ·∇(L + wd|θ|²/2)
+        rhs = 0.5 * eta * ((g[j] ** 2).sum(axis=1) + gv[j].sum(axis=1))  # (η/2) E|g_B|²
+        se = (lhs - rhs).std() / np.sqrt(members)
+        assert abs((lhs - rhs).mean()) <= 4 * se, (j, lhs.mean(), rhs.mean(), se)
+        assert abs(lhs.mean() - 2 * rhs.mean()) > 8 * se  # η instead of η/2 would fail clearly
+
+
+def test_yaida_fdr_autoencoder():
+    """Multi-dimensional FDR E[θ·∇L] = (η/2) E|g_B|² on a tanh 4→2→2→4 autoencoder with weight decay
+    (wd = 0.1, η = 0.2: relaxation in ~1/(η wd) = 50 steps; snapshots at 1500 and 2000 steps)."""
+    _yaida(4000, [1500, 2000])
+
+
+@pytest.mark.slow
+def test_yaida_fdr_autoencoder_large():
+    _yaida(40_000, [1500, 2000, 2500, 3000])
+
+
+@pytest.mark.slow
+def test_float32_option():
+    """dtype = float32 runs the same kernels on float32 parameters; close to float64 over a short run."""
+    a = small(members=9, steps=10, snapshots=3).train()
+    b = small(members=9, steps=10, snapshots=3, dtype="float32").train()
+    np.testing.assert_allclose(a.flat("weights"), b.flat("weights"), rtol=0, atol=1e-5)
