@@ -69,15 +69,25 @@ def save_results(res: ExperimentResult, path: Path) -> Path:
 
 
 # ----------------------------------------------------------------------------------------------- figures
+def _display_bins(p: np.ndarray, edges: np.ndarray, n_bins: int = 60):
+    """Average a density over groups of cells so that about ``n_bins`` remain (for display only)."""
+    f = max(1, p.shape[-1] // n_bins)
+    m = (p.shape[-1] // f) * f
+    return p[..., :m].reshape(*p.shape[:-1], -1, f).mean(axis=-1), edges[: m + 1 : f]
+
+
 def fig_heatmaps(res, path):
     plt = _pyplot()
     reps = representatives(res)
-    fig, axes = plt.subplots(len(reps), 2, figsize=(11, 3.2 * len(reps)), squeeze=False)
+    fig, axes = plt.subplots(len(reps), 2, figsize=(11, 3.6 * len(reps)), squeeze=False, layout="constrained")
     tt = np.maximum(res.t, res.t[1] / 2)
     for row, r in zip(axes, reps):
-        vmax = np.percentile(r.p_emp, 99.5)
-        for ax, p, what in ((row[0], r.p_pred, "FP prediction"), (row[1], r.p_emp, "trained (judged half)")):
-            im = ax.pcolormesh(r.grid.x, tt, p, shading="nearest", vmin=0, vmax=vmax, cmap="magma")
+        emp, e = _display_bins(r.p_emp, r.grid.edges[0])
+        pred, _ = _display_bins(r.p_pred, r.grid.edges[0])
+        centres = 0.5 * (e[1:] + e[:-1])
+        vmax = np.percentile(emp, 99.5)
+        for ax, p, what in ((row[0], pred, "FP prediction"), (row[1], emp, "trained (judged half)")):
+            im = ax.pcolormesh(centres, tt, p, shading="nearest", vmin=0, vmax=vmax, cmap="magma")
             ax.set_yscale("log")
             ax.set(xlabel=f"{r.label}", ylabel="t = η·step", title=f"{r.label}: {what}")
         fig.colorbar(im, ax=row.tolist(), label="density")
@@ -93,12 +103,11 @@ def fig_overlays(res, path):
     for row, r in zip(axes, reps):
         for ax, s in zip(row, picks):
             # display the judged histogram in ~60 bins (the solver's grid is much finer than the data supports)
-            f = max(1, r.grid.n[0] // 60)
-            m = (r.grid.n[0] // f) * f
-            coarse = r.p_emp[s][:m].reshape(-1, f).mean(axis=1)
-            ax.stairs(coarse, r.grid.edges[0][: m + 1 : f], color="0.6", fill=True, alpha=0.6, label="trained")
+            coarse, e = _display_bins(r.p_emp[s], r.grid.edges[0])
+            ax.stairs(coarse, e, color="0.6", fill=True, alpha=0.6, label="trained")
             ax.plot(r.grid.x, r.p_pred[s], "C3-", lw=1.5, label="FP prediction")
-            ax.plot(r.grid.x, r.p_emp[0], "k:", lw=1, label="frozen (t=0)")
+            first, e0 = _display_bins(r.p_emp[0], r.grid.edges[0])
+            ax.stairs(first, e0, color="k", ls=":", lw=1, label="frozen (t=0)")
             ax.set_title(f"{r.label}, t = {r.t[s]:.3g}  (W1/floor {r.ratios['fp'][s]:.2f})", fontsize=9)
             sup = r.p_emp[s] > 0
             lo, hi = r.grid.x[sup].min(), r.grid.x[sup].max()
