@@ -48,11 +48,12 @@ attribute              shape                meaning
 ``grad_var[name]``     (n_snap, M, *shape)  variance of the *minibatch-mean* gradient per entry (the
                                             diagonal of Σ): per-sample variance over the data / B for
                                             iid batches, × (n − B)/(n − 1) for distinct/epochs, 0 for
-                                            full batch; online: unbiased variance over ``x_eval`` / B.
+                                            full batch; online: unbiased variance over the
+                                            evaluation sample ``run.data['x']`` / B.
                                             Standard SDE: D = (η/2) grad_var (+ T for SGLD).
 ``hess_grad[name]``    (n_snap, M, *shape)  H·grad (H the Hessian of L + wd|w|²/2), by a forward
-                                            difference of full-batch gradients (~1e-7 relative); the order-2 drift
-                                            correction of Li-Tai-E is −(η/4)∇|∇L|² = −(η/2) H·∇L.
+                                            difference of full-batch gradients (~1e-7 relative);
+                                            the order-2 drift correction of Li-Tai-E is −(η/4)∇|∇L|² = −(η/2) H·∇L.
 ``loss``               (n_snap, M)          full-batch data loss L (without the weight-decay term)
 ``lam_max``            (n_snap, n_probe)    largest eigenvalue of H for members ``probe_members``
                                             (Lanczos); η·lam_max → 2 is the edge of stability
@@ -70,8 +71,8 @@ attributes ``kind``, ``fpkit_format``, ``created``, ``meta`` (JSON: ``config``, 
 ``eta``, ``batch_size``, ``members``, ``n_snap``, ``n_done``, ``complete``, ``probe_members``);
 datasets ``t``, ``step`` (planned schedule, (n_snap,)), ``loss`` (n_snap, M), ``lam_max``
 (n_snap, n_probe); groups ``weights``, ``grad``, ``grad_var``, ``hess_grad`` each with one dataset per
-name of shape (n_snap, M, *shape), chunked per snapshot (compressed if `train.compression` says so); only the first ``n_done``
-snapshots are valid (``load`` returns just those). Group ``data`` holds ``x`` (and ``y`` for regression):
+name of shape (n_snap, M, *shape), chunked per snapshot (compressed if ``train.compression`` says so);
+only the first ``n_done`` snapshots are valid (``load`` returns just those). Group ``data`` holds ``x`` (and ``y`` for regression):
 the training set, or for online data the evaluation sample the statistics are taken over (``run.data``
 gives the same dict); group ``state`` the resume state (``theta``
 (P, M), ``velocity``, ``rng`` (2, M) uint64, ``perm``; attribute ``step``).
