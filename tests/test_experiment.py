@@ -193,15 +193,39 @@ def test_cli_reproduce_bad_config_is_one_line_error(tmp_path):
 # ------------------------------------------------------------------------------- trained ensembles
 @pytest.mark.slow
 def test_default_configuration_meets_the_criteria():
-    """Criteria of the main-job issue on the embedded default (4000 members, 4000 steps, out of sample)."""
+    """Criteria of the main-job issue on the embedded default (4000 members, 4000 steps, out of sample):
+    drift-dominated entries (W2[0,0], W3[0,0], W3[7,0]) and, against an SVAG l = 16 ensemble (the SDE
+    itself), the same prediction of W2[0,0]."""
     cfg = ex.merge_config(ex.DEFAULT_CONFIG, {"analysis": {"svag": [], "variants": ["standard"]}})
     ens, run = ex.train_ensemble(cfg)
     E, J = ex.split_members(run.members, cfg["seed"], "half")
+    results = {}
     for lab in ("W2[0,0]", "W3[0,0]", "W3[7,0]"):
-        r = ex.analyse_entry(run, lab, E, J, cfg["analysis"], km=False, js=False)
+        r = results[lab] = ex.analyse_entry(run, lab, E, J, cfg["analysis"], km=False, js=False)
         c = ex.drift_dominated_criteria(r)
         assert c["pass"], (lab, c)
-    w1 = ex.auto_entries(run, {"W2": 0, "W1": 1, "W3": 0})[0]
-    r = ex.analyse_entry(run, w1, E, J, cfg["analysis"], km=False, js=False)
-    c = ex.diffusion_driven_criteria(r)
-    assert c["vs_frozen"] >= 5 and c["vs_drift_only"] >= 1.5 and c["max_early"] <= 3.5, (w1, c)
+    _, svag = ex.train_ensemble(cfg, optimizer="svag", svag_l=16, members=1000)
+    r = results["W2[0,0]"]
+    judged = ex.entry_arrays(svag, "W2[0,0]")["w"]
+    ratio = np.array([metrics.w1_samples(r.p_pred[s], r.grid, judged[s]) / metrics.w1_floor(judged.shape[1],
+                      samples=judged[s]) for s in range(1, r.t.size)])  # fmt: skip
+    assert ratio.max() <= 5 and np.median(ratio) <= 2, ratio
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="issue 10, open: late-time misfit of diffusion-dominated entries, see report")
+def test_linear_autoencoder_diffusion_driven_w3_entry():
+    """The one clean test of D in a trained network: a linear autoencoder (axis-aligned data, B = 2, so that
+    gradient noise dominates the minor output rows) and its W3 entry with the largest diffusion share.
+    Criterion: within 4x the floor at every snapshot and at least 2x better than drift-only at the end.
+    Measured (seed 0): the FP beats drift-only by 1.4x at the end but reaches 6.2 floors late in training."""
+    cfg = ex.merge_config(ex.DEFAULT_CONFIG, {"model": {"activation": "linear"}, "data": {"rotate": False},
+                                              "train": {"members": 2000, "batch_size": 2, "steps": 3000}})  # fmt: skip
+    _, run = ex.train_ensemble(cfg)
+    share = ex.diffusion_share(run, "W3")
+    lab = ex.entry_label("W3", np.unravel_index(np.argmax(share), share.shape))
+    assert share.max() > 1  # diffusion alone would make more than the final spread: diffusion-driven
+    E, J = ex.split_members(run.members, cfg["seed"], "half")
+    r = ex.analyse_entry(run, lab, E, J, cfg["analysis"], km=False, js=False)
+    assert r.ratios["fp"][1:].max() <= 4
+    assert r.ratios["drift_only"][-1] >= 2 * r.ratios["fp"][-1]
