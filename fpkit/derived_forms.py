@@ -34,7 +34,7 @@ from scipy.integrate import solve_ivp
 
 from .callan_symanzik import CallanSymanzik, CSSolution
 from .coefficients import Coefficient
-from .errors import ConfigError, StabilityError, check_choice, check_positive
+from .errors import ConfigError, StabilityError, check_choice, check_positive, check_times
 from .grid import Grid
 from .solution import Solution
 
@@ -283,18 +283,7 @@ class LogDensityForm:
                 raise ConfigError(f"`h0` must be a finite array of shape ({n},)")
         else:
             h = np.log(positive_density(p0, self.grid))
-        t_eval = np.atleast_1d(np.asarray(t_eval, dtype=float))
-        if (
-            t_eval.ndim != 1
-            or t_eval.size == 0
-            or np.any(np.diff(t_eval) <= 0)
-            or not np.all(np.isfinite(t_eval))
-        ):
-            raise ConfigError(
-                "`t_eval` must be a non-empty 1-D sequence of finite, strictly increasing times"
-            )
-        if t_eval[0] < t0:
-            raise ConfigError(f"`t_eval` starts at {t_eval[0]}, before t0={t0}")
+        t_eval = check_times(t_eval, t0)
         rtol, atol = check_positive("rtol", rtol), check_positive("atol", atol)
         out = np.empty((t_eval.size, n))
         at_start = t_eval == t0

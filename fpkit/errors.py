@@ -5,6 +5,8 @@ Every error names the offending argument and, where one exists, the fix.
 
 from __future__ import annotations
 
+import numpy as np
+
 
 class FpkitError(Exception):
     """Base class of all fpkit errors."""
@@ -47,3 +49,21 @@ def check_positive(name: str, value, *, strict: bool = True) -> float:
         bound = "> 0" if strict else ">= 0"
         raise ConfigError(f"`{name}` must be {bound}, got {value!r}")
     return v
+
+
+def check_times(t_eval, t0: float = 0.0, *, strict: bool = True) -> np.ndarray:
+    """Return output times ``t_eval`` as a 1-D float array, checked against the start time ``t0``.
+
+    They must be non-empty, finite, increasing (strictly, unless ``strict=False``: repeats allowed) and
+    start at or after ``t0``; otherwise a ConfigError names `t_eval`.
+    """
+    t = np.atleast_1d(np.asarray(t_eval, dtype=float))
+    order = "strictly increasing" if strict else "non-decreasing"
+    if t.ndim != 1 or t.size == 0 or not np.all(np.isfinite(t)):
+        raise ConfigError(f"`t_eval` must be a non-empty 1-D sequence of finite, {order} times")
+    steps = np.diff(t)
+    if np.any(steps <= 0) if strict else np.any(steps < 0):
+        raise ConfigError(f"`t_eval` must be {order}, got {t.tolist()[:8]}")
+    if t[0] < t0:
+        raise ConfigError(f"`t_eval` starts at {t[0]}, before t0={t0}")
+    return t

@@ -17,12 +17,12 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from .coefficients import diffusion_field, drift_field
-from .errors import ConfigError, StabilityError, check_choice
+from .errors import ConfigError, StabilityError, check_choice, check_positive, check_times
 from .grid import Grid
 from .progress import progress
 from .solution import Solution
 from .solvers import finite_volume as fv
-from .solvers.time_stepping import ImplicitStepper, Tridiagonal
+from .solvers.time_stepping import ImplicitStepper, Tridiagonal, n_substeps
 
 log = logging.getLogger(__name__)
 
@@ -267,17 +267,11 @@ class FokkerPlanck:
             If an explicit ``dt`` exceeds the stability bound, or the density turns non-finite.
         """
         check_choice("method", method, METHODS)
-        t_eval = np.atleast_1d(np.asarray(t_eval, dtype=float))
-        if t_eval.ndim != 1 or not np.all(np.isfinite(t_eval)) or np.any(np.diff(t_eval) <= 0):
-            raise ConfigError("`t_eval` must be a 1-D sequence of finite, strictly increasing times")
-        if t_eval[0] < t0:
-            raise ConfigError(f"`t_eval` starts at {t_eval[0]}, before t0={t0}")
+        t_eval = check_times(t_eval, t0)
         p = self._initial(p0).ravel().copy()
         span = t_eval[-1] - t0
         if dt is not None:
-            dt = float(dt)
-            if not (np.isfinite(dt) and dt > 0):
-                raise ConfigError(f"`dt` must be a positive finite number, got {dt}")
+            dt = check_positive("dt", dt)
         if method == "explicit":
             bound = self.explicit_dt_bound(t0)
             if dt is None:
@@ -300,7 +294,7 @@ class FokkerPlanck:
             for k, target in enumerate(t_eval):
                 interval = target - t
                 if interval > 0:
-                    n = max(1, int(np.ceil(interval / dt * (1 - 1e-12))))
+                    n = n_substeps(interval, dt)
                     h = interval / n
                     if method == "explicit":
                         p = self._explicit(p, t, h, n)

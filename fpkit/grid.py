@@ -8,7 +8,7 @@ that ``sum(p) * cell_volume == 1``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import numpy as np
 
@@ -40,6 +40,8 @@ class Grid:
     hi: tuple
     n: tuple
     kind: str = "uniform"
+    # values above −negative_tolerance·max|p| count as non-negative in `normalise` (not a dataclass field)
+    negative_tolerance: ClassVar[float] = 0.0
 
     # --- construction -------------------------------------------------------------------------------
     @classmethod
@@ -152,13 +154,18 @@ class Grid:
         return np.sum(values, axis=tuple(lead + a for a in axes)) * w
 
     def normalise(self, p: np.ndarray, name: str = "p") -> np.ndarray:
-        """Return ``p`` scaled to unit integral; raise if it is negative, non-finite or not normalisable."""
+        """Return ``p`` scaled to unit integral; raise if it is negative, non-finite or not normalisable.
+
+        "Negative" means below −``negative_tolerance``·max|p| (0 for cell averages; subclasses whose
+        nodal values may dip below zero by round-off set a small positive tolerance).
+        """
         p = np.asarray(p, dtype=float)
         if p.shape != self.shape:
             raise ConfigError(f"`{name}` has shape {p.shape}, expected the grid's shape {self.shape}")
         if not np.all(np.isfinite(p)):
             raise ConfigError(f"`{name}` contains non-finite values")
-        if np.any(p < 0):
+        floor = -self.negative_tolerance * np.max(np.abs(p)) if self.negative_tolerance else 0.0
+        if np.any(p < floor):
             raise ConfigError(f"`{name}` must be non-negative (min {p.min():.3g})")
         mass = float(self.integrate(p))
         if not mass > 0:

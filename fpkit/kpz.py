@@ -46,7 +46,7 @@ from .progress import progress
 from .results import Result
 from .solvers import kpz_kernels as _kk
 from .solvers import pseudospectral as _ps
-from .solvers.random import derive_seed, seed_streams
+from .solvers.random import derive_seed, draw_normals, draw_normals_serial, seed_streams
 
 SCHEMES = ("lam-shin", "naive", "spectral")
 METHODS = ("euler", "heun")
@@ -495,7 +495,7 @@ class KPZ:
         g = self.grid
         R = int(n_realisations)
         xi = np.empty((R, g.size))
-        _kk.fill_normals_zig(seed_streams(seed, R), xi)
+        draw_normals(seed_streams(seed, R), xi)
         xk = _ps.rfftn(xi.reshape((R, *g.shape)), g.ndim)
         kappa = self._rfft_rates()
         with np.errstate(divide="ignore"):
@@ -701,9 +701,7 @@ class KPZ:
         xi = np.empty((R, g.size))
         # a parallel region per step pays off only for large draws (its launch costs ~10 µs on an idle
         # machine, milliseconds on an oversubscribed one); the numbers are the same either way
-        fill = (
-            _kk.fill_normals_zig if (R > 1 and R * g.size >= _PARALLEL_MIN) else _kk.fill_normals_zig_serial
-        )
+        fill = draw_normals if (R > 1 and R * g.size >= _PARALLEL_MIN) else draw_normals_serial
         half_lam = 0.5 * self.lam
         a_max = max(g.dx)
         st = {"hk": _ps.rfftn(h, nd)}

@@ -34,7 +34,7 @@ import numpy as np
 from numpy.polynomial import Polynomial
 
 from .coefficients import Coefficient
-from .errors import ConfigError, StabilityError, check_choice, check_positive
+from .errors import ConfigError, StabilityError, check_choice, check_positive, check_times
 from .grid import Grid
 from .paths import Paths
 from .progress import progress
@@ -508,11 +508,7 @@ class SDE:
         t0 = float(t0)
         if not math.isfinite(t0):
             raise ConfigError(f"`t0` must be finite, got {t0!r}")
-        t_eval = np.atleast_1d(np.asarray(t_eval, dtype=float))
-        if t_eval.ndim != 1 or t_eval.size == 0 or not np.all(np.isfinite(t_eval)):
-            raise ConfigError("`t_eval` must be a non-empty 1-D sequence of finite times")
-        if np.any(np.diff(t_eval) < 0) or t_eval[0] < t0:
-            raise ConfigError(f"`t_eval` must be non-decreasing and >= t0={t0}, got {t_eval.tolist()}")
+        t_eval = check_times(t_eval, t0, strict=False)
         span = float(t_eval[-1] - t0)
         if dt is None:
             dt = span / 1000.0 if span > 0 else 1.0

@@ -40,16 +40,17 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import scipy.linalg as sla
 
 from .coefficients import Coefficient
-from .errors import ConfigError, StabilityError, check_choice, check_positive
+from .errors import ConfigError, StabilityError, check_choice, check_positive, check_times
 from .grid import Grid
 from .progress import progress
 from .solvers import spectral_ops as so
+from .solvers.time_stepping import n_substeps
 
 if TYPE_CHECKING:
     from .solution import Solution
@@ -133,6 +134,8 @@ class SpectralGrid(Grid):
 
     scale: float = 1.0
     center: float = 0.0
+    # spectral interpolants of positive densities can dip to about −1e-10·max|p| in their far tails
+    negative_tolerance: ClassVar[float] = NEGATIVE_TOLERANCE
 
     @classmethod
     def uniform(cls, lo, hi, n) -> Grid:
@@ -190,25 +193,6 @@ class SpectralGrid(Grid):
             raise ConfigError(f"`axis` must be None or 0 on a 1-D spectral grid, got {axis!r}")
         out = values @ self._b["w"]
         return float(out) if np.ndim(out) == 0 else out
-
-    def normalise(self, p: np.ndarray, name: str = "p") -> np.ndarray:
-        """Return ``p`` scaled to unit integral.
-
-        Raises if ``p`` has the wrong shape, is non-finite, has zero integral or is negative beyond
-        round-off (values below −1e-10·max|p|; spectral interpolants of positive densities can dip
-        that far below zero in their far tails).
-        """
-        p = np.asarray(p, dtype=float)
-        if p.shape != self.shape:
-            raise ConfigError(f"`{name}` has shape {p.shape}, expected the grid's shape {self.shape}")
-        if not np.all(np.isfinite(p)):
-            raise ConfigError(f"`{name}` contains non-finite values")
-        if np.any(p < -NEGATIVE_TOLERANCE * np.max(np.abs(p))):
-            raise ConfigError(f"`{name}` must be non-negative (min {p.min():.3g})")
-        mass = float(self.integrate(p))
-        if not mass > 0:
-            raise ConfigError(f"`{name}` is not normalisable: its integral is {mass:.3g}")
-        return p / mass
 
     def contains(self, points: np.ndarray) -> np.ndarray:
         """Points inside the domain (every point for a Hermite grid, whose basis covers the line)."""
@@ -686,12 +670,8 @@ class SpectralFokkerPlanck:
                 "time-independent coefficients) or 'bdf2'"
             )
         check_choice("method", method, METHODS)
-        t_eval = np.atleast_1d(np.asarray(t_eval, dtype=float))
-        if t_eval.ndim != 1 or not np.all(np.isfinite(t_eval)) or np.any(np.diff(t_eval) <= 0):
-            raise ConfigError("`t_eval` must be a 1-D sequence of finite, strictly increasing times")
         t0 = float(t0)
-        if t_eval[0] < t0:
-            raise ConfigError(f"`t_eval` starts at {t_eval[0]}, before t0={t0}")
+        t_eval = check_times(t_eval, t0)
         span = t_eval[-1] - t0
         if dt is not None:
             dt = check_positive("dt", dt)
@@ -711,7 +691,7 @@ class SpectralFokkerPlanck:
             for k, target in enumerate(t_eval):
                 interval = target - t
                 if interval > 0:
-                    n = 1 if dt is None else max(1, int(np.ceil(interval / dt * (1 - 1e-12))))
+                    n = 1 if dt is None else n_substeps(interval, dt)
                     h = interval / n
                     if method == "etdrk4":
                         u = self._etdrk4_steps(u, t, h, n, frozen, etd)

@@ -39,8 +39,7 @@ import numpy as np
 
 import fpkit
 from fpkit.kpz import KPZ, ew_width_exact, random_walk_width2
-from fpkit.solvers import kpz_kernels as kk
-from fpkit.solvers.random import seed_streams
+from fpkit.solvers.random import draw_normals, draw_normals_serial, seed_streams
 
 NU, D = 1.0, 1.0
 
@@ -98,7 +97,7 @@ def rng_limit(n_streams, per_stream):
     m = int(min(per_stream, 1 << 20))
     n_rep = max(1, round(per_stream / m))
     out = np.empty((n_streams, m))
-    fill = kk.fill_normals_zig if n_streams > 1 else kk.fill_normals_zig_serial
+    fill = draw_normals if n_streams > 1 else draw_normals_serial
     fill(st, out)
 
     def go():

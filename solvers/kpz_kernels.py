@@ -23,9 +23,9 @@ Parallelism: 1-D kernels run realisations in parallel with all steps inside one 
 ``run_fd_2d`` splits every step's rows over the threads (one region per stage, for few large surfaces).
 
 Randomness: one xoroshiro128+ stream per realisation in 1-D and per (realisation, lattice row) in 2-D,
-so results are bit-identical for a seed whatever the number of threads and whichever 2-D path runs. Normals come from a 256-layer
-ziggurat (Marsaglia & Tsang 2000), about 3× faster than the polar method in ``random.py``; its tables are
-built here at import. The ziggurat draws from the same stream state arrays as ``fpkit.solvers.random``.
+so results are bit-identical for a seed whatever the number of threads and whichever 2-D path runs. Normals come from
+the 256-layer ziggurat of ``fpkit.solvers.random`` (``draw_normals_row``: a row per call, the stream state
+kept in registers), about 3× faster than its polar method.
 """
 
 from __future__ import annotations
@@ -36,134 +36,7 @@ import numpy as np
 from numba import get_thread_id
 
 from ._numba import kernel, prange
-
-# ---------------------------------------------------------------------------------------------------
-# ziggurat normal generator
-# ---------------------------------------------------------------------------------------------------
-_ZIG_LAYERS = 256
-_ZIG_BITS = 52  # bits of the 64-bit draw used for the position inside a layer
-
-
-def _zig_tables(n: int = _ZIG_LAYERS):
-    """Layer edges x_0 > x_1 = r > ... > x_n = 0 of the ziggurat for f(x) = exp(−x²/2), each of area v.
-
-    r solves x_n(r) = 0 for the recursion x_{i+1} = f⁻¹(f(x_i) + v/x_i), v = r f(r) + ∫_r^∞ f; found by
-    bisection (r ≈ 3.6541528853610088 for 256 layers, as published).
-    """
-    from scipy.special import erfc
-
-    def f(x):
-        return math.exp(-0.5 * x * x)
-
-    def excess(r):
-        # > 0: the top of the ziggurat overshoots f(0) = 1, r too small
-        v = r * f(r) + math.sqrt(math.pi / 2) * erfc(r / math.sqrt(2.0))
-        x = r
-        for _ in range(1, n - 1):
-            y = f(x) + v / x
-            if y >= 1.0:
-                return 1.0
-            x = math.sqrt(-2.0 * math.log(y))
-        return f(x) + v / x - 1.0
-
-    lo, hi = 3.0, 4.5
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        if excess(mid) > 0:
-            lo = mid
-        else:
-            hi = mid
-    r = hi
-    v = r * f(r) + math.sqrt(math.pi / 2) * erfc(r / math.sqrt(2.0))
-    x = np.empty(n + 1)
-    x[0] = v / f(r)
-    x[1] = r
-    for i in range(1, n - 1):
-        x[i + 1] = math.sqrt(-2.0 * math.log(f(x[i]) + v / x[i]))
-    x[n] = 0.0
-    scale = float(2**_ZIG_BITS)
-    ki = np.array([math.floor(scale * x[i + 1] / x[i]) for i in range(n)], dtype=np.uint64)
-    wi = x[:n] / scale
-    fx = np.exp(-0.5 * x * x)
-    return r, ki, wi, fx
-
-
-ZIG_R, _ZIG_KI, _ZIG_WI, _ZIG_FX = _zig_tables()
-_ZIG_MASK = np.uint64(2**_ZIG_BITS - 1)
-_TO_UNIT = 1.0 / 9007199254740992.0  # 2**-53
-
-
-@kernel
-def _xoro(s0, s1):
-    """One xoroshiro128+ step on the state held in registers: returns (output, s0, s1)."""
-    out = s0 + s1
-    s1 ^= s0
-    s0 = ((s0 << np.uint64(24)) | (s0 >> np.uint64(40))) ^ s1 ^ (s1 << np.uint64(16))
-    s1 = (s1 << np.uint64(37)) | (s1 >> np.uint64(27))
-    return out, s0, s1
-
-
-@kernel
-def _unit(u):
-    """A uniform double in (0, 1) from the top 53 bits of ``u``."""
-    return (np.float64(u >> np.uint64(11)) + 0.5) * _TO_UNIT
-
-
-@kernel
-def _zig(s0, s1):
-    """One standard normal from the state (s0, s1): returns (value, s0, s1).
-
-    Layer index and sign come from the top 9 bits, the position from bits 3..54, avoiding the weak low
-    bits of xoroshiro128+. About 98.8 % of draws return after one compare.
-    """
-    while True:
-        u, s0, s1 = _xoro(s0, s1)
-        i = np.int64(u >> np.uint64(56))
-        neg = (u >> np.uint64(55)) & np.uint64(1)
-        j = (u >> np.uint64(3)) & _ZIG_MASK
-        x = np.float64(j) * _ZIG_WI[i]
-        if j < _ZIG_KI[i]:
-            return (-x if neg else x), s0, s1
-        if i == 0:
-            # tail beyond r (Marsaglia 1964): exponential proposals
-            while True:
-                u1, s0, s1 = _xoro(s0, s1)
-                u2, s0, s1 = _xoro(s0, s1)
-                xx = -math.log(_unit(u1)) / ZIG_R
-                yy = -math.log(_unit(u2))
-                if yy + yy > xx * xx:
-                    x = ZIG_R + xx
-                    return (-x if neg else x), s0, s1
-        u1, s0, s1 = _xoro(s0, s1)
-        y = _ZIG_FX[i] + _unit(u1) * (_ZIG_FX[i + 1] - _ZIG_FX[i])
-        if y < math.exp(-0.5 * x * x):
-            return (-x if neg else x), s0, s1
-
-
-@kernel
-def zig_fill(state, k, out):
-    """Fill the 1-D array ``out`` with normals from stream ``k`` (state kept in registers meanwhile)."""
-    s0 = state[k, 0]
-    s1 = state[k, 1]
-    for j in range(out.shape[0]):
-        z, s0, s1 = _zig(s0, s1)
-        out[j] = z
-    state[k, 0] = s0
-    state[k, 1] = s1
-
-
-@kernel(parallel=True)
-def fill_normals_zig(state, out):
-    """Fill row ``k`` of ``out`` (n_streams, m) with ziggurat normals from stream ``k``."""
-    for k in prange(out.shape[0]):
-        zig_fill(state, k, out[k])
-
-
-@kernel
-def fill_normals_zig_serial(state, out):
-    """``fill_normals_zig`` in the calling thread (same numbers): no parallel region for one stream."""
-    for k in range(out.shape[0]):
-        zig_fill(state, k, out[k])
+from .random import draw_normals_row
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -246,7 +119,7 @@ def _run_one_1d(h, state, k, n_steps, c_lap, c_nl, w, amp, heun, check_every, ma
     f0 = np.empty(n if heun else 0)
     p = np.empty(n if heun else 0)
     for step in range(1, n_steps + 1):
-        zig_fill(state, k, xi)
+        draw_normals_row(state, k, xi)
         if heun:
             _heun_row_1d(a, b, p, f0, xi, c_lap, c_nl, w, amp)
         else:
@@ -376,10 +249,10 @@ def _sweep_2d(src, old, dst, f0, xi, scratch, state, cx, cy, nx, ny, w, amp, sta
         ip = i + 1 if i < n0 - 1 else 0
         if stage == 0:
             row = scratch[get_thread_id()]
-            zig_fill(state, item, row)
+            draw_normals_row(state, item, row)
             _euler_row_2d(src[r, im], src[r, i], src[r, ip], dst[r, i], row, cx, cy, nx, ny, w, amp)
         elif stage == 1:
-            zig_fill(state, item, xi[r, i])
+            draw_normals_row(state, item, xi[r, i])
             _pred_row_2d(
                 src[r, im], src[r, i], src[r, ip], dst[r, i], f0[r, i], xi[r, i], cx, cy, nx, ny, w, amp
             )
@@ -509,7 +382,7 @@ def _run_one_2d(h, state, r, n_steps, cx, cy, nx, ny, w, amp, heun, check_every,
             for i in range(n0):
                 im = i - 1 if i > 0 else n0 - 1
                 ip = i + 1 if i < n0 - 1 else 0
-                zig_fill(state, base + i, xi[i])
+                draw_normals_row(state, base + i, xi[i])
                 _pred_row_2d(a[im], a[i], a[ip], p[i], f0[i], xi[i], cx, cy, nx, ny, w, amp)
             for i in range(n0):
                 im = i - 1 if i > 0 else n0 - 1
@@ -519,7 +392,7 @@ def _run_one_2d(h, state, r, n_steps, cx, cy, nx, ny, w, amp, heun, check_every,
             for i in range(n0):
                 im = i - 1 if i > 0 else n0 - 1
                 ip = i + 1 if i < n0 - 1 else 0
-                zig_fill(state, base + i, row)
+                draw_normals_row(state, base + i, row)
                 _euler_row_2d(a[im], a[i], a[ip], b[i], row, cx, cy, nx, ny, w, amp)
         a, b = b, a
         if step % check_every == 0 or step == n_steps:

@@ -9,12 +9,14 @@ the number of FFT worker threads.
 * ``dealias_mask``: Orszag's 2/3 rule. If f and g only contain modes with |m_i| < n_i/3 on every axis,
   the Fourier coefficients of f·g on the kept modes are exact: every alias of a product mode lands on a
   mode that the mask removes. ``dealiased_product`` and ``gradient_squared`` apply it.
-* ``exp_integrating_factor``: e^{cΔt}, φ₁ and φ₂ of the diagonal linear symbol c (c ≤ 0), accurate for
-  small |cΔt|, and ``ou_noise_std``, the exact standard deviation of ∫₀^Δt e^{c(Δt−s)} dW(s). With them the
+* ``phi_scalar``: e^z, φ₁(z) … φ_k(z) elementwise (real or complex), accurate near z = 0; the one
+  implementation for diagonal operators (``spectral_ops.ETDRK4`` uses it too).
+* ``exp_integrating_factor``: e^{cΔt}, φ₁ and φ₂ of the diagonal linear symbol c (c ≤ 0), and ``ou_noise_std``, the exact standard deviation of ∫₀^Δt e^{c(Δt−s)} dW(s). With them the
   linear part and additive noise of du = (c u + N(u)) dt + σ dW are integrated exactly for any Δt.
 
-A spectral Fokker-Planck solver can reuse ``wavenumbers``/``dealias_mask``/``dealiased_product`` for
-products of a density with a drift field.
+This is the one dealiasing implementation of the package: spectral Fokker-Planck code reuses
+``wavenumbers``/``dealias_mask``/``dealiased_product`` (1-D: ``shape = (n,)``) for products of a density with
+a drift field.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ __all__ = [
     "irfftn",
     "laplacian_symbol",
     "ou_noise_std",
+    "phi_scalar",
     "rfftn",
     "wavenumbers",
 ]
@@ -125,29 +128,44 @@ def gradient_squared(
     return rfftn(acc, ndim, workers) * mask, gmax
 
 
-def _phi_small(z: np.ndarray, order: int) -> np.ndarray:
-    """φ_order(z) = Σ_j z^j/(j + order)! by its Taylor series (used for |z| < 0.1: 18 terms, round-off)."""
+def _phi_taylor(z: np.ndarray, order: int, n_terms: int = 20) -> np.ndarray:
+    """φ_order(z) = Σ_j z^j/(j + order)! by its Taylor series (for |z| < 1: the 20th term is below 1e-19)."""
     out = np.zeros_like(z)
     term = np.ones_like(z) / float(np.prod(np.arange(1, order + 1)))  # 1/order!
-    for j in range(18):
+    for j in range(n_terms):
         out = out + term
         term = term * z / (j + order + 1)
     return out
 
 
-def exp_integrating_factor(c: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(e^{z}, φ₁(z), φ₂(z)) with z = c·dt, for a real diagonal symbol c (elementwise).
+def phi_scalar(z: np.ndarray, k: int = 3) -> list[np.ndarray]:
+    """[e^z, φ₁(z), …, φ_k(z)] elementwise for real or complex z (diagonal operators such as Fourier symbols).
 
-    φ₁(z) = (e^z − 1)/z and φ₂(z) = (e^z − 1 − z)/z² (φ₁(0) = 1, φ₂(0) = 1/2). Near z = 0 the closed forms
-    lose digits to cancellation, so a Taylor series is used for |z| < 0.1; elsewhere expm1 keeps φ₁ exact.
+    φ₀(z) = e^z, φ_{j+1}(z) = (φ_j(z) − 1/j!)/z, φ_j(0) = 1/j!. The closed forms lose digits to
+    cancellation near z = 0, so the Taylor series is used for |z| < 1; elsewhere φ₁ = expm1(z)/z (exact)
+    and the recursion loses at most a few ulps per order. Real input gives real output.
+    """
+    z = np.asarray(z)
+    z = z.astype(complex if np.iscomplexobj(z) else float)
+    small = np.abs(z) < 1.0
+    zs = np.where(small, 1.0, z)  # placeholder avoids 0/0 in the closed forms
+    out = [np.exp(z)]
+    closed = np.expm1(zs) / zs
+    fact = 1.0
+    for j in range(1, k + 1):
+        out.append(np.where(small, _phi_taylor(z, j), closed))
+        fact *= j
+        closed = (closed - 1.0 / fact) / zs
+    return out
+
+
+def exp_integrating_factor(c: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(e^{z}, φ₁(z), φ₂(z)) with z = c·dt, for a real diagonal symbol c (elementwise; see ``phi_scalar``).
+
+    φ₁(z) = (e^z − 1)/z and φ₂(z) = (e^z − 1 − z)/z² (φ₁(0) = 1, φ₂(0) = 1/2).
     Exponential Euler reads u ← e^z u + Δt φ₁ N(u); the Cox-Matthews ETD2RK corrector adds Δt φ₂ (N(a) − N(u)).
     """
-    z = np.asarray(c, dtype=float) * float(dt)
-    small = np.abs(z) < 0.1
-    zs = np.where(small, 1.0, z)  # placeholder avoids 0/0 in the closed form
-    e = np.exp(z)
-    phi1 = np.where(small, _phi_small(z, 1), np.expm1(zs) / zs)
-    phi2 = np.where(small, _phi_small(z, 2), (np.expm1(zs) - zs) / (zs * zs))
+    e, phi1, phi2 = phi_scalar(np.asarray(c, dtype=float) * float(dt), 2)
     return e, phi1, phi2
 
 

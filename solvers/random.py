@@ -5,7 +5,8 @@ Each stream is a xoroshiro128+ generator whose two words of state are seeded by 
 produces bit-identical results for a seed whatever the number of threads.
 
 State arrays have shape ``(n_streams, 2)`` and dtype uint64; kernels take the array and a row index.
-Normals come in pairs from the Marsaglia polar method (no trigonometric calls).
+Normals: ``next_normal_pair`` / ``fill_normals`` (Marsaglia polar method, in pairs) and the faster
+ziggurat ``next_normal`` / ``draw_normals`` / ``draw_normals_row`` used by the SDE and KPZ kernels.
 """
 
 from __future__ import annotations
@@ -55,22 +56,35 @@ def seed_streams(seed: int, n: int, first: int = 0) -> np.ndarray:
     return state
 
 
+@kernel(inline="always")
+def xoroshiro_step(s0, s1):
+    """One xoroshiro128+ step on a state held in registers: returns ``(output, s0, s1)``.
+
+    The ``*_row`` generators keep a stream's state in locals across a whole row (no array round trip per
+    draw); ``next_u64`` is this step on row ``k`` of a state array, so both give the same sequence.
+    """
+    result = s0 + s1
+    s1 ^= s0
+    return result, _rotl(s0, 24) ^ s1 ^ (s1 << np.uint64(16)), _rotl(s1, 37)
+
+
 @kernel
 def next_u64(state, k):
     """Next 64-bit output of stream ``k`` (xoroshiro128+)."""
-    s0 = state[k, 0]
-    s1 = state[k, 1]
-    result = s0 + s1
-    s1 ^= s0
-    state[k, 0] = _rotl(s0, 24) ^ s1 ^ (s1 << np.uint64(16))
-    state[k, 1] = _rotl(s1, 37)
+    result, state[k, 0], state[k, 1] = xoroshiro_step(state[k, 0], state[k, 1])
     return result
+
+
+@kernel(inline="always")
+def to_unit(u):
+    """A uniform double in the open interval (0, 1) from the top 53 bits of the 64-bit ``u``."""
+    return (np.float64(u >> np.uint64(11)) + 0.5) * _TO_UNIT
 
 
 @kernel
 def next_uniform(state, k):
     """A uniform double in the open interval (0, 1) from stream ``k``."""
-    return (np.float64(next_u64(state, k) >> np.uint64(11)) + 0.5) * _TO_UNIT
+    return to_unit(next_u64(state, k))
 
 
 @kernel
@@ -143,36 +157,65 @@ _MASK52 = np.uint64(0x000FFFFFFFFFFFFF)
 
 
 @kernel(inline="always")
-def next_normal(state, k):
-    """One standard normal from stream ``k`` (ziggurat; one 64-bit draw in 99.3 % of calls)."""
+def normal_step(s0, s1):
+    """One standard normal (ziggurat) from a state held in registers: returns ``(value, s0, s1)``.
+
+    One 64-bit draw in 99.3 % of calls: the low 8 bits pick the layer, the next bit the sign, the next 52
+    the position inside the layer.
+    """
     while True:
-        r = next_u64(state, k)
+        r, s0, s1 = xoroshiro_step(s0, s1)
         idx = np.int64(r & np.uint64(0xFF))
         r = r >> np.uint64(8)
         negative = (r & np.uint64(1)) != np.uint64(0)
         rabs = np.int64((r >> np.uint64(1)) & _MASK52)
         x = rabs * _ZIG_WI[idx]
-        if negative:
-            x = -x
         if rabs < _ZIG_KI[idx]:
-            return x
+            return (-x if negative else x), s0, s1
         if idx == 0:  # the tail beyond R (Marsaglia's exponential method)
             while True:
-                xx = -np.log(next_uniform(state, k)) / _ZIG_R
-                yy = -np.log(next_uniform(state, k))
+                u1, s0, s1 = xoroshiro_step(s0, s1)
+                u2, s0, s1 = xoroshiro_step(s0, s1)
+                xx = -np.log(to_unit(u1)) / _ZIG_R
+                yy = -np.log(to_unit(u2))
                 if yy + yy > xx * xx:
-                    return -(_ZIG_R + xx) if negative else _ZIG_R + xx
-        elif _ZIG_FI[idx] + next_uniform(state, k) * (_ZIG_FI[idx - 1] - _ZIG_FI[idx]) < np.exp(-0.5 * x * x):
-            return x  # in the wedge under the curve
+                    return (-(_ZIG_R + xx) if negative else _ZIG_R + xx), s0, s1
+        u1, s0, s1 = xoroshiro_step(s0, s1)
+        if _ZIG_FI[idx] + to_unit(u1) * (_ZIG_FI[idx - 1] - _ZIG_FI[idx]) < np.exp(-0.5 * x * x):
+            return (-x if negative else x), s0, s1  # in the wedge under the curve (x * x: sign-free)
+
+
+@kernel(inline="always")
+def next_normal(state, k):
+    """One standard normal from stream ``k`` (ziggurat; one 64-bit draw in 99.3 % of calls)."""
+    z, state[k, 0], state[k, 1] = normal_step(state[k, 0], state[k, 1])
+    return z
+
+
+@kernel
+def draw_normals_row(state, k, out):
+    """Fill the 1-D array ``out`` with ziggurat normals from stream ``k``, in order (the numbers of
+    ``next_normal``; the state stays in registers meanwhile, which is what makes a row fill fast)."""
+    s0 = state[k, 0]
+    s1 = state[k, 1]
+    for j in range(out.shape[0]):
+        out[j], s0, s1 = normal_step(s0, s1)
+    state[k, 0] = s0
+    state[k, 1] = s1
 
 
 @kernel(parallel=True)
 def draw_normals(state, out):
     """Fill row ``k`` of ``out`` (n_streams, m) with ziggurat normals from stream ``k``, in order."""
-    n, m = out.shape
-    for k in prange(n):
-        for j in range(m):
-            out[k, j] = next_normal(state, k)
+    for k in prange(out.shape[0]):
+        draw_normals_row(state, k, out[k])
+
+
+@kernel
+def draw_normals_serial(state, out):
+    """``draw_normals`` in the calling thread (same numbers): no parallel region for few streams."""
+    for k in range(out.shape[0]):
+        draw_normals_row(state, k, out[k])
 
 
 @kernel

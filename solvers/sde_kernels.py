@@ -46,7 +46,7 @@ import numba
 import numpy as np
 
 from ._numba import kernel, prange
-from .random import draw_normals, draw_stable, next_normal, next_stable, next_uniform
+from .random import draw_normals, draw_normals_serial, draw_stable, next_normal, next_stable, next_uniform
 
 CONST, POLY, TABLE, FUNC, NUMERIC = 0, 1, 2, 3, 4
 NO_WALL, REFLECTING, ABSORBING, PERIODIC = 0, 1, 2, 3
@@ -505,13 +505,6 @@ PARALLEL_DRAWS = 1 << 15  # below this many paths per step a thread team costs m
 
 
 @kernel
-def _draw_normals_serial(state, out):
-    for k in range(out.shape[0]):
-        for j in range(out.shape[1]):
-            out[k, j] = next_normal(state, k)
-
-
-@kernel
 def _draw_stable_serial(state, alpha, out):
     for k in range(out.shape[0]):
         for j in range(out.shape[1]):
@@ -519,7 +512,7 @@ def _draw_stable_serial(state, alpha, out):
 
 
 def _normals(state, out):
-    (draw_normals if out.shape[0] >= PARALLEL_DRAWS else _draw_normals_serial)(state, out)
+    (draw_normals if out.shape[0] >= PARALLEL_DRAWS else draw_normals_serial)(state, out)
 
 
 def _stables(state, alpha, out):

@@ -19,13 +19,15 @@ Time integration
 * ``phi_functions``: e^{hL}, φ_1(hL) … φ_k(hL) of a dense matrix by one exponential of an augmented block
   matrix (Sidje 1998; Al-Mohy & Higham 2011), evaluated by scipy's scaling-and-squaring Padé ``expm``. No
   cancellation for small eigenvalues, unlike the closed forms (e^z − 1)/z.
-* ``phi_scalar``: the same for diagonal operators (Fourier symbols) by the Kassam-Trefethen contour integral
-  near 0 and the closed forms away from it.
+* φ-functions of diagonal operators (Fourier symbols): ``fpkit.solvers.pseudospectral.phi_scalar`` (Taylor
+  series near 0, closed forms away from it), re-exported here as ``phi_scalar``.
 * ``ETDRK4``: Cox-Matthews exponential Runge-Kutta (order 4) for u' = L u + N(u, t).
 * ``SBDF2``: IMEX second-order BDF for u' = L u + R(u, t), L implicit (factorised once), R explicit.
 * ``DenseImplicitStepper``: backward Euler, Crank-Nicolson (Rannacher start) and variable-step BDF2 for
   u' = L(t) u with dense L, refactorised only when L or the step changes.
-* ``dealias_mask`` / ``dealiased_product``: the 2/3 rule for pseudo-spectral products (KPZ spectral scheme).
+
+Dealiasing (the 2/3 rule for pseudo-spectral products) lives in ``fpkit.solvers.pseudospectral``
+(``dealias_mask`` / ``dealiased_product``, N-D on the rfft layout; 1-D with ``shape = (n,)``).
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ import scipy.linalg as sla
 from scipy.special import erf, roots_hermite
 
 from fpkit.errors import ConfigError
+
+from .pseudospectral import phi_scalar  # the one implementation for diagonal operators (used by ETDRK4)
+from .time_stepping import RANNACHER_STEPS  # one value for the sparse and the dense steppers
 
 HERMITE_MAX_N = 600  # e^{−ξ²/2} at the outermost Gauss-Hermite node stays far from underflow below this
 
@@ -328,36 +333,6 @@ def phi_functions(L: np.ndarray, h: float, k: int = 3) -> list[np.ndarray]:
     return [E[:n, j * n : (j + 1) * n] for j in range(k + 1)]
 
 
-def phi_scalar(z: np.ndarray, k: int = 3, n_contour: int = 32, radius: float = 1.0) -> list[np.ndarray]:
-    """[e^z, φ_1(z), …, φ_k(z)] elementwise for complex or real z (diagonal operators).
-
-    Where |z| < 1 the closed forms lose digits to cancellation, so there φ_j is the mean of φ_j over a
-    circle of the given radius around z (Kassam & Trefethen 2005), where the closed forms are accurate;
-    elsewhere the closed forms are used directly.
-    """
-    z = np.asarray(z)
-    cplx = np.iscomplexobj(z)
-    zc = z.astype(complex)
-
-    def closed(w):
-        out = [np.exp(w)]
-        fact = 1.0
-        for j in range(1, k + 1):
-            out.append((out[-1] - 1.0 / fact) / w)
-            fact *= j
-        return out
-
-    small = np.abs(zc) < 1.0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        res = closed(zc)
-    if np.any(small):
-        roots = radius * np.exp(2j * np.pi * (np.arange(1, n_contour + 1) - 0.5) / n_contour)
-        vals = closed(zc[small][..., None] + roots)
-        for j in range(k + 1):
-            res[j][small] = vals[j].mean(axis=-1)
-    return [r if cplx else r.real for r in res]
-
-
 class ETDRK4:
     """Cox-Matthews ETDRK4 for u' = L u + N(u, t) with a dense or diagonal constant L and a fixed step h.
 
@@ -430,7 +405,6 @@ class ETDRK4:
 # =====================================================================================================
 
 IMPLICIT_METHODS = ("implicit", "crank-nicolson", "bdf2")
-RANNACHER_STEPS = 2
 
 
 class DenseImplicitStepper:
@@ -549,27 +523,3 @@ class SBDF2:
     ) -> np.ndarray:
         """Advance ``u`` from ``t`` to ``t + h``; ``R=None`` means R ≡ 0."""
         return self.step_with(u, np.zeros_like(u) if R is None else R(u, t))
-
-
-# =====================================================================================================
-# dealiasing (pseudo-spectral products)
-# =====================================================================================================
-
-
-def dealias_mask(n: int, rule: float = 2.0 / 3.0) -> np.ndarray:
-    """Boolean mask over numpy-ordered FFT modes keeping |k| < rule · n/2 (Orszag's 2/3 rule by default).
-
-    Products of two fields whose modes satisfy the mask have no aliased content in the kept modes.
-    """
-    k = np.abs(np.fft.fftfreq(n, d=1.0 / n))
-    return k < rule * (n / 2.0)
-
-
-def dealiased_product(f_hat: np.ndarray, g_hat: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """FFT of the product of two real fields given by their FFTs (last axis), dealiased by ``mask``."""
-    n = f_hat.shape[-1]
-    if mask is None:
-        mask = dealias_mask(n)
-    f = np.fft.ifft(f_hat * mask, axis=-1).real
-    g = np.fft.ifft(g_hat * mask, axis=-1).real
-    return np.fft.fft(f * g, axis=-1) * mask

@@ -20,6 +20,15 @@ ORDERS = {"explicit": 1, "implicit": 1, "crank-nicolson": 2, "bdf2": 2}
 RANNACHER_STEPS = 2  # Crank-Nicolson steps replaced by 2 half-size backward-Euler steps each
 
 
+def n_substeps(interval: float, dt: float) -> int:
+    """Number of equal steps no longer than ``dt`` that cover ``interval`` (at least one).
+
+    The relative 1e-12 slack keeps an interval that is a whole number of ``dt`` up to round-off from
+    getting one extra step.
+    """
+    return max(1, int(np.ceil(interval / dt * (1 - 1e-12))))
+
+
 class Tridiagonal:
     """A tridiagonal operator: (L p)_i = lower_i p_{i-1} + diag_i p_i + upper_i p_{i+1}."""
 

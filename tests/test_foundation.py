@@ -1,13 +1,16 @@
 """Grids, coefficients, random streams: checked against exact values."""
 
+import math
+
 import numpy as np
 import pytest
 from scipy import stats
 
 import fpkit
 from fpkit.coefficients import Coefficient, diffusion_field, drift_field
-from fpkit.errors import ConfigError
-from fpkit.solvers.random import fill_normals, seed_streams
+from fpkit.errors import ConfigError, check_times
+from fpkit.solvers import random as rnd
+from fpkit.solvers.random import draw_normals, fill_normals, next_normal, seed_streams
 
 
 def test_uniform_grid_geometry():
@@ -76,3 +79,64 @@ def test_random_streams_are_standard_normal_and_reproducible():
     part = np.empty((10, 501))
     fill_normals(seed_streams(7, 10, first=50), part)
     np.testing.assert_array_equal(part, out[50:60])
+
+
+# --- the ziggurat (next_normal / draw_normals / draw_normals_row; used by the SDE and KPZ kernels) ----------
+def test_ziggurat_layers_have_equal_area_and_close_at_zero():
+    r = rnd._ZIG_R
+    x = rnd._ZIG_WI * 2.0**52  # layer widths: x[0] the base strip, x[255] = r, x[1] the top layer
+    f = rnd._ZIG_FI  # f(x) = exp(-x^2/2) at the layer edges; f[0] = f(0) = 1 closes the top layer
+    v = r * math.exp(-0.5 * r * r) + math.sqrt(math.pi / 2) * math.erfc(r / math.sqrt(2))
+    np.testing.assert_allclose(f[1:], np.exp(-0.5 * x[1:] ** 2), rtol=1e-14)
+    areas = x[1:] * (f[:-1] - f[1:])  # layer i: width x_i, heights f(x_i)..f(x_{i-1}); layer 1 up to f(0)
+    np.testing.assert_allclose(areas, v, rtol=1e-9)
+    assert x[0] * math.exp(-0.5 * r * r) == pytest.approx(v, rel=1e-12)  # base strip incl. the tail
+    assert x[255] == pytest.approx(r, rel=1e-15)
+    assert r == pytest.approx(3.6541528853610088, rel=1e-12)  # Marsaglia-Tsang / numpy, 256 layers
+
+
+def test_ziggurat_normals_are_standard_normal():
+    out = np.empty((4, 250_000))
+    draw_normals(seed_streams(11, 4), out)
+    x = out.ravel()
+    n = x.size
+    assert abs(x.mean()) < 5 / math.sqrt(n)
+    assert abs(x.var() - 1) < 5 * math.sqrt(2 / n)
+    assert stats.kstest(x[:200_000], "norm").pvalue > 1e-3
+    # the tail branch (|x| > r, ~2.6e-4) and the wedges: compare tail and shoulder probabilities
+    for c in (rnd._ZIG_R, 2.0, 0.3):
+        p = 2 * stats.norm.sf(c)
+        assert abs((np.abs(x) > c).mean() - p) < 5 * math.sqrt(p * (1 - p) / n)
+
+
+def test_ziggurat_row_fill_is_next_normal_in_order():
+    # draw_normals_row keeps the state in registers; it must give next_normal's numbers and end state
+    state = seed_streams(5, 3)
+    row = np.empty(20_000)  # long enough to take the wedge and tail branches too
+    rnd.draw_normals_row(state, 1, row)
+    ref_state = seed_streams(5, 3)
+    ref = np.array([next_normal(ref_state, 1) for _ in range(row.size)])
+    np.testing.assert_array_equal(row, ref)
+    np.testing.assert_array_equal(state, ref_state)
+    serial = np.empty((3, 700))
+    parallel = np.empty((3, 700))
+    rnd.draw_normals_serial(seed_streams(5, 3), serial)
+    draw_normals(seed_streams(5, 3), parallel)
+    np.testing.assert_array_equal(serial, parallel)
+
+
+def test_check_times_accepts_increasing_times_and_names_t_eval():
+    np.testing.assert_array_equal(check_times([0.5, 1.0], t0=0.5), [0.5, 1.0])
+    np.testing.assert_array_equal(check_times(2.0), [2.0])
+    np.testing.assert_array_equal(check_times([1.0, 1.0, 2.0], strict=False), [1.0, 1.0, 2.0])
+    for bad, match in (
+        ([], "non-empty"),
+        ([[1.0, 2.0]], "1-D"),
+        ([0.0, np.nan], "finite"),
+        ([1.0, 1.0], "strictly increasing"),
+        ([-1.0, 1.0], "before t0"),
+    ):
+        with pytest.raises(ConfigError, match=f"`t_eval`.*{match}"):
+            check_times(bad, t0=0.0)
+    with pytest.raises(ConfigError, match="`t_eval` must be non-decreasing"):
+        check_times([2.0, 1.0], strict=False)

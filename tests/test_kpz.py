@@ -44,34 +44,6 @@ def line(n, length=None):
 
 
 # ---------------------------------------------------------------------------------------------------
-# random numbers
-# ---------------------------------------------------------------------------------------------------
-def test_ziggurat_layers_have_equal_area_and_close_at_zero():
-    r, _ki, wi, _fx = kk._zig_tables()
-    x = np.append(wi * 2.0**kk._ZIG_BITS, 0.0)
-    f = np.exp(-0.5 * x * x)
-    v = r * math.exp(-0.5 * r * r) + math.sqrt(math.pi / 2) * math.erfc(r / math.sqrt(2))
-    areas = x[1:-1] * (f[2:] - f[1:-1])  # layers 1..n-1: width x_i, heights f(x_i)..f(x_{i+1})
-    np.testing.assert_allclose(areas, v, rtol=1e-9)
-    assert x[0] * math.exp(-0.5 * r * r) == pytest.approx(v, rel=1e-12)  # base strip incl. the tail
-    assert r == pytest.approx(3.6541528853610088, rel=1e-12)  # Marsaglia-Tsang / numpy, 256 layers
-
-
-def test_ziggurat_normals_are_standard_normal():
-    out = np.empty((4, 250_000))
-    kk.fill_normals_zig(seed_streams(11, 4), out)
-    x = out.ravel()
-    n = x.size
-    assert abs(x.mean()) < 5 / math.sqrt(n)
-    assert abs(x.var() - 1) < 5 * math.sqrt(2 / n)
-    assert stats.kstest(x[:200_000], "norm").pvalue > 1e-3
-    # the tail branch (|x| > r, ~2.6e-4) and the wedges: compare tail and shoulder probabilities
-    for c in (kk.ZIG_R, 2.0, 0.3):
-        p = 2 * stats.norm.sf(c)
-        assert abs((np.abs(x) > c).mean() - p) < 5 * math.sqrt(p * (1 - p) / n)
-
-
-# ---------------------------------------------------------------------------------------------------
 # compiled kernels against the numpy reference
 # ---------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("scheme", ["lam-shin", "naive"])
