@@ -500,28 +500,20 @@ def output_distributions(run, ens, cfg: dict, results: list[EntryResult], judge_
     W2 = run.weights["W2"]
     drawn = {n: v.copy() for n, v in last.items()}
     shuffled = {n: v.copy() for n, v in last.items()}
-    M = len(judge_members)
-    for i in range(W2.shape[2]):
-        for j in range(W2.shape[3]):
-            lab = entry_label("W2", (i, j))
-            if lab not in by_label:
-                continue
-            r = by_label[lab]
-            p = r.p_pred[-1] * r.grid.dx[0]
-            cells = rng.choice(p.size, size=M, p=np.clip(p, 0, None) / np.clip(p, 0, None).sum())
-            drawn["W2"][:, i, j] = r.grid.x[cells] + (rng.random(M) - 0.5) * r.grid.dx[0]
-            shuffled["W2"][:, i, j] = rng.permutation(last["W2"][:, i, j])
     # quantile map: each member keeps its rank among the members but takes the predicted marginal's quantile,
     # so correlations with the member's other weights survive and only the marginal is replaced
     mapped = {n: v.copy() for n, v in last.items()}
+    M = len(judge_members)
     for i in range(W2.shape[2]):
         for j in range(W2.shape[3]):
-            lab = entry_label("W2", (i, j))
-            if lab not in by_label:
+            r = by_label.get(entry_label("W2", (i, j)))
+            if r is None:
                 continue
-            r = by_label[lab]
-            cdf = np.concatenate([[0.0], np.cumsum(np.clip(r.p_pred[-1], 0, None)) * r.grid.dx[0]])
-            cdf /= cdf[-1]
+            mass = np.clip(r.p_pred[-1], 0, None) * r.grid.dx[0]
+            cells = rng.choice(mass.size, size=M, p=mass / mass.sum())
+            drawn["W2"][:, i, j] = r.grid.x[cells] + (rng.random(M) - 0.5) * r.grid.dx[0]
+            shuffled["W2"][:, i, j] = rng.permutation(last["W2"][:, i, j])
+            cdf = np.concatenate([[0.0], np.cumsum(mass)]) / mass.sum()
             ranks = (np.argsort(np.argsort(last["W2"][:, i, j])) + 0.5) / M
             mapped["W2"][:, i, j] = np.interp(ranks, cdf, r.grid.edges[0])
     quant = reconstruction_errors(mapped, x_held, activation)
