@@ -70,9 +70,37 @@ def plot_solution(sol, path=None, title: str | None = None):
     return save_figure(fig, path) if path is not None else fig
 
 
+def plot_ensemble(run, path=None):
+    """Training of an ensemble: loss quantiles, η·λmax, and the spread of every W2 entry over time."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    t = np.maximum(run.t, run.t[1] / 2 if run.t.size > 1 else 1.0)
+    if run.loss is not None:
+        q = np.percentile(run.loss, [10, 50, 90], axis=1)
+        axes[0].fill_between(t, q[0], q[2], color="C0", alpha=0.3, label="10-90 % of members")
+        axes[0].plot(t, q[1], "C0-", label="median")
+        axes[0].set(xscale="log", yscale="log", xlabel="t = η·step", ylabel="full-batch loss", title="loss")
+        axes[0].legend(fontsize=8)
+    if run.lam_max is not None:
+        axes[1].plot(t, run.eta * run.lam_max, lw=1)
+        axes[1].axhline(2, color="k", ls="--", lw=0.8, label="edge of stability")
+        axes[1].set(xscale="log", xlabel="t = η·step", ylabel="η·λmax(H)", title="sharpness (probe members)")
+        axes[1].legend(fontsize=8)
+    name = "W2" if "W2" in run.weights else run.names[0]
+    W = run.weights[name].reshape(run.t.size, run.members, -1)
+    for e in range(W.shape[2]):
+        q = np.percentile(W[:, :, e], [10, 50, 90], axis=1)
+        axes[2].fill_between(t, q[0], q[2], alpha=0.15)
+        axes[2].plot(t, q[1], lw=1)
+    axes[2].set(xscale="log", xlabel="t = η·step", ylabel=name, title=f"every {name} entry: median and 10-90 %")
+    fig.tight_layout()
+    return save_figure(fig, path) if path is not None else fig
+
+
 # result kind stored in a file -> (module, loader class, plotting function name)
 PLOTTERS = {
     "fpkit.Solution": ("fpkit.solution", "Solution", "fpkit.plotting:plot_solution"),
+    "ensemble": ("fpkit.ensemble", "EnsembleRun", "fpkit.plotting:plot_ensemble"),
 }
 
 

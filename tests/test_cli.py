@@ -1,0 +1,58 @@
+"""The `fpkit` command: solve, plot and train from files; one-line errors with exit status 2."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fpkit
+
+
+def fpkit_cli(*args):
+    return subprocess.run([sys.executable, "-m", "fpkit.cli", *args], capture_output=True, text=True)
+
+
+def test_solve_and_plot_a_toml_problem(tmp_path):
+    cfg = tmp_path / "ou.toml"
+    cfg.write_text(
+        '[grid]\nlo = -5.0\nhi = 5.0\nn = 200\n[problem]\ndrift = "-x"\ndiffusion = 0.5\n'
+        "[initial]\nmean = 1.0\nstd = 0.3\n[solve]\nt_eval = [0.0, 1.0]\ndt = 0.005\n"
+    )
+    out = tmp_path / "ou.h5"
+    p = fpkit_cli("solve", str(cfg), "-o", str(out))
+    assert p.returncode == 0, p.stderr
+    sol = fpkit.Solution.load(out)
+    assert sol.mass()[-1] == pytest.approx(1.0, abs=1e-12)
+    assert sol.mean()[-1] == pytest.approx(np.exp(-1.0), abs=2e-3)  # OU mean, O(h²) spatial error
+    assert sol.meta["config"]["problem"]["drift"] == "-x"
+    png = tmp_path / "ou.png"
+    assert fpkit_cli("plot", str(out), "-o", str(png)).returncode == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_train_and_plot_an_ensemble(tmp_path):
+    cfg = tmp_path / "ens.toml"
+    cfg.write_text("[train]\nmembers = 64\nsteps = 40\nsnapshots = 5\n")
+    out = tmp_path / "ens.h5"
+    assert fpkit_cli("train", str(cfg), "-o", str(out)).returncode == 0
+    run = fpkit.EnsembleRun.load(out)
+    assert run.weights["W2"].shape[1:] == (64, 3, 3) and run.t[-1] == pytest.approx(0.02 * 40)
+    assert fpkit_cli("plot", str(out), "-o", str(tmp_path / "ens.png")).returncode == 0
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("[grid]\nlo = 0.0\nhi = 1.0\nn = 10\n[problem]\ndrfit = 1.0\n[solve]\nt_eval = [1.0]\n", "unknown key 'drfit'"),
+        ("[grid]\nlo = 1.0\nhi = 0.0\nn = 10\n[problem]\n[solve]\nt_eval = [1.0]\n", "`lo` must be below `hi`"),
+        ("[grid]\nlo = 0.0\nhi = 1.0\nn = 10\n[problem]\ndrift = \"os.system(1)\"\n[solve]\nt_eval = [1.0]\n",
+         "unknown names"),
+    ],
+)
+def test_bad_problem_files_are_one_line_errors(tmp_path, text, match):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(text)
+    p = fpkit_cli("solve", str(cfg), "-o", str(tmp_path / "x.h5"))
+    assert p.returncode == 2 and match in p.stderr and "Traceback" not in p.stderr
+    assert not (tmp_path / "x.h5").exists()
