@@ -234,7 +234,11 @@ def predict_density(series, p0: np.ndarray, t: np.ndarray, dt: float, *, drift: 
     )
     if not diffusion:
         raise ConfigError("a drift-only prediction is made along characteristics (transport_samples)")
-    return fp.solve(p0, t, method="crank-nicolson", dt=dt, t0=t[0]).p
+    p = fp.solve(p0, t, method="crank-nicolson", dt=dt, t0=t[0]).p
+    # Crank-Nicolson is not positivity-preserving: clip its round-off-sized undershoots (which would make
+    # the Jensen-Shannon divergence undefined) and restore unit mass
+    p = np.clip(p, 0.0, None)
+    return p / series.grid.integrate(p)[:, None]
 
 
 def transport_samples(series, x0: np.ndarray, t: np.ndarray, dt: float) -> np.ndarray:
@@ -328,9 +332,8 @@ def analyse_entry(run, label: str, est_members, judge_members, acfg: dict, *, va
     if js:
         for s in range(S):
             js_val = metrics.js_samples(p_pred[s], grid, judged[s])
-            floor = metrics.bootstrap_floor(
-                judged[s], lambda a, b: metrics.js_two_samples(a, b, grid), n_boot=10, seed=s
-            )
+            # the floor: the distance between two independent halves of the judged members
+            floor = metrics.halves_floor(judged[s], lambda a, b: metrics.js_two_samples(a, b, grid), n_splits=10, seed=s)
             js_ratio[s] = js_val / floor if floor > 0 else np.inf
     return EntryResult(label, t, grid, p_pred, p_emp, ratios, w1, floors, ks_ratio, js_ratio, series.drift,
                        series.diffusion, series.supported, extra)  # fmt: skip

@@ -213,11 +213,11 @@ def ks_two_samples(a, b) -> float:
 def _js_from_masses(P: np.ndarray, Q: np.ndarray) -> float:
     P = P / P.sum()
     Q = Q / Q.sum()
-    M = 0.5 * (P + Q)
+    S = P + Q  # 2 M; dividing by S instead of M = S/2 avoids underflow to 0 for subnormal masses
 
     def kl(a):
         m = a > 0
-        return float(np.sum(a[m] * np.log2(a[m] / M[m])))
+        return float(np.sum(a[m] * np.log2(2.0 * a[m] / S[m])))
 
     div = 0.5 * kl(P) + 0.5 * kl(Q)
     return float(np.sqrt(max(div, 0.0)))
