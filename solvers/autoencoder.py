@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._numba import kernel, prange
+from .random import to_unit, xoroshiro_step
 
 LANES = 8
 
@@ -38,10 +39,8 @@ SAMPLE_FULL = 3  # full batch (GD)
 SAMPLE_ONLINE = 4  # fresh samples from the generator every step
 SAMPLINGS = {"iid": SAMPLE_IID, "distinct": SAMPLE_DISTINCT, "epochs": SAMPLE_EPOCHS, "full": SAMPLE_FULL}
 
-_U11 = np.uint64(11)
 _U16 = np.uint64(16)
 _U32 = np.uint64(32)
-_TO_UNIT = 1.0 / 9007199254740992.0  # 2**-53
 
 # Lambert's continued fraction for tanh truncated at depth 18, as y * P(y^2) / Q(y^2) with positive
 # coefficients (no cancellation), applied to y = x/2 (|x| <= 20; tanh(20) rounds to 1) and doubled once
@@ -86,12 +85,7 @@ def vtanh(x):
 # random numbers on a lane-local state (2, LANES): the same xoroshiro128+ as fpkit.solvers.random
 @kernel
 def _next_u64(rs, l):
-    s0 = rs[0, l]
-    s1 = rs[1, l]
-    result = s0 + s1
-    s1 ^= s0
-    rs[0, l] = ((s0 << np.uint64(24)) | (s0 >> np.uint64(40))) ^ s1 ^ (s1 << _U16)
-    rs[1, l] = (s1 << np.uint64(37)) | (s1 >> np.uint64(27))
+    result, rs[0, l], rs[1, l] = xoroshiro_step(rs[0, l], rs[1, l])
     return result
 
 
@@ -103,7 +97,7 @@ def _below(rs, l, n):
 
 @kernel
 def _uniform(rs, l):
-    return (np.float64(_next_u64(rs, l) >> _U11) + 0.5) * _TO_UNIT
+    return to_unit(_next_u64(rs, l))
 
 
 @kernel
