@@ -54,7 +54,6 @@ def synthetic_run():
 def test_synthetic_ground_truth_both_routes_recover_A_and_D(synthetic_run, tmp_path):
     run = EnsembleRun.load(synthetic_run.save(tmp_path / "synthetic.h5"))  # through the file format
     arrays = ex.entry_arrays(run, "W2[0,0]")
-    members = np.arange(run.members)
     grid = est.choose_grid(arrays["w"], n=120)
     for s in (6, 15, 24):
         t = run.t[s]
@@ -73,7 +72,6 @@ def test_synthetic_ground_truth_both_routes_recover_A_and_D(synthetic_run, tmp_p
     z = np.abs(km.drift[m] - true_drift(grid.x[m], tmid)) / km.drift_se[m]
     assert np.median(z) < 2 and np.max(z) < 5
     assert np.median(np.abs(km.diffusion[m] / true_diffusion(grid.x[m], tmid) - 1)) < 0.15
-    del members
 
 
 def test_synthetic_ground_truth_prediction_within_noise_floor(synthetic_run):
@@ -133,11 +131,9 @@ def test_bad_input(synthetic_run):
         ex.merge_config(ex.DEFAULT_CONFIG, {"analysis": {"bandwith": 0.3}})
     with pytest.raises(ConfigError, match="unknown config key 'trian'"):
         ex.merge_config(ex.DEFAULT_CONFIG, {"trian": {}})
-    short = EnsembleRun.from_arrays(t=[0.0, 1.0], weights={"W2": run.weights["W2"][:2]}, eta=0.01)
     cfg = ex.merge_config(ex.DEFAULT_CONFIG, {"train": {"snapshots": 2, "steps": 10, "members": 200}})
     with pytest.raises(ConfigError, match="snapshots"):
         ex.run_experiment(cfg)
-    del short
 
 
 TINY = """

@@ -438,8 +438,6 @@ def langevin_crosscheck(result: EntryResult, series_members, run, arrays, n_path
 
 def pair_prediction(run, cfg: dict, pair_labels: list[str], est_members, judge_members) -> dict:
     """2-D FP prediction of the joint density of two W2 entries with vector drift and 2 × 2 diffusion."""
-    from fpkit.grid import Grid as _G  # noqa: F401
-
     acfg = cfg["analysis"]
     idx = []
     for lab in pair_labels:

@@ -276,7 +276,6 @@ def report_markdown(res: ExperimentResult, suite_table: str | None, figures: dic
             f"{_fmt(rt['diffusion_only'][-1])} | {_fmt(km_last)} | {_fmt(float(np.max(r.ks_ratio[1:])))} | "
             f"{_fmt(float(np.nanmax(r.js_ratio[1:])) if np.isfinite(r.js_ratio).any() else None)} | {crit} |"
         )
-    variants = [k for k in res.entries[0].ratios if False]
     w1_entries = [r for r in res.entries if r.label.startswith("W1")]
     if w1_entries:
         keys = [k for k in w1_entries[0].ratios if k == "fp" or (k.startswith("fp_") and k != "fp_kramers_moyal")]
@@ -288,7 +287,6 @@ def report_markdown(res: ExperimentResult, suite_table: str | None, figures: dic
         for r in w1_entries:
             cells = [f"{_fmt(float(np.median(r.ratios[k][-q:])))} / {_fmt(r.ratios[k][-1])}" for k in keys]
             L.append(f"| {r.label} | " + " | ".join(cells) + " |")
-    del variants
     lg = res.extra.get("langevin")
     if lg:
         v = lg["w1_over_floor"][1:]
