@@ -23,12 +23,12 @@ import json
 import math
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
 
 import numpy as np
+from _timing import median_time
 from fpkit.solvers.transport import cubic_interpolate
 from scipy.integrate import solve_ivp
 
@@ -58,16 +58,6 @@ def exact(x, s=S_END):
 
 
 REF = exact(POINTS)
-
-
-def median_time(fn, repeats):
-    fn()  # warm-up: numba compilation / cache load, scipy imports
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 # --- the solvers, each returning G at POINTS -----------------------------------------------------------------

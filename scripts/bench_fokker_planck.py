@@ -19,20 +19,11 @@ import sys
 import time
 
 import numpy as np
+from _timing import median_time
 
 import fpkit
 
 BYTES_PER_POINT = 24
-
-
-def median_time(fn, repeats):
-    fn()  # warm-up (compilation, caches)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def copy_bandwidth(n_bytes: int, repeats: int = 7) -> float:
