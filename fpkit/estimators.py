@@ -30,10 +30,16 @@ Conditional expectations are estimated by local-linear regression with a Gaussia
   is a robust standard deviation; if the IQR is zero the standard deviation is used). Never tuned per entry.
 * **Support**: an evaluation point is *well supported* when it lies inside the samples' range and the
   kernel's effective sample count ``n_eff = (Σ K)² / Σ K²`` is at least ``min_eff = 20``.
-* **Tail fallback**: beyond the outermost well-supported points the value is held at that point's value
-  (``tail="hold"``, default) or continued along its local line (``tail="linear"``); unsupported points
-  between supported ones (gaps) are interpolated linearly. In 2-D, unsupported grid points take the value of
-  the nearest supported grid point.
+* **Tail fallback** (``tail="widen"``, default): inside the samples' range, a point that is not well
+  supported is refitted with its bandwidth widened to the distance of its ``ceil(min_eff)``-th nearest
+  sample (a nearest-neighbour bandwidth, as in LOESS), so sparse tails get the drift of the members that
+  are actually there. Beyond the samples' range the value of the outermost point is held. Heavy tails need
+  this: late in training W1 entries collapse to a narrow core with kurtosis ~50, the fixed bandwidth
+  supports only the core, and a drift held constant across the tail leaves ~1 % of the predicted mass
+  stranded far out (5–20 noise floors of W1 distance; see issue 10). The older rules stay as options:
+  hold the value beyond the outermost supported points (``"hold"``) or continue its local line
+  (``"linear"``), with gaps between supported points interpolated linearly. In 2-D, unsupported grid
+  points take the value of the nearest supported grid point.
 * **D kept positive**: after the fallback, ``D ← max(D, d_floor · median(D over supported points))`` with
   ``d_floor = 1e-3`` (in 2-D the tensor's eigenvalues are floored the same way, relative to the median of
   ``trace/2``). Estimates of D that come out all zero (no gradient noise) stay zero.
@@ -183,12 +189,12 @@ def bandwidth_rule(w, factor: float = BANDWIDTH_FACTOR) -> float:
 
 @kernel(parallel=True)
 def _ll_kernel(x, Y, xe, h, want_se, beta0, beta1, se, neff):
-    """Local-linear fit at each evaluation point (independent items: prange over them)."""
+    """Local-linear fit at each evaluation point ``xe[j]`` with bandwidth ``h[j]`` (prange over points)."""
     M = x.shape[0]
     K = Y.shape[1]
-    inv_h = 1.0 / h
     for j in prange(xe.shape[0]):
         x0 = xe[j]
+        inv_h = 1.0 / h[j]
         s0 = 0.0
         s1 = 0.0
         s2 = 0.0
@@ -393,7 +399,7 @@ def local_linear_fit(
     bandwidth: float | None = None,
     *,
     min_eff: float = MIN_EFF,
-    tail: str = "hold",
+    tail: str = "widen",
     se: bool = True,
     method: str = "auto",
 ) -> LocalLinearFit:
@@ -414,8 +420,10 @@ def local_linear_fit(
         share one value the rule gives 0 and the estimate is the sample mean of y everywhere.
     min_eff : float
         Minimum effective sample count of a well-supported point.
-    tail : {"hold", "linear"}
-        Beyond the outermost supported points: hold the value, or continue the local line.
+    tail : {"widen", "hold", "linear"}
+        Unsupported points: ``"widen"`` refits those inside the samples' range with a nearest-neighbour
+        bandwidth and holds the outermost value beyond it; ``"hold"``/``"linear"`` hold the value or continue
+        the local line beyond the outermost supported points and interpolate gaps. See the module docstring.
     se : bool
         Compute standard errors (a second pass over the samples).
     method : {"auto", "direct"}
@@ -427,7 +435,7 @@ def local_linear_fit(
     xe = np.asarray(x_eval, dtype=float)
     if xe.ndim != 1 or xe.size == 0 or not np.all(np.isfinite(xe)):
         raise ConfigError(f"`x_eval` must be a non-empty finite 1-D array, got shape {xe.shape}")
-    check_choice("tail", tail, ("hold", "linear"))
+    check_choice("tail", tail, ("hold", "linear", "widen"))
     check_choice("method", method, ("auto", "direct"))
     min_eff = check_positive("min_eff", min_eff)
     h = bandwidth_rule(x) if bandwidth is None else check_positive("bandwidth", bandwidth)
@@ -462,7 +470,7 @@ def local_linear_fit(
             np.ascontiguousarray(x),
             np.ascontiguousarray(Y),
             np.ascontiguousarray(xe),
-            float(h),
+            np.full(E, float(h)),
             bool(se),
             beta0,
             beta1,
@@ -470,6 +478,8 @@ def local_linear_fit(
             neff,
         )
     supported = (neff >= min_eff) & (xe >= x.min()) & (xe <= x.max()) & np.all(np.isfinite(beta0), axis=1)
+    if tail == "widen" and supported.any():
+        _widen(x, Y, xe, h, min_eff, supported, beta0, beta1, err, neff, bool(se))
     if not supported.any():
         raise ConfigError(
             f"no evaluation point has {min_eff:g} effective samples within the data's range "
@@ -477,6 +487,63 @@ def local_linear_fit(
         )
     value, slope, err = _fallback_1d(xe, beta0, beta1, err, supported, tail)
     return _squeeze(LocalLinearFit(value, slope, err, neff, supported, float(h)), y.ndim)
+
+
+WIDEN_POINTS = 64
+"""At most this many direct fits per run of widened points; values in between are interpolated."""
+
+
+def nearest_neighbour_distance(x, points, k: int) -> np.ndarray:
+    """Distance from each of ``points`` to its ``k``-th nearest sample of ``x``."""
+    xs = np.sort(np.asarray(x, dtype=float))
+    k = min(int(k), xs.size)
+    pos = np.searchsorted(xs, points)
+    # the k nearest samples lie among the k on either side of the insertion point
+    offs = np.arange(-k, k)
+    idx = np.clip(pos[:, None] + offs[None, :], 0, xs.size - 1)
+    dist = np.abs(xs[idx] - points[:, None])
+    # clipped indices repeat the end samples; they are each other's duplicates only at the ends, where the
+    # window is one-sided and holds at least k distinct samples anyway
+    dist[(pos[:, None] + offs[None, :] < 0) | (pos[:, None] + offs[None, :] >= xs.size)] = np.inf
+    return np.partition(dist, k - 1, axis=1)[:, k - 1]
+
+
+def _widen(x, Y, xe, h, min_eff, supported, beta0, beta1, err, neff, want_se):
+    """The "widen" tail rule: refit the unsupported evaluation points inside the samples' range with the
+    bandwidth widened to the distance of their ``ceil(min_eff)``-th nearest sample (a nearest-neighbour
+    bandwidth, as in LOESS), then mark them supported. Up to ``WIDEN_POINTS`` direct fits per run of such
+    points, linear interpolation in between (the widened fits vary on the scale of their bandwidth, which
+    is many grid cells)."""
+    inside = (~supported) & (xe >= x.min()) & (xe <= x.max())
+    if not inside.any():
+        return
+    idx = np.flatnonzero(inside)
+    runs = np.split(idx, np.flatnonzero(np.diff(idx) > 1) + 1)
+    if not np.all(np.diff(xe) > 0):  # unsorted evaluation points: fit every one of them directly
+        runs = [idx]
+        picks = [idx]
+    else:
+        picks = [r[np.unique(np.linspace(0, r.size - 1, min(r.size, WIDEN_POINTS)).round().astype(int))]
+                 for r in runs]  # fmt: skip
+    pts = np.concatenate(picks)
+    hj = np.maximum(h, nearest_neighbour_distance(x, xe[pts], math.ceil(min_eff)))
+    K = Y.shape[1]
+    b0, b1 = np.empty((pts.size, K)), np.empty((pts.size, K))
+    e, n = np.full((pts.size, K), np.nan), np.empty(pts.size)
+    _ll_kernel(np.ascontiguousarray(x), np.ascontiguousarray(Y), np.ascontiguousarray(xe[pts]), hj, want_se,
+               b0, b1, e, n)  # fmt: skip
+    beta0[pts], beta1[pts], err[pts], neff[pts] = b0, b1, e, n
+    at = 0
+    for r, pk in zip(runs, picks):
+        sl = slice(at, at + pk.size)
+        at += pk.size
+        rest = np.setdiff1d(r, pk, assume_unique=True)
+        if rest.size:
+            for arr, src in ((beta0, b0), (beta1, b1), (err, e)):
+                for k in range(K):
+                    arr[rest, k] = np.interp(xe[rest], xe[pk], src[sl, k])
+            neff[rest] = np.interp(xe[rest], xe[pk], n[sl])
+    supported |= inside
 
 
 def _squeeze(fit: LocalLinearFit, ndim_y: int) -> LocalLinearFit:
@@ -520,7 +587,7 @@ def local_linear(
     bandwidth: float | None = None,
     *,
     min_eff: float = MIN_EFF,
-    tail: str = "hold",
+    tail: str = "widen",
 ) -> np.ndarray:
     """Local-linear estimate of ``E[y | x]`` at ``x_eval`` (Gaussian kernel of standard deviation
     ``bandwidth``, default ``0.3·IQR/1.349``), with the module's tail fallback. See ``local_linear_fit``."""
@@ -912,7 +979,7 @@ def mechanistic(
     symmetric: bool = False,
     bandwidth: float | None = None,
     min_eff: float = MIN_EFF,
-    tail: str = "hold",
+    tail: str = "widen",
     d_floor: float = D_FLOOR,
 ) -> Estimate:
     """Mechanistic drift and diffusion of one weight entry at one snapshot (units of ``t = η·step``).
@@ -982,7 +1049,7 @@ def kramers_moyal(
     symmetric: bool = False,
     bandwidth: float | None = None,
     min_eff: float = MIN_EFF,
-    tail: str = "hold",
+    tail: str = "widen",
     d_floor: float = D_FLOOR,
 ) -> Estimate:
     """Kramers-Moyal drift and diffusion from the same members at two snapshots ``dt`` apart.
