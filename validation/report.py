@@ -204,14 +204,22 @@ def fig_failure_map(res, path):
     for B in sorted({r["batch_size"] for r in rows}):
         sub = [r for r in rows if r["batch_size"] == B]
         axes[0].plot([r["eta_lam_max"] for r in sub], [r["fp_ratio_max"] for r in sub], "o-", label=f"B = {B}")
-        axes[1].plot([r["noise_to_signal"] for r in sub], [r["fp_ratio_max"] for r in sub], "o-", label=f"B = {B}")
+        # noise-to-signal is not monotone in η: points only, each labelled by its η
+        axes[1].plot([r["noise_to_signal"] for r in sub], [r["fp_ratio_max"] for r in sub], "o", label=f"B = {B}")
         for r in sub:
-            axes[0].annotate(f"η={r['lr']:g}", (r["eta_lam_max"], r["fp_ratio_max"]), fontsize=7)
+            for ax, x in ((axes[0], r["eta_lam_max"]), (axes[1], r["noise_to_signal"])):
+                ax.annotate(f"η={r['lr']:g}", (x, r["fp_ratio_max"]), fontsize=7)
     for ax, xl in zip(axes, ("η·λmax(H) at the end (2 = edge of stability)", "gradient noise-to-signal ratio")):
         ax.axhspan(0, 2, color="0.9", zorder=0)
         ax.set(xlabel=xl, ylabel="worst final W1/floor of the FP prediction", yscale="log")
         ax.legend(fontsize=8)
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
     axes[1].set_xscale("log")
+    for axis in (axes[0].yaxis, axes[1].yaxis, axes[1].xaxis):
+        axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(ScalarFormatter())
+        axis.set_minor_formatter(NullFormatter())
     fig.suptitle("where the Fokker-Planck prediction fails")
     fig.tight_layout()
     return save_figure(fig, path)
@@ -274,6 +282,22 @@ def _kind_sentence(entries) -> str:
     return (f"Judged by the drift-dominated criteria but shaped by diffusion in this run: {parts} — a W3 row of an "
             "output the bottleneck does not carry is pinned near zero by a weak drift and spread by gradient noise, "
             "like the W1 entries of the minor inputs. ")
+
+
+def _sweep_sentence(rows) -> str:
+    """Where the failure map crosses 3 floors, from the sweep's numbers."""
+    ok = [r for r in rows if "error" not in r]
+    if not ok:
+        return ""
+    bad = [r for r in ok if r["fp_ratio_max"] > 3]
+    diverged = [r for r in rows if "error" in r]
+    text = (f"Over the sweep ({len(ok)} runs) the worst final FP distance stays within 3 floors "
+            + ("everywhere" if not bad else "except at " + ", ".join(
+                f"η = {r['lr']:g}, B = {r['batch_size']} ({r['fp_ratio_max']:.1f} floors, η·λmax = "
+                f"{_fmt(r['eta_lam_max'])})" for r in bad)))  # fmt: skip
+    if diverged:
+        text += f"; {len(diverged)} run(s) diverged"
+    return text + ". "
 
 
 def report_markdown(res: ExperimentResult, suite_table: str | None, figures: dict) -> str:
@@ -393,6 +417,7 @@ def report_markdown(res: ExperimentResult, suite_table: str | None, figures: dic
         + _w1_sentence(verdict_diff)
         + _late_sentence(verdict_diff, res.t.size)
         + _kind_sentence(res.entries)
+        + _sweep_sentence(res.extra.get("sweep") or [])
         + "See distances.png for where along training each prediction holds.\n"
     )
     if suite_table:
