@@ -179,19 +179,36 @@ def fig_outputs(res, path):
     if not out:
         return None
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    allv = np.concatenate([out["trained"], out["quantile_mapped"]])
-    bins = np.linspace(np.percentile(allv, 0.5), np.percentile(allv, 99.5), 50)
-    ax.hist(out["trained"], bins, histtype="stepfilled", color="0.7", label="trained networks", density=True)
-    ax.hist(out["quantile_mapped"], bins, histtype="step", color="C3", lw=1.8, density=True,
-            label=f"W2 quantile-mapped onto the FP prediction (W1/floor {out['w1_quantile_over_floor']:.2f})")
-    ax.hist(out["predicted"], bins, histtype="step", color="C1", lw=1, density=True,
-            label=f"W2 drawn independently from the FP prediction ({out['w1_pred_over_floor']:.2f})")
-    ax.hist(out["shuffled"], bins, histtype="step", color="C0", ls="--", density=True,
-            label=f"W2 from empirical marginals ({out['w1_shuffled_over_floor']:.2f})")
-    ax.set(xlabel="reconstruction error on held-out inputs", ylabel="density", title="output distributions",
-           xlim=(bins[0], bins[-1]))
-    ax.legend(fontsize=7)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    sets = [
+        ("trained", dict(histtype="stepfilled", color="0.7"), "trained networks"),
+        ("quantile_mapped", dict(histtype="step", color="C3", lw=1.8),
+         f"W2 quantile-mapped onto the FP prediction (W1/floor {out['w1_quantile_over_floor']:.2f})"),
+        ("predicted", dict(histtype="step", color="C1", lw=1),
+         f"W2 drawn independently from the FP prediction ({out['w1_pred_over_floor']:.2f})"),
+        ("shuffled", dict(histtype="step", color="C0", ls="--"),
+         f"W2 from empirical marginals ({out['w1_shuffled_over_floor']:.2f})"),
+    ]  # fmt: skip
+    # left: the trained networks' range (linear); right: every set on a log axis, since networks whose W2
+    # entries are drawn independently lose the correlations between weights and reconstruct far worse
+    near = np.concatenate([out["trained"], out["quantile_mapped"]])
+    everything = np.concatenate([np.asarray(out[k]) for k, _, _ in sets])
+    positive = everything[everything > 0]
+    ranges = [np.linspace(*np.percentile(near, [0.5, 99.5]), 50)]
+    ranges.append(np.geomspace(*np.percentile(positive, [0.1, 99.9]), 60) if positive.size else ranges[0])
+    for ax, bins in zip(axes, ranges):
+        for key, style, label in sets:
+            v = np.asarray(out[key])
+            inside = (v >= bins[0]) & (v <= bins[-1])
+            if inside.any():  # fraction of all networks per bin (a set with nothing in range draws nothing)
+                ax.hist(v[inside], bins, weights=np.full(inside.sum(), 1.0 / v.size), label=label, **style)
+        ax.set(xlabel="reconstruction error on held-out inputs", ylabel="fraction of networks per bin",
+               xlim=(bins[0], bins[-1]))  # fmt: skip
+    axes[1].set(xscale="log", yscale="log")
+    axes[0].set_title("trained vs quantile-mapped (shown range)")
+    axes[1].set_title("all, log scale")
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
     return save_figure(fig, path)
 
 
