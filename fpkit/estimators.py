@@ -937,13 +937,13 @@ def _grid1(grid) -> Grid:
     return grid
 
 
-def _fit_on_grid(x, Y, grid: Grid, bandwidth, min_eff, tail) -> LocalLinearFit:
+def _fit_on_grid(x, Y, grid: Grid, bandwidth, min_eff, tail, se: bool = True) -> LocalLinearFit:
     """``local_linear_fit`` at the grid's cell centres; if the grid cannot resolve the samples (fewer than
     two well-supported centres, e.g. an entry that collapsed to less than a cell), fit on 64 points across
     the samples instead and interpolate onto the grid (held constant outside them). The cells that contain
     samples are then marked as supported."""
     try:
-        fit = local_linear_fit(x, Y, grid.x, bandwidth, min_eff=min_eff, tail=tail)
+        fit = local_linear_fit(x, Y, grid.x, bandwidth, min_eff=min_eff, tail=tail, se=se)
         if fit.supported.sum() >= 2:
             return fit
     except ConfigError:
@@ -955,7 +955,7 @@ def _fit_on_grid(x, Y, grid: Grid, bandwidth, min_eff, tail) -> LocalLinearFit:
     if not covering.any():
         raise ConfigError(f"the samples ({lo:.3g} to {hi:.3g}) lie outside the grid {grid!r}")
     aux = np.linspace(lo, hi, 64) if hi > lo else np.array([lo])
-    fa = local_linear_fit(x, Y, aux, bandwidth, min_eff=min_eff, tail=tail)
+    fa = local_linear_fit(x, Y, aux, bandwidth, min_eff=min_eff, tail=tail, se=se)
     if aux.size == 1:
         value, se = np.repeat(fa.value, xg.size, axis=0), np.repeat(fa.se, xg.size, axis=0)
         neff = np.full(xg.size, fa.n_eff[0])
@@ -981,6 +981,7 @@ def mechanistic(
     min_eff: float = MIN_EFF,
     tail: str = "widen",
     d_floor: float = D_FLOOR,
+    se: bool = True,
 ) -> Estimate:
     """Mechanistic drift and diffusion of one weight entry at one snapshot (units of ``t = η·step``).
 
@@ -998,6 +999,8 @@ def mechanistic(
     hg : (M,), optional   the entry of H·∇L in each member; required for ``second_order``
     symmetric : bool   augment the samples by their mirror images (A odd, D even)
     bandwidth : float, optional   default ``bandwidth_rule`` (of the augmented samples if symmetric)
+    se : bool   compute the smoothing's standard errors (a second pass; ``drift_se``/``diffusion_se`` are NaN
+        without it)
     """
     grid = _grid1(grid)
     eta = check_positive("eta", eta)
@@ -1023,7 +1026,7 @@ def mechanistic(
         x = np.concatenate([w, -w])
         a_s = np.concatenate([a_s, -a_s])
         d_s = np.concatenate([d_s, d_s])
-    fit = _fit_on_grid(x, np.stack([a_s, d_s], axis=1), grid, bandwidth, min_eff, tail)
+    fit = _fit_on_grid(x, np.stack([a_s, d_s], axis=1), grid, bandwidth, min_eff, tail, se)
     A = fit.value[:, 0]
     D = _floor_d(fit.value[:, 1], fit.supported, d_floor)
     meta = {
@@ -1051,6 +1054,7 @@ def kramers_moyal(
     min_eff: float = MIN_EFF,
     tail: str = "widen",
     d_floor: float = D_FLOOR,
+    se: bool = True,
 ) -> Estimate:
     """Kramers-Moyal drift and diffusion from the same members at two snapshots ``dt`` apart.
 
@@ -1058,6 +1062,7 @@ def kramers_moyal(
     ``m1`` the local-linear ``E[Δw | w0]`` (evaluated on 512 points across the samples, interpolated).
     Using residuals rather than ``E[Δw²] − m1²`` keeps the drift's variation inside the kernel out of D.
     Both are estimates over the lag (finite-``Δt`` bias when A varies along paths within it).
+    ``se=False`` skips the standard errors (NaN), as for ``mechanistic``.
     """
     grid = _grid1(grid)
     dt = check_positive("dt", dt)
@@ -1076,7 +1081,7 @@ def kramers_moyal(
     h = h or None  # zero spread (all members equal): local_linear_fit's sample-mean case
     m1 = local_linear_fit(x, y, aux, h, min_eff=min_eff, tail=tail, se=False).value
     r2 = (y - np.interp(x, aux, m1)) ** 2
-    fit = _fit_on_grid(x, np.stack([y, r2], axis=1), grid, h, min_eff, tail)
+    fit = _fit_on_grid(x, np.stack([y, r2], axis=1), grid, h, min_eff, tail, se)
     A = fit.value[:, 0] / dt
     D = _floor_d(fit.value[:, 1] / (2 * dt), fit.supported, d_floor)
     meta = {

@@ -291,6 +291,10 @@ def test_mechanistic_recovers_a_cubic_drift_and_quadratic_diffusion_within_error
     assert np.abs(A_exp - A_true - biasA)[mid].max() < 0.1 * np.abs(biasA[mid]).max()
     assert np.abs(D_exp - D_true - biasD)[mid].max() < 0.1 * biasD.max()
     assert np.all(est.diffusion > 0)
+    quick = E.mechanistic(w, g, v, eta, grid, se=False)  # the same estimates without the error pass
+    np.testing.assert_array_equal(quick.drift, est.drift)
+    np.testing.assert_array_equal(quick.diffusion, est.diffusion)
+    assert np.isnan(quick.drift_se).all() and np.isnan(quick.diffusion_se).all()
     # variants: discrete-step D̃ adds (η/2) E[g² | w] = (η/2)(A² + 0.16); second order adds −(η/2) E[hg | w]
     dis = E.mechanistic(w, g, v, eta, grid, diffusion="discrete")
     extra = E.local_linear_fit(w, 0.5 * eta * g**2, x, h)

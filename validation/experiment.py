@@ -214,14 +214,15 @@ def estimate_series(run, arrays: dict, members: np.ndarray, grid: Grid, variant:
                     route: str = "mechanistic"):  # fmt: skip
     """Drift and diffusion of one entry on ``grid`` at every snapshot, from ``members``."""
     sub = lambda a: None if a is None else a[:, members]  # noqa: E731
+    # the pipeline does not use the smoothing's standard errors: skip their second pass over the samples
     if route == "kramers-moyal":
-        return est.kramers_moyal_series(run.t, sub(arrays["w"]), grid, at="start")
+        return est.kramers_moyal_series(run.t, sub(arrays["w"]), grid, at="start", se=False)
     if arrays["g"] is None or arrays["v"] is None:
         raise ConfigError("the ensemble was trained without statistics; the mechanistic route needs them")
     opts = dict(VARIANT_OPTIONS[check_choice("variant", variant, tuple(VARIANT_OPTIONS))])
     hg = sub(arrays["hg"]) if opts.get("second_order") else None
     return est.mechanistic_series(run.t, sub(arrays["w"]), sub(arrays["g"]), sub(arrays["v"]), run.eta, grid,
-                                  hg=hg, **opts)  # fmt: skip
+                                  hg=hg, se=False, **opts)  # fmt: skip
 
 
 def predict_density(series, p0: np.ndarray, t: np.ndarray, dt: float, *, drift: bool = True,
