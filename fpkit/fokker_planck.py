@@ -96,6 +96,7 @@ class FokkerPlanck:
                         " use a positive floor, scheme='central', or CallanSymanzik for pure transport"
                     )
         self._faces_cache: list | None = None
+        self._nodes_cache: dict = {}
 
     # --- discretisation ---------------------------------------------------------------------------------
     def _face_geometry(self, axis: int):
@@ -137,6 +138,31 @@ class FokkerPlanck:
         full = np.broadcast_arrays(*grids)
         return np.stack(full, axis=-1)
 
+    def _face_nodes(self, a: int):
+        """Time-independent face data along axis ``a``, computed once: indices of the cells left and right of
+        each face (wrapped for face 0), face distances broadcast to the face array, and the points where the
+        coefficients are evaluated (Gauss-Legendre nodes along each face interval for exponential fitting,
+        face midpoints for the central flux) with the shape of their values."""
+        if a not in self._nodes_cache:
+            g = self.grid
+            n = g.n[a]
+            left, dist = self._face_geometry(a)
+            face_shape = list(g.shape)
+            face_shape[a] = n + 1
+            shape = [1] * g.ndim
+            shape[a] = n + 1
+            dist_b = np.broadcast_to(dist.reshape(shape), face_shape).copy()
+            if self.scheme == "exponential":
+                pts = self._points(a, left[:, None] + dist[:, None] * _GAUSS_NODES[None, :])  # (..., q, ndim)
+            else:
+                pts = self._points(a, (left + 0.5 * dist)[:, None])[..., 0, :]
+            flat = pts.reshape(-1, g.ndim)
+            nodes = flat[:, 0].copy() if g.ndim == 1 else flat.copy()
+            nodes.flags.writeable = False  # reused at every step: a callable must not edit it in place
+            self._nodes_cache[a] = (np.r_[n - 1, np.arange(n)], np.r_[np.arange(n), 0], dist_b, nodes,
+                                    pts.shape[:-1])  # fmt: skip
+        return self._nodes_cache[a]
+
     def _faces(self, t: float):
         """(alpha, beta) per axis at time ``t``; cached when time-independent."""
         if self._faces_cache is not None:
@@ -145,37 +171,25 @@ class FokkerPlanck:
         faces = []
         for a in range(g.ndim):
             n = g.n[a]
-            left, dist = self._face_geometry(a)
+            idx_l, idx_r, dist_b, nodes, nodes_shape = self._face_nodes(a)
             A, D = self.drift[a], self.diffusion[a][a]
             d_cell = D.on_grid(t)
-            idx_l = np.r_[n - 1, np.arange(n)]  # cell left of each face (wrapped for face 0)
-            idx_r = np.r_[np.arange(n), 0]  # cell right of each face
             d_left = np.take(d_cell, idx_l, axis=a)
             d_right = np.take(d_cell, idx_r, axis=a)
-            shape = [1] * g.ndim
-            shape[a] = n + 1
-            dist_b = np.broadcast_to(dist.reshape(shape), d_left.shape).copy()
             alpha = np.empty(d_left.shape)
             beta = np.empty(d_left.shape)
             if self.scheme == "exponential":
-                along = left[:, None] + dist[:, None] * _GAUSS_NODES[None, :]  # (n+1, q)
-                pts = self._points(a, along)  # (..., q, ndim) with faces on `a`
-                flat = pts.reshape(-1, g.ndim)
-                flat_arg = flat[:, 0] if g.ndim == 1 else flat
-                a_q, d_q = A.at(flat_arg, t), D.at(flat_arg, t)
+                a_q, d_q = A.at(nodes, t), D.at(nodes, t)
                 if np.any(d_q <= 0) or not np.all(np.isfinite(a_q)):
                     raise ConfigError(
                         f"`diffusion` must be > 0 and `drift` finite along axis {a} at t={t} "
                         "for scheme='exponential'"
                     )
-                ratio = (a_q / d_q).reshape(pts.shape[:-1])
+                ratio = (a_q / d_q).reshape(nodes_shape)
                 peclet = (ratio @ _GAUSS_WEIGHTS) * dist_b
                 fv.exponential_fitting_faces(d_left, d_right, np.ascontiguousarray(peclet), dist_b, alpha, beta)
             else:
-                mid = (left + 0.5 * dist)[:, None]
-                pts = self._points(a, mid)[..., 0, :]
-                flat = pts.reshape(-1, g.ndim)
-                a_face = A.at(flat[:, 0] if g.ndim == 1 else flat, t).reshape(d_left.shape)
+                a_face = A.at(nodes, t).reshape(d_left.shape)
                 fv.central_faces(d_left, d_right, np.ascontiguousarray(a_face), dist_b, alpha, beta)
             # boundary faces
             lo_sl = [slice(None)] * g.ndim
