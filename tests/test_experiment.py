@@ -6,6 +6,7 @@
 * Criteria on real trained ensembles (default configuration: slow-marked).
 """
 
+import json
 import subprocess
 import sys
 
@@ -188,6 +189,18 @@ def test_reproduce_same_seed_identical_files_with_one_or_two_threads(tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    # the file is self-contained: the judged members' stored values and the stored prediction give back the
+    # stored distance (W1 / floor) at every snapshot
+    judge = a["extra/split/judge"]
+    assert np.intersect1d(judge, a["extra/split/estimate"]).size == 0 and judge.size == 100
+    with h5py.File(tmp_path / "out1" / "results.h5", "r") as f:
+        label = next(iter(f["entries"]))
+        grid = fpkit.Grid.from_dict(json.loads(f["entries"][label].attrs["grid"]))
+    e = f"entries/{label}/"
+    judged = a[e + "samples"][:, judge]
+    again = [metrics.w1_samples(a[e + "p_pred"][s], grid, judged[s]) / metrics.w1_floor(judge.size, samples=judged[s])
+             for s in range(judged.shape[0])]  # fmt: skip
+    np.testing.assert_allclose(again, a[e + "ratios/fp"], rtol=1e-12)
 
 
 def test_cli_reproduce_bad_config_is_one_line_error(tmp_path):

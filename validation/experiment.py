@@ -284,6 +284,7 @@ class EntryResult:
     diffusion: np.ndarray  # (S, n) estimated D
     supported: np.ndarray
     extra: dict = field(default_factory=dict)
+    samples: np.ndarray | None = None  # (S, M) the entry's value in every member at every snapshot
 
     @property
     def kind(self) -> str:
@@ -340,7 +341,7 @@ def analyse_entry(run, label: str, est_members, judge_members, acfg: dict, *, va
             floor = metrics.halves_floor(judged[s], lambda a, b: metrics.js_two_samples(a, b, grid), n_splits=10, seed=s)
             js_ratio[s] = js_val / floor if floor > 0 else np.inf
     return EntryResult(label, t, grid, p_pred, p_emp, ratios, w1, floors, ks_ratio, js_ratio, series.drift,
-                       series.diffusion, series.supported, extra)  # fmt: skip
+                       series.diffusion, series.supported, extra, samples=w)  # fmt: skip
 
 
 # ------------------------------------------------------------------------------ network-level helpers
@@ -600,7 +601,8 @@ def run_experiment(cfg: dict, *, sweep: bool = False, show_progress: bool | None
         for lab in labels:
             variants = acfg["variants"] if lab.startswith("W1") else ("standard",)
             results.append(analyse_entry(run, lab, E, J, acfg, variants=variants))
-    extra: dict = {"members": run.members, "eta": run.eta, "batch_size": run.batch_size}
+    extra: dict = {"members": run.members, "eta": run.eta, "batch_size": run.batch_size,
+                   "split": {"estimate": E, "judge": J}}  # fmt: skip
     with _timed(timings, "langevin_crosscheck"):
         target = next((r for r in results if r.label.startswith("W1")), results[0])
         extra["langevin"] = langevin_crosscheck(target, E, run, entry_arrays(run, target.label),

@@ -30,6 +30,17 @@ def representatives(res: ExperimentResult) -> list:
 
 
 def save_results(res: ExperimentResult, path: Path) -> Path:
+    """Write the experiment's HDF5 file (atomically). Layout:
+
+    - attrs ``config`` (JSON, with the seed), ``timings``; ``t`` (S,) snapshot times t = η·step;
+      ``eta_lam_max`` (S, probes) when measured;
+    - ``entries/<label>/``: ``samples`` (S, M) the entry in every member, ``p_pred``/``p_emp`` (S, n) predicted
+      and judged densities on the entry's grid (attr ``grid``), ``drift``/``diffusion`` (S, n) estimates,
+      ``w1``, ``w1_floor``, ``ks_ratio``, ``js_ratio`` (S,), ``ratios/<name>`` (S,) W1/floor of the FP, its
+      variants and the baselines; attr ``kind``;
+    - ``extra/split/estimate``, ``extra/split/judge``: member indices of the two halves; ``extra/langevin``,
+      ``extra/outputs``, ``extra/pair``, attrs ``svag`` and ``sweep`` (JSON).
+    """
     with atomic_h5(path) as f:
         f.attrs["kind"] = "fpkit.Experiment"
         set_json_attr(f, "config", res.config)
@@ -41,11 +52,15 @@ def save_results(res: ExperimentResult, path: Path) -> Path:
             g = f.create_group(f"entries/{r.label}")
             set_json_attr(g, "grid", r.grid.to_dict())
             g.attrs["kind"] = r.kind
-            for name in ("p_pred", "p_emp", "drift", "diffusion", "w1", "w1_floor", "ks_ratio", "js_ratio"):
-                g.create_dataset(name, data=getattr(r, name), compression="gzip", compression_opts=4)
+            for name in ("p_pred", "p_emp", "drift", "diffusion", "w1", "w1_floor", "ks_ratio", "js_ratio", "samples"):
+                if getattr(r, name) is not None:
+                    g.create_dataset(name, data=getattr(r, name), compression="gzip", compression_opts=4)
             for k, v in r.ratios.items():
                 g[f"ratios/{k}"] = v
         ex = f.create_group("extra")
+        split = res.extra.get("split")
+        if split:  # which members estimated A and D and which were judged (indices into `samples`)
+            ex["split/estimate"], ex["split/judge"] = split["estimate"], split["judge"]
         lg = res.extra.get("langevin")
         if lg:
             ex["langevin/w1_over_floor"] = lg["w1_over_floor"]
