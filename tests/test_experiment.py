@@ -212,6 +212,17 @@ def test_cli_reproduce_bad_config_is_one_line_error(tmp_path):
     assert "unknown config key 'analysis.bandwith'" in p.stderr and "Traceback" not in p.stderr
 
 
+def test_example_reproduce_config_resolves():
+    from pathlib import Path
+
+    from fpkit.reproduce import resolve_config
+
+    path = Path(__file__).parent.parent / "examples" / "reproduce_rotated.toml"
+    cfg = resolve_config(config_path=str(path))
+    assert cfg["data"]["rotate"] is True and cfg["data"]["ratio"] == 0.6
+    assert cfg["train"] == ex.DEFAULT_CONFIG["train"]  # everything else stays the default
+
+
 # ------------------------------------------------------------------------------- trained ensembles
 @pytest.mark.slow
 def test_default_configuration_meets_the_criteria():
