@@ -96,7 +96,7 @@ def test_langevin_sampler_agrees_with_the_fp_solve_on_estimated_coefficients(syn
     E, J = ex.split_members(run.members, 0, "half")
     acfg = dict(ex.DEFAULT_CONFIG["analysis"], fp_dt=0.01)
     r = ex.analyse_entry(run, "W2[0,0]", E, J, acfg, km=False, js=False)
-    lg = ex.langevin_crosscheck(r, E, run, ex.entry_arrays(run, "W2[0,0]"), 20000, seed=3, dt=0.002)
+    lg = ex.langevin_crosscheck(r, 20000, seed=3, dt=0.002)
     v = lg["w1_over_floor"][1:]
     assert np.median(v) < 1.5 and v.max() < 3.0, v
 

@@ -421,15 +421,15 @@ def _timed(timings: dict, key: str):
     return _T()
 
 
-def langevin_crosscheck(result: EntryResult, series_members, run, arrays, n_paths: int, seed: int,
-                        dt: float) -> dict:
-    """Evolve the same coefficients with the Langevin sampler; W1(FP, paths) over the paths' noise floor."""
+def langevin_crosscheck(result: EntryResult, n_paths: int, seed: int, dt: float) -> dict:
+    """Evolve the coefficients the FP prediction used (``result.drift``/``diffusion``, linear in time between
+    snapshots) with the Langevin sampler; W1(FP, paths) over the paths' noise floor."""
     import fpkit
 
-    series = estimate_series(run, arrays, series_members, result.grid)
-    coefs = series.fp_coefficients()
+    drift = est.SnapshotInterpolator(result.t, result.drift, result.grid, "drift")
+    diffusion = est.SnapshotInterpolator(result.t, result.diffusion, result.grid, "diffusion")
     # the same reflecting walls as the FP problem it is compared with
-    sde = fpkit.SDE(drift=coefs["drift"], diffusion=coefs["diffusion"], grid=result.grid, bc="reflecting")
+    sde = fpkit.SDE(drift=drift, diffusion=diffusion, grid=result.grid, bc="reflecting")
     t = result.t
     paths = sde.sample((result.grid, result.p_emp[0]), t, n_paths=n_paths, method="euler", seed=seed, dt=dt,
                        t0=t[0])  # fmt: skip
@@ -605,8 +605,8 @@ def run_experiment(cfg: dict, *, sweep: bool = False, show_progress: bool | None
                    "split": {"estimate": E, "judge": J}}  # fmt: skip
     with _timed(timings, "langevin_crosscheck"):
         target = next((r for r in results if r.label.startswith("W1")), results[0])
-        extra["langevin"] = langevin_crosscheck(target, E, run, entry_arrays(run, target.label),
-                                                int(acfg["langevin_paths"]), cfg["seed"], float(acfg["fp_dt"]) / 4)  # fmt: skip
+        extra["langevin"] = langevin_crosscheck(target, int(acfg["langevin_paths"]), cfg["seed"],
+                                                float(acfg["fp_dt"]) / 4)  # fmt: skip
     with _timed(timings, "pair_2d"):
         if not acfg["pair"]:
             extra["pair_skipped"] = "no pair configured (analysis.pair = [])"
