@@ -497,14 +497,11 @@ def nearest_neighbour_distance(x, points, k: int) -> np.ndarray:
     """Distance from each of ``points`` to its ``k``-th nearest sample of ``x``."""
     xs = np.sort(np.asarray(x, dtype=float))
     k = min(int(k), xs.size)
-    pos = np.searchsorted(xs, points)
-    # the k nearest samples lie among the k on either side of the insertion point
-    offs = np.arange(-k, k)
-    idx = np.clip(pos[:, None] + offs[None, :], 0, xs.size - 1)
-    dist = np.abs(xs[idx] - points[:, None])
-    # clipped indices repeat the end samples; they are each other's duplicates only at the ends, where the
-    # window is one-sided and holds at least k distinct samples anyway
-    dist[(pos[:, None] + offs[None, :] < 0) | (pos[:, None] + offs[None, :] >= xs.size)] = np.inf
+    # the k nearest samples lie among the k on either side of the insertion point; window slots that fall
+    # outside the sample array count as infinitely far
+    idx = np.searchsorted(xs, points)[:, None] + np.arange(-k, k)[None, :]
+    outside = (idx < 0) | (idx >= xs.size)
+    dist = np.where(outside, np.inf, np.abs(xs[np.clip(idx, 0, xs.size - 1)] - points[:, None]))
     return np.partition(dist, k - 1, axis=1)[:, k - 1]
 
 

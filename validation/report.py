@@ -311,9 +311,10 @@ def _kind_sentence(entries) -> str:
         return ""
     parts = ", ".join(f"{r.label} (drift-only ends {r.ratios['drift_only'][-1] / r.ratios['fp'][-1]:.1f}× worse)"
                       for r in odd)  # fmt: skip
-    return (f"Judged by the drift-dominated criteria but shaped by diffusion in this run: {parts} — a W3 row of an "
-            "output the bottleneck does not carry is pinned near zero by a weak drift and spread by gradient noise, "
-            "like the W1 entries of the minor inputs. ")
+    why = (" — a W3 row of an output the bottleneck does not carry is pinned near zero by a weak drift and spread "
+           "by gradient noise, like the W1 entries of the minor inputs" if all(r.label.startswith("W3") for r in odd)
+           else "")  # fmt: skip
+    return f"Judged by the drift-dominated criteria but shaped by diffusion in this run: {parts}{why}. "
 
 
 def _sweep_sentence(rows) -> str:
