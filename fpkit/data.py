@@ -35,37 +35,12 @@ from .errors import ConfigError, check_choice, check_positive
 
 KINDS = ("gaussian", "mixture", "regression", "arrays", "digits")
 
+_COMMON_KEYS = {"kind", "d", "n", "online", "n_eval", "seed"}
+_SPECTRUM_KEYS = {"spectrum", "ratio", "alpha", "scale", "rotate"}
 _KEYS = {
-    "gaussian": {
-        "kind",
-        "d",
-        "n",
-        "online",
-        "n_eval",
-        "spectrum",
-        "ratio",
-        "alpha",
-        "scale",
-        "rotate",
-        "seed",
-    },
-    "mixture": {"kind", "d", "n", "online", "n_eval", "components", "separation", "std", "seed"},
-    "regression": {
-        "kind",
-        "d",
-        "n",
-        "online",
-        "n_eval",
-        "w_star",
-        "noise",
-        "x_std",
-        "spectrum",
-        "ratio",
-        "alpha",
-        "scale",
-        "rotate",
-        "seed",
-    },
+    "gaussian": _COMMON_KEYS | _SPECTRUM_KEYS,
+    "mixture": _COMMON_KEYS | {"components", "separation", "std"},
+    "regression": _COMMON_KEYS | _SPECTRUM_KEYS | {"w_star", "noise", "x_std"},
     "arrays": {"kind", "n", "d", "d_out"},
     "digits": {"kind", "n", "seed"},
 }
