@@ -26,6 +26,9 @@ _LAZY = {
     "compare_forms": "fpkit.derived_forms",
     "Ensemble": "fpkit.ensemble",
     "EnsembleRun": "fpkit.ensemble",
+    "predict": "fpkit.prediction",
+    "Prediction": "fpkit.prediction",
+    "Predictions": "fpkit.prediction",
 }
 
 __all__ = ["ConfigError", "FpkitError", "StabilityError", "Grid", "gaussian", *_LAZY]

@@ -1,0 +1,647 @@
+"""The Fokker-Planck prediction of a weight entry's histogram, judged out of sample: ``fpkit.predict``.
+
+Recipe (one call does all of it)
+--------------------------------
+1. **Split** the ensemble's members into an estimation half and a judged half (``split="half"``, a fixed
+   random permutation from ``seed``), or use all members for both (``"in-sample"``), or pass your own
+   ``(estimate_members, judged_members)`` index arrays.
+2. **Estimate** the entry's drift A(w, t) and diffusion D(w, t) on the estimation members at every snapshot
+   (local-linear smoothing, ``fpkit.estimators``), linear in time between snapshots. Routes:
+   ``"mechanistic"`` (A = E[−∂L/∂w | w] from the recorded full-batch gradient, D = (η/2)·E[Var of the
+   minibatch-mean gradient | w]; Gyöngy's mimicking theorem makes this the exact 1-D description of the
+   marginal) or ``"kramers-moyal"`` (moments of the increments between snapshots; needs no statistics but is
+   biased when A changes within a lag). Variants of the mechanistic route: ``"standard"``, ``"discrete"``
+   (D̃ = (η/2)E[g_B² | w]), ``"second_order"`` (Li-Tai-E drift −(η/2)H·∇L added), ``"symmetric"``
+   (sign-symmetrised estimates).
+3. **Solve** the 1-D Fokker-Planck equation (``fpkit.FokkerPlanck``, reflecting walls, Crank-Nicolson with
+   step ``dt``) from the judged members' first-snapshot histogram to every later snapshot, on a uniform grid
+   over the entry's range fine enough that the narrowest snapshot's standard deviation spans
+   ``cells_per_sd`` cells.
+4. **Judge** every snapshot against the judged members: W1 distance divided by its noise floor (the expected
+   W1 between the true law and N samples of it, so a perfect prediction scores ≈ 1), and the same for the
+   baselines: ``frozen`` (the initial histogram never moves), ``drift_only`` (the judged members' initial
+   values carried along dw/dt = A: the D = 0 limit), ``diffusion_only`` (A = 0). KS and Jensen-Shannon
+   distances over their floors too.
+
+Units: t is continuous time η·step (as in ``EnsembleRun.t``); w is in the weight's units; A in w per unit t,
+D in w² per unit t (Itô: dw = A dt + √(2D) dW).
+
+Example
+-------
+>>> run = fpkit.EnsembleRun.load("ensemble.h5")                           # doctest: +SKIP
+>>> pred = fpkit.predict(run, "W2[0,1]")                                    # doctest: +SKIP
+>>> pred.distance["fp"][-1], pred.distance["frozen"][-1]                    # doctest: +SKIP
+>>> preds = fpkit.predict(run, "auto"); preds.table()                      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import estimators as est
+from . import metrics
+from .errors import ConfigError, check_choice, check_positive
+from .fokker_planck import FokkerPlanck
+from .grid import Grid
+from .solvers.random import derive_seed
+
+MIN_MEMBERS = 100
+MIN_SNAPSHOTS = 3
+ROUTES = ("mechanistic", "kramers-moyal")
+VARIANT_OPTIONS = {
+    "standard": {},
+    "discrete": {"diffusion": "discrete"},
+    "second_order": {"second_order": True},
+    "symmetric": {"symmetric": True},
+}
+BASELINES = ("frozen", "drift_only", "diffusion_only")
+DIFFUSION_DRIVEN_GAIN = 1.5
+"""An entry is *diffusion-driven* when drift-only ends this many times worse than the FP, else
+*drift-dominated* (``Prediction.kind``): drift-only entries test A, not D."""
+
+_ENTRY = re.compile(r"^(W\d+|b\d+)\[(\d+)(?:,\s*(\d+))?\]$")
+
+
+# ------------------------------------------------------------------------------------------- entries
+def parse_entry(label: str) -> tuple[str, tuple]:
+    """'W2[0,1]' -> ('W2', (0, 1)); 'b1[3]' -> ('b1', (3,))."""
+    m = _ENTRY.match(str(label).replace(" ", ""))
+    if not m:
+        raise ConfigError(f"entry {label!r} is not of the form 'W2[0,1]' or 'b1[0]'")
+    idx = (int(m.group(2)),) if m.group(3) is None else (int(m.group(2)), int(m.group(3)))
+    return m.group(1), idx
+
+
+def entry_label(name: str, idx: tuple) -> str:
+    return f"{name}[{','.join(str(int(i)) for i in idx)}]"
+
+
+def entry_arrays(run, label: str) -> dict:
+    """One entry's weights ``w``, gradients ``g``, gradient variances ``v`` and H·∇L ``hg``: each (S, M),
+    None where the run did not record it."""
+    name, idx = parse_entry(label)
+    if name not in run.weights:
+        raise ConfigError(f"entry {label!r}: the network has no {name!r}; it has {list(run.names)}")
+    shape = run.weights[name].shape[2:]
+    if len(idx) != len(shape) or any(i >= s for i, s in zip(idx, shape)):
+        raise ConfigError(f"entry {label!r} does not exist: {name} has shape {tuple(shape)}")
+    sl = (slice(None), slice(None)) + idx
+    out = {"w": run.weights[name][sl]}
+    for key, fld in (("g", "grad"), ("v", "grad_var"), ("hg", "hess_grad")):
+        d = getattr(run, fld)
+        out[key] = None if d is None else d[name][sl]
+    return out
+
+
+def diffusion_share(run, name: str) -> np.ndarray:
+    """Per entry of ``name``: 2∫E[D]dt / Var(w at the end), D = (η/2)·grad_var — how much of the final
+    spread diffusion alone would have made. Large for entries whose histograms are shaped by diffusion."""
+    W, V = run.weights[name], run.grad_var[name]
+    Dm = 0.5 * run.eta * V.mean(axis=1)
+    added = np.sum(0.5 * (Dm[1:] + Dm[:-1]) * np.diff(run.t)[(...,) + (None,) * (Dm.ndim - 1)], axis=0) * 2
+    return added / np.maximum(W[-1].var(axis=0), 1e-300)
+
+
+def auto_entries(run, limit: dict | None = None) -> list[str]:
+    """Entries worth judging in an autoencoder run: all of W2; the W1 entries with the largest diffusion
+    share (``diffusion_share``; the largest change of spread without statistics); W3[0,0], W3[d-1,0] and the
+    W3 entry whose mean moves most relative to its initial spread. ``limit`` caps the count per layer
+    (defaults W2: 9, W1: 3, W3: 3)."""
+    limit = {"W2": 9, "W1": 3, "W3": 3, **(limit or {})}
+    missing = [n for n in ("W1", "W2", "W3") if n not in run.weights]
+    if missing:
+        raise ConfigError(f"entries='auto' needs an autoencoder run with W1, W2, W3; this run has "
+                          f"{list(run.names)}: name the entries instead")  # fmt: skip
+    W1, W2, W3 = run.weights["W1"], run.weights["W2"], run.weights["W3"]
+    labels = [entry_label("W2", (i, j)) for i in range(W2.shape[2]) for j in range(W2.shape[3])][: limit["W2"]]
+    change = diffusion_share(run, "W1") if run.grad_var is not None else np.max(
+        np.abs(np.log(W1.std(axis=1) / W1.std(axis=1)[0])), axis=0
+    )  # fmt: skip
+    for flat in np.argsort(change.ravel())[::-1][: limit["W1"]]:
+        labels.append(entry_label("W1", np.unravel_index(flat, change.shape)))
+    d = W3.shape[2]
+    w3 = [entry_label("W3", (0, 0)), entry_label("W3", (d - 1, 0))]
+    shift = np.abs(W3.mean(axis=1)[-1] - W3.mean(axis=1)[0]) / W3.std(axis=1)[0]
+    for flat in np.argsort(shift.ravel())[::-1]:
+        lab = entry_label("W3", np.unravel_index(flat, shift.shape))
+        if lab not in w3:
+            w3.append(lab)
+            break
+    return labels + w3[: limit["W3"]]
+
+
+def entry_grid(w: np.ndarray, *, cells: int = 400, cells_per_sd: float = 25, max_cells: int = 4000) -> Grid:
+    """A uniform grid over the entry's range at all snapshots (``w`` (S, M)), with at least ``cells`` cells
+    and enough that the narrowest snapshot's standard deviation spans ``cells_per_sd`` cells, at most
+    ``max_cells`` (collapsing densities need it: the finite-volume error grows like (h/σ)², and at 5 cells
+    per σ it already exceeds the noise floor of 2000 members)."""
+    coarse = est.choose_grid(w, n=3)
+    span = coarse.hi[0] - coarse.lo[0]
+    sd_min = float(np.min(w.std(axis=1)))
+    n = int(cells)
+    if sd_min > 0:
+        n = max(n, int(np.ceil(float(cells_per_sd) * span / sd_min)))
+    return est.choose_grid(w, n=min(n, int(max_cells)))
+
+
+def split_members(M: int, seed: int, mode="half") -> tuple[np.ndarray, np.ndarray]:
+    """(estimation members, judged members): disjoint random halves of ``M`` members drawn from ``seed``
+    (``"half"``), all members twice (``"in-sample"``: agreement is then partly by construction), or a given
+    pair of index arrays (checked)."""
+    if M < MIN_MEMBERS:
+        raise ConfigError(f"the ensemble has {M} members; at least {MIN_MEMBERS} are needed to judge a density")
+    if not isinstance(mode, str):
+        try:
+            E, J = (np.asarray(a) for a in mode)
+        except (TypeError, ValueError):
+            raise ConfigError("`split` must be 'half', 'in-sample' or a pair (estimate_members, "
+                              "judged_members) of index arrays") from None  # fmt: skip
+        for name, a in (("estimate", E), ("judged", J)):
+            if a.ndim != 1 or a.size < 2 or a.dtype.kind not in "iu" or a.min() < 0 or a.max() >= M:
+                raise ConfigError(f"`split` {name} members must be a 1-D array of at least 2 member indices "
+                                  f"in [0, {M})")  # fmt: skip
+        return E.astype(np.int64), J.astype(np.int64)
+    check_choice("split", mode, ("half", "in-sample"))
+    if mode == "in-sample":
+        allm = np.arange(M)
+        return allm, allm
+    perm = np.random.default_rng(derive_seed(seed, 11)).permutation(M)
+    return np.sort(perm[: M // 2]), np.sort(perm[M // 2 :])
+
+
+# ---------------------------------------------------------------------------------- estimate and solve
+def estimate_series(run, arrays: dict, members: np.ndarray, grid: Grid, variant: str = "standard",
+                    route: str = "mechanistic") -> est.CoefficientSeries:  # fmt: skip
+    """Drift and diffusion of one entry on ``grid`` at every snapshot, from ``members`` (module docstring)."""
+    check_choice("route", route, ROUTES)
+    sub = lambda a: None if a is None else a[:, members]  # noqa: E731
+    # predictions do not use the smoothing's standard errors: skip their second pass over the samples
+    if route == "kramers-moyal":
+        return est.kramers_moyal_series(run.t, sub(arrays["w"]), grid, at="start", se=False)
+    if arrays["g"] is None or arrays["v"] is None:
+        raise ConfigError("the ensemble was trained without statistics; use route='kramers-moyal' or train "
+                          "with statistics = true")  # fmt: skip
+    opts = dict(VARIANT_OPTIONS[check_choice("variant", variant, tuple(VARIANT_OPTIONS))])
+    hg = sub(arrays["hg"]) if opts.get("second_order") else None
+    return est.mechanistic_series(run.t, sub(arrays["w"]), sub(arrays["g"]), sub(arrays["v"]), run.eta, grid,
+                                  hg=hg, se=False, **opts)  # fmt: skip
+
+
+def solve_density(series, p0: np.ndarray, t: np.ndarray, dt: float, *, drift: bool = True) -> tuple[np.ndarray, float]:
+    """The FP solution with the estimated coefficients (time-dependent, linear between snapshots) from p0 at
+    t[0], at every t: ((len(t), n) densities, the mass of the negative values clipped).
+
+    Crank-Nicolson is not positivity-preserving: its round-off-sized undershoots (which would make the
+    Jensen-Shannon divergence undefined) are clipped and unit mass restored; the clipped mass is returned so
+    that a prediction's diagnostics can say when it is not round-off."""
+    coefs = series.fp_coefficients()
+    fp = FokkerPlanck(series.grid, drift=coefs["drift"] if drift else 0.0, diffusion=coefs["diffusion"],
+                      bc="reflecting", time_dependent=True)  # fmt: skip
+    p = fp.solve(p0, t, method="crank-nicolson", dt=dt, t0=t[0]).p
+    clipped = float(np.max(series.grid.integrate(np.clip(-p, 0.0, None))))
+    p = np.clip(p, 0.0, None)
+    return p / series.grid.integrate(p)[:, None], clipped
+
+
+def transport_samples(series, x0: np.ndarray, t: np.ndarray, dt: float) -> np.ndarray:
+    """Carry samples along the characteristics dw/dt = A(w, t) (classical RK4, steps of at most ``dt``
+    between consecutive output times): the D = 0 prediction, (len(t), N)."""
+    A = series.drift_callable()
+    out = np.empty((t.size, x0.size))
+    x = np.array(x0, dtype=float)
+    out[0] = x
+    for k in range(1, t.size):
+        t0, t1 = t[k - 1], t[k]
+        n = max(1, int(np.ceil((t1 - t0) / dt)))
+        h = (t1 - t0) / n
+        for i in range(n):
+            s = t0 + i * h
+            k1 = A(x, s)
+            k2 = A(x + 0.5 * h * k1, s + 0.5 * h)
+            k3 = A(x + 0.5 * h * k2, s + 0.5 * h)
+            k4 = A(x + h * k3, s + h)
+            x = x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+        out[k] = x
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ judge
+def judge(judged: np.ndarray, grid: Grid, *, density=None, samples=None, floors=None) -> np.ndarray:
+    """W1 distance / noise floor at every snapshot of a prediction given as grid densities ``density``
+    (S', n) or as transported samples ``samples`` (S', N) against the ``judged`` members (S, N).
+
+    ``floors`` (S,) are the W1 noise floors of the judged members (``metrics.w1_floor`` of each snapshot's
+    empirical CDF), computed when not given. A prediction with fewer snapshots than ``judged`` (the
+    Kramers-Moyal route ends one lag early) is NaN where it does not reach. The one place where the
+    experiments turn a prediction into W1/floor ratios."""
+    if (density is None) == (samples is None):
+        raise ConfigError("give exactly one of `density` or `samples` to judge")
+    S = judged.shape[0]
+    if floors is None:
+        floors = judged_floors(judged)
+    out = np.full(S, np.nan)
+    pred = density if density is not None else samples
+    for s in range(len(pred)):
+        w1 = (metrics.w1_samples(density[s], grid, judged[s]) if density is not None
+              else metrics.w1_two_samples(samples[s], judged[s]))  # fmt: skip
+        out[s] = w1 / floors[s]
+    return out
+
+
+def judged_floors(judged: np.ndarray) -> np.ndarray:
+    """W1 noise floor of the judged members at every snapshot, from their own empirical CDF: (S,)."""
+    return np.array([metrics.w1_floor(judged.shape[1], samples=judged[s]) for s in range(judged.shape[0])])
+
+
+# ------------------------------------------------------------------------------------------- results
+@dataclass
+class Prediction:
+    """The FP prediction of one entry, judged out of sample (arrays over the S snapshots).
+
+    Attributes
+    ----------
+    label : str                 the entry, e.g. "W2[0,1]"
+    t : (S,)                    snapshot times t = η·step
+    grid : fpkit.Grid           the 1-D grid of the prediction (units of w)
+    density : (S, n)            predicted density (integrates to one)
+    empirical : (S, n)          the judged members' histogram on the same grid
+    judged : (S, N)             the judged members' values
+    distance : dict             name -> (S,) W1 / noise floor: "fp", "frozen", "drift_only",
+                                "diffusion_only", and "fp_<variant or route>" for each of ``compare_with``
+    w1, w1_floor : (S,)         the FP's W1 distance and the floor it is divided by (units of w)
+    ks, js : (S,)               KS and Jensen-Shannon distances of the FP over their floors (js NaN if off)
+    coefficients : dict         "drift" (S, n) A, "diffusion" (S, n) D, "supported" (S, n) bool (where the
+                                smoothing had enough samples)
+    diagnostics : dict          validity checks; "messages" lists the ones that need a reader's attention
+    samples : (S, M)            the entry's value in every member
+    split : dict                "estimate", "judge": member indices
+    options : dict              the call's route, variant, seed, grid and step options
+    """
+
+    label: str
+    t: np.ndarray
+    grid: Grid
+    density: np.ndarray
+    empirical: np.ndarray
+    judged: np.ndarray
+    distance: dict
+    w1: np.ndarray
+    w1_floor: np.ndarray
+    ks: np.ndarray
+    js: np.ndarray
+    coefficients: dict
+    diagnostics: dict = field(default_factory=dict)
+    samples: np.ndarray | None = None
+    split: dict = field(default_factory=dict)
+    options: dict = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        """'diffusion-driven' when drift-only ends ``DIFFUSION_DRIVEN_GAIN`` times worse than the FP at the
+        last snapshot, else 'drift-dominated' (the entry then tests the drift A, not D)."""
+        fp, dr = self.distance["fp"][-1], self.distance["drift_only"][-1]
+        return "diffusion-driven" if dr > DIFFUSION_DRIVEN_GAIN * fp else "drift-dominated"
+
+    def summary(self) -> dict:
+        """Max, median (over snapshots after the first, which is the initial condition itself) and last
+        W1/floor of the FP and each baseline."""
+        out = {}
+        for k, v in self.distance.items():
+            later = v[1:][np.isfinite(v[1:])]
+            out[k] = {"max": float(later.max()) if later.size else float("nan"),
+                      "median": float(np.median(later)) if later.size else float("nan"),
+                      "last": float(later[-1]) if later.size else float("nan")}  # fmt: skip
+        return out
+
+    def plot(self, ax=None, snapshots: Sequence[int] | None = None):
+        """Predicted density (lines) over the judged members' histograms (steps) at a few snapshots; with no
+        ``ax``, a second panel shows W1/floor over time for the FP and the baselines. Returns the figure."""
+        from .plotting import _pyplot
+
+        plt = _pyplot()
+        if ax is None:
+            fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+        else:
+            fig, ax2 = ax.figure, None
+        picks = snapshots if snapshots is not None else np.unique(
+            [int(np.argmin(np.abs(self.t - f * self.t[-1]))) for f in (0.01, 0.1, 1 / 3, 1.0)])  # fmt: skip
+        x = self.grid.x
+        for i, s in enumerate(picks):
+            c = f"C{i}"
+            ax.stairs(self.empirical[s], self.grid.edges[0], color=c, alpha=0.5)
+            ax.plot(x, self.density[s], color=c, label=f"t = {self.t[s]:.3g}")
+        ax.set(xlabel=f"{self.label} (weight value)", ylabel="density",
+               title=f"{self.label}: FP prediction (lines) vs judged members (steps)")  # fmt: skip
+        ax.legend(fontsize=8)
+        if ax2 is not None:
+            for k in ("fp", *BASELINES):
+                ax2.plot(self.t[1:], self.distance[k][1:], label=k.replace("_", " "))
+            ax2.axhline(1.0, color="0.5", lw=0.8, ls=":")
+            ax2.set(xscale="log", yscale="log", xlabel="t = η·step", ylabel="W1 / noise floor",
+                    title="distance to the judged members")  # fmt: skip
+            ax2.legend(fontsize=8)
+        return fig
+
+    def to_xarray(self):
+        """An ``xarray.Dataset`` with dims (t, w) for densities and coefficients, (t, member) for the judged
+        values, (t,) for the distances (needs the optional ``xarray`` package)."""
+        try:
+            import xarray as xr
+        except ImportError:
+            raise ConfigError("Prediction.to_xarray needs xarray: pip install xarray") from None
+        vars_ = {"density": (("t", "w"), self.density), "empirical": (("t", "w"), self.empirical),
+                 "judged": (("t", "member"), self.judged), "w1": ("t", self.w1), "w1_floor": ("t", self.w1_floor),
+                 "ks": ("t", self.ks), "js": ("t", self.js)}  # fmt: skip
+        vars_.update({f"distance_{k}": ("t", v) for k, v in self.distance.items()})
+        vars_.update({k: (("t", "w"), v) for k, v in self.coefficients.items()})
+        return xr.Dataset(vars_, coords={"t": self.t, "w": self.grid.x, "member": self.split.get("judge")},
+                          attrs={"label": self.label, "kind": self.kind, **{k: str(v) for k, v in self.options.items()}})  # fmt: skip
+
+    def save(self, path) -> Path:
+        """Write this prediction to an HDF5 file (atomically); ``Prediction.load`` reads it back."""
+        from .io import atomic_h5
+
+        with atomic_h5(path) as f:
+            f.attrs["kind"] = KIND
+            _write_prediction(f.create_group(self.label), self)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path) -> Prediction:
+        preds = Predictions.load(path)
+        if len(preds) != 1:
+            raise ConfigError(f"`path` {str(path)!r} holds {len(preds)} predictions; use Predictions.load")
+        return next(iter(preds.values()))
+
+
+KIND = "fpkit.Prediction"
+_ARRAYS = ("t", "density", "empirical", "judged", "w1", "w1_floor", "ks", "js", "samples")
+
+
+def _write_prediction(g, p: Prediction) -> None:
+    from .io import set_json_attr
+
+    set_json_attr(g, "grid", p.grid.to_dict())
+    set_json_attr(g, "options", p.options)
+    set_json_attr(g, "diagnostics", p.diagnostics)
+    g.attrs["label"], g.attrs["kind"] = p.label, p.kind
+    for name in _ARRAYS:
+        a = getattr(p, name)
+        if a is not None:
+            g.create_dataset(name, data=a, compression="gzip", compression_opts=4)
+    for group, d in (("distance", p.distance), ("coefficients", p.coefficients), ("split", p.split)):
+        for k, v in d.items():
+            g.create_dataset(f"{group}/{k}", data=v)
+
+
+def _read_prediction(g) -> Prediction:
+    from .io import get_json_attr
+
+    arrays = {n: (g[n][()] if n in g else None) for n in _ARRAYS}
+    groups = {k: ({n: g[k][n][()] for n in g[k]} if k in g else {}) for k in ("distance", "coefficients", "split")}
+    return Prediction(label=str(g.attrs["label"]), grid=Grid.from_dict(get_json_attr(g, "grid")),
+                      diagnostics=get_json_attr(g, "diagnostics", {}), options=get_json_attr(g, "options", {}),
+                      **arrays, **groups)  # fmt: skip
+
+
+class Predictions(dict):
+    """Predictions of several entries, by label (insertion order kept)."""
+
+    def table(self) -> str:
+        """A markdown table: per entry its kind and FP / baseline W1-over-floor (max, median, last)."""
+        rows = ["| entry | kind | FP max | FP median | FP last | frozen last | drift-only last | diffusion-only last |",
+                "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for p in self.values():
+            s = p.summary()
+            rows.append(f"| {p.label} | {p.kind} | {s['fp']['max']:.2f} | {s['fp']['median']:.2f} | "
+                        f"{s['fp']['last']:.2f} | {s['frozen']['last']:.2f} | {s['drift_only']['last']:.2f} | "
+                        f"{s['diffusion_only']['last']:.2f} |")  # fmt: skip
+        return "\n".join(rows)
+
+    def save(self, path) -> Path:
+        from .io import atomic_h5
+
+        with atomic_h5(path) as f:
+            f.attrs["kind"] = KIND
+            for p in self.values():
+                _write_prediction(f.create_group(p.label), p)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path) -> Predictions:
+        from .io import open_results
+
+        with open_results(path, KIND) as f:
+            return cls((k, _read_prediction(f[k])) for k in f)
+
+
+# ------------------------------------------------------------------------------------------ the call
+def predict(run, entries="auto", *, split="half", route: str = "mechanistic", variant: str = "standard",
+            seed: int = 0, compare_with: Sequence[str] = (), dt: float = 0.1, cells: int = 400,
+            cells_per_sd: float = 25, max_cells: int = 4000, ks: bool = True, js: bool = True,
+            joint: bool = False, pair_cells: int = 48, auto_limit: dict | None = None):  # fmt: skip
+    """Predict how the histograms of weight entries of an ensemble evolve, and judge it out of sample.
+
+    Parameters
+    ----------
+    run : fpkit.EnsembleRun
+        The trained ensemble (``EnsembleRun.load(path)`` or ``Ensemble(...).train()``); t = η·step.
+    entries : str or sequence of str
+        One entry ("W2[0,1]", "b1[0]") -> a :class:`Prediction`; a list, or "auto" (``auto_entries``:
+        autoencoder runs) -> :class:`Predictions` by label; two entries with ``joint=True`` -> a
+        :class:`PairPrediction` of their joint 2-D density.
+    split : "half" | "in-sample" | (estimate_members, judged_members)
+        Estimate A and D on one half of the members and judge the other (default), or use all members for
+        both, or give the two index arrays.
+    route : "mechanistic" | "kramers-moyal"
+        Where A and D come from (module docstring).
+    variant : "standard" | "discrete" | "second_order" | "symmetric"
+        Variant of the mechanistic route used for the prediction.
+    seed : int
+        Seed of the random split (the same seed gives the same halves).
+    compare_with : sequence of str
+        Further variants and/or "kramers-moyal" judged on the same split and grid: their W1/floor lands in
+        ``distance["fp_<name>"]``.
+    dt : float
+        Time step of the FP solve and of the drift-only transport (units of t = η·step).
+    cells, cells_per_sd, max_cells :
+        Grid resolution (``entry_grid``).
+    joint, pair_cells :
+        Predict the joint density of two W2 entries (``predict_pair``) on ``pair_cells`` cells per axis.
+    ks, js : bool
+        Also compute KS and Jensen-Shannon distances over their floors (JS floors cost 10 half-splits per
+        snapshot).
+    auto_limit : dict, optional
+        Entries per layer for ``entries="auto"``.
+    """
+    if len(run.t) < MIN_SNAPSHOTS:
+        raise ConfigError(f"the run has {len(run.t)} snapshots: at least {MIN_SNAPSHOTS} are needed to estimate from")
+    dt = check_positive("dt", dt)
+    E, J = split_members(run.members, int(seed), split)
+    grid_opts = {"cells": int(cells), "cells_per_sd": float(cells_per_sd), "max_cells": int(max_cells)}
+    if joint:
+        labels = [entries] if isinstance(entries, str) else list(entries)
+        if len(labels) != 2:
+            raise ConfigError(f"`joint=True` predicts the joint density of exactly two entries, got {labels}")
+        return predict_pair(run, labels, E, J, dt=dt, cells=int(pair_cells))
+    if isinstance(entries, str) and entries != "auto":
+        return predict_entry(run, entries, E, J, route=route, variant=variant, compare_with=compare_with,
+                             dt=dt, ks=ks, js=js, seed=int(seed), **grid_opts)  # fmt: skip
+    labels = auto_entries(run, auto_limit) if isinstance(entries, str) else list(entries)
+    if not labels:
+        raise ConfigError("`entries` is empty: name at least one entry, e.g. 'W2[0,1]', or 'auto'")
+    return Predictions((lab, predict_entry(run, lab, E, J, route=route, variant=variant, compare_with=compare_with,
+                                           dt=dt, ks=ks, js=js, seed=int(seed), **grid_opts))
+                       for lab in labels)  # fmt: skip
+
+
+def predict_entry(run, label: str, est_members, judge_members, *, route: str = "mechanistic",
+                  variant: str = "standard", compare_with: Sequence[str] = (), dt: float = 0.1,
+                  cells: int = 400, cells_per_sd: float = 25, max_cells: int = 4000, ks: bool = True,
+                  js: bool = True, seed: int = 0) -> Prediction:  # fmt: skip
+    """``predict`` for one entry on a given split (the members' index arrays); see ``predict``."""
+    for name in compare_with:
+        check_choice("compare_with", name, (*VARIANT_OPTIONS, "kramers-moyal"))
+    arrays = entry_arrays(run, label)
+    w, t = arrays["w"], run.t
+    grid = entry_grid(w, cells=cells, cells_per_sd=cells_per_sd, max_cells=max_cells)
+    judged = w[:, judge_members]
+    p_emp = est.histogram_density(judged, grid)
+    p0 = p_emp[0]
+    S = t.size
+    floors = judged_floors(judged)
+
+    series = estimate_series(run, arrays, est_members, grid, variant, route)
+    tp = t if route == "mechanistic" else t[:-1]  # Kramers-Moyal ends one lag early
+    p_pred, clipped = solve_density(series, p0, tp, dt)
+    w1 = np.full(S, np.nan)
+    w1[: tp.size] = [metrics.w1_samples(p_pred[s], grid, judged[s]) for s in range(tp.size)]
+    distance = {"fp": w1 / floors, "frozen": judge(judged, grid, density=np.broadcast_to(p0, (S, p0.size)), floors=floors)}
+    distance["drift_only"] = judge(judged, grid, samples=transport_samples(series, judged[0], tp, dt), floors=floors)
+    distance["diffusion_only"] = judge(judged, grid, density=solve_density(series, p0, tp, dt, drift=False)[0],
+                                       floors=floors)  # fmt: skip
+    for name in compare_with:
+        if name == "kramers-moyal":
+            sv = estimate_series(run, arrays, est_members, grid, route="kramers-moyal")
+            distance["fp_kramers_moyal"] = judge(judged, grid, density=solve_density(sv, p0, t[:-1], dt)[0], floors=floors)
+        elif name != variant or route != "mechanistic":
+            sv = estimate_series(run, arrays, est_members, grid, name)
+            distance[f"fp_{name}"] = judge(judged, grid, density=solve_density(sv, p0, t, dt)[0], floors=floors)
+    ks_ratio = np.full(S, np.nan)
+    if ks:
+        ks_ratio[: tp.size] = [metrics.ks_samples(p_pred[s], grid, judged[s]) for s in range(tp.size)]
+        ks_ratio /= metrics.ks_floor(judged.shape[1])
+    js_ratio = np.full(S, np.nan)
+    if js:
+        for s in range(tp.size):
+            js_val = metrics.js_samples(p_pred[s], grid, judged[s])
+            # floor: the distance between two independent halves of the judged members
+            floor = metrics.halves_floor(judged[s], lambda a, b: metrics.js_two_samples(a, b, grid), n_splits=10, seed=s)
+            js_ratio[s] = js_val / floor if floor > 0 else np.inf
+    if p_pred.shape[0] < S:  # pad so that every array covers all snapshots
+        pad = np.full((S - p_pred.shape[0], grid.n[0]), np.nan)
+        p_pred = np.concatenate([p_pred, pad])
+    coefficients = {"drift": series.drift, "diffusion": series.diffusion, "supported": series.supported}
+    options = {"route": route, "variant": variant, "seed": seed, "dt": dt, "cells": cells,
+               "cells_per_sd": cells_per_sd, "max_cells": max_cells}  # fmt: skip
+    pred = Prediction(label, t, grid, p_pred, p_emp, judged, distance, w1, floors, ks_ratio, js_ratio, coefficients,
+                      samples=w, split={"estimate": np.asarray(est_members), "judge": np.asarray(judge_members)},
+                      options=options)  # fmt: skip
+    pred.diagnostics = diagnose(pred, clipped)
+    return pred
+
+
+def diagnose(pred: Prediction, clipped_mass: float = 0.0) -> dict:
+    """Validity checks of a prediction, each a number with the threshold it is read against; ``messages``
+    says in words which need attention (a prediction worse than the frozen baseline always gets one)."""
+    fp, frozen = pred.distance["fp"], pred.distance["frozen"]
+    worse = np.flatnonzero(fp[1:] > frozen[1:]) + 1
+    unsupported = 1.0 - float(np.mean(pred.coefficients["supported"]))
+    d = {"worse_than_frozen_snapshots": worse.tolist(), "clipped_negative_mass": clipped_mass,
+         "unsupported_grid_fraction": unsupported}  # fmt: skip
+    msgs = []
+    if worse.size:
+        msgs.append(f"{pred.label}: the FP prediction is worse than the frozen initial histogram at {worse.size} of "
+                    f"{fp.size - 1} snapshots (first at t = {pred.t[worse[0]]:.3g}); the estimated drift or "
+                    "diffusion does not represent the dynamics there (check η·λmax for the edge of stability, and "
+                    "compare route='kramers-moyal')")  # fmt: skip
+    if clipped_mass > 1e-6:
+        msgs.append(f"{pred.label}: the Crank-Nicolson solve undershot by {clipped_mass:.2g} of the mass (clipped): "
+                    "refine `dt` or the grid")  # fmt: skip
+    d["messages"] = msgs
+    return d
+
+
+# ------------------------------------------------------------------------------------- 2-D joint pair
+@dataclass
+class PairPrediction:
+    """Joint 2-D FP prediction of two entries (vector drift, full 2 × 2 diffusion tensor).
+
+    Attributes: ``labels``; ``t`` (S,); ``grid`` (2-D); ``density``, ``empirical`` (S, n, n);
+    ``marginal_distance`` list of two (S,) W1/floor of the marginals; ``l1_joint``, ``l1_joint_frozen`` (S,)
+    L1 distance of the joint densities (prediction and frozen); ``clipped_min`` the most negative value the
+    mixed-derivative stencil produced before clipping."""
+
+    labels: list
+    t: np.ndarray
+    grid: Grid
+    density: np.ndarray
+    empirical: np.ndarray
+    marginal_distance: list
+    l1_joint: np.ndarray
+    l1_joint_frozen: np.ndarray
+    clipped_min: float
+
+
+def predict_pair(run, labels: Sequence[str], est_members, judge_members, *, dt: float = 0.2,
+                 cells: int = 48) -> PairPrediction:  # fmt: skip
+    """2-D FP prediction of the joint density of two W2 entries of an autoencoder run; the 2 × 2 covariance
+    of the minibatch-mean gradient comes from per-sample gradients (``fpkit.network``), with iid batches.
+    ``dt`` is the implicit solver's step, ``cells`` per axis."""
+    from .network import w2_pair_gradient_covariance
+
+    idx = []
+    for lab in labels:
+        name, ij = parse_entry(lab)
+        if name != "W2":
+            raise ConfigError(f"a joint pair must be two W2 entries, got {lab!r}")
+        idx.append(ij)
+    x = run.data.get("x") if run.data else None
+    if x is None:
+        raise ConfigError("the joint pair prediction needs the training data stored with the ensemble")
+    sampling = (run.config.get("train") or {}).get("sampling", "iid")
+    if sampling != "iid":
+        raise ConfigError(f"the joint pair prediction assumes iid minibatches; the run used sampling={sampling!r}")
+    S = run.t.size
+    w = np.stack([run.weights["W2"][(slice(None), slice(None)) + ij] for ij in idx], axis=-1)  # (S, M, 2)
+    g = np.empty_like(w)
+    cov = np.empty(w.shape + (2,))
+    activation = run.config.get("model", {}).get("activation", "tanh")
+    for s in range(S):
+        ws = {n: run.weights[n][s][est_members] for n in run.weights}
+        gs, cs = w2_pair_gradient_covariance(ws, x, activation, idx, run.batch_size)
+        g[s, est_members], cov[s, est_members] = gs, cs
+    grid = est.choose_grid(w, n=int(cells), ndim=2)
+    series = est.mechanistic_2d_series(run.t, w[:, est_members], g[:, est_members], cov[:, est_members], run.eta,
+                                       grid)  # fmt: skip
+    judged = w[:, judge_members]
+    p_emp = est.histogram_density(judged, grid)
+    coefs = series.fp_coefficients()
+    fp = FokkerPlanck(grid, drift=coefs["drift"], diffusion=coefs["diffusion"], bc="reflecting", time_dependent=True)
+    p_pred = fp.solve(p_emp[0], run.t, method="implicit", dt=dt, t0=run.t[0]).p
+    # the mixed-derivative stencil is not an M-matrix: clip its round-off-sized negative values
+    out_min = float(p_pred.min())
+    p_pred = np.clip(p_pred, 0.0, None)
+    p_pred /= grid.integrate(p_pred)[:, None, None]
+    marginals = []
+    for a in range(2):
+        gm = Grid.uniform(grid.lo[a], grid.hi[a], grid.n[a])
+        marginals.append(judge(judged[:, :, a], gm, density=grid.integrate(p_pred, axis=1 - a)))
+    l1 = np.array([float(grid.integrate(np.abs(p_pred[s] - p_emp[s]))) for s in range(S)])
+    l1_frozen = np.array([float(grid.integrate(np.abs(p_emp[0] - p_emp[s]))) for s in range(S)])
+    return PairPrediction(list(labels), run.t, grid, p_pred, p_emp, marginals, l1, l1_frozen, out_min)
