@@ -199,8 +199,17 @@ def test_gaussian_data_covariance_spectrum():
     ev = np.sort(np.linalg.eigvalsh(np.cov(ds.x.T)))[::-1]
     expect = 0.5 ** np.arange(6)
     assert np.all(np.abs(ev / expect - 1) < 4 * np.sqrt(2 / 40_000) * 3)
-    F = ds.factors[0]
-    np.testing.assert_allclose(F @ F.T, (F @ F.T).T)
+    F = ds.factors[0]  # the population covariance F Fᵀ has exactly the requested spectrum
+    np.testing.assert_allclose(np.sort(np.linalg.eigvalsh(F @ F.T))[::-1], expect, rtol=1e-12, atol=1e-14)
+    # unrotated (axis-aligned, the experiment's default): F = diag(√λ) and the sample covariance is diagonal
+    # with those variances (SE √(2/n) relative on the diagonal, √(λ_i λ_j / n) off it; 4.5 SE on 21 entries:
+    # false-alarm rate 21 × 6.8e-6 ≈ 1.4e-4)
+    ax = make_dataset({"kind": "gaussian", "d": 6, "n": 40_000, "spectrum": "geometric", "ratio": 0.5,
+                       "rotate": False}, seed=1)  # fmt: skip
+    np.testing.assert_allclose(ax.factors[0], np.diag(np.sqrt(expect)), rtol=1e-14, atol=0)
+    C = np.cov(ax.x.T)
+    sd = np.sqrt(np.outer(expect, expect) / 40_000) * (1 + np.eye(6) * (np.sqrt(2) - 1))
+    assert np.all(np.abs(C - np.diag(expect)) < 4.5 * sd)
     assert abs(F[0, 0]) != pytest.approx(1.0)  # rotated, not axis-aligned
     Q = random_orthogonal(5, np.random.default_rng(0))
     np.testing.assert_allclose(Q @ Q.T, np.eye(5), atol=1e-12)
@@ -381,7 +390,7 @@ def test_bad_input(kwargs, match):
 
 
 def test_bad_config_sections():
-    with pytest.raises(ConfigError, match="unknown key 'eta' in `train`"):
+    with pytest.raises(ConfigError, match="train.eta: unknown key"):
         Ensemble({"train": {"eta": 0.1}})
     with pytest.raises(ConfigError, match="optimiser"):
         Ensemble({"optimiser": {}})

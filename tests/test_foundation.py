@@ -36,7 +36,12 @@ def test_gaussian_cell_averages_have_exact_moments():
 
 @pytest.mark.parametrize(
     "args, match",
-    [((0.0, 1.0, 2), "n"), ((1.0, 1.0, 10), "lo"), ((np.nan, 1.0, 10), "finite"), ((0.0, np.inf, 10), "finite")],
+    [
+        ((0.0, 1.0, 2), r"`n` must be an integer >= 3 on every axis, got n=\(2,\)"),
+        ((1.0, 1.0, 10), "lo"),
+        ((np.nan, 1.0, 10), "finite"),
+        ((0.0, np.inf, 10), "finite"),
+    ],
 )
 def test_grid_bad_input(args, match):
     with pytest.raises(ConfigError, match=match):

@@ -203,7 +203,7 @@ def test_compare_ratios_and_floor_ratio():
         (lambda g: M.w1_samples(np.ones(10), g, [np.nan]), "non-finite"),
         (lambda g: M.w1_samples(np.ones(10), g, np.ones((2, 2))), "1-D"),
         (lambda g: M.w1_floor(10), "exactly one"),
-        (lambda g: M.w1_floor(0, samples=[1.0, 2.0]), "n"),
+        (lambda g: M.w1_floor(0, samples=[1.0, 2.0]), r"`n` must be > 0, got 0"),
         (lambda g: M.w1_grid(np.ones(10), np.ones(10), "grid"), "grid"),
         (lambda g: M.floor_ratio(1.0, 0.0), "floor"),
         (lambda g: M.halves_floor([1.0, 2.0], M.w1_two_samples), "4 samples"),
@@ -393,7 +393,10 @@ def test_linreg_sgd_variance_by_simulation_and_the_sde_formulas():
     v_std = R.linreg_sde_variance(eta, B, s2, r2)
     assert v_std / v_sgd == pytest.approx(R.linreg_standard_over_sgd(eta, B, s2), rel=1e-12)
     assert abs(u.var() - v_std) > 10 * se  # the standard SDE is clearly off here (ratio 2/3)
-    assert R.linreg_sde_variance(eta, B, s2, r2, diffusion="discrete") == v_sgd
+    # by hand (REFERENCES.md): SGD and the discrete-step SDE ηr²/(2B − ηs²(B+2)) = 0.15/2; the standard SDE
+    # ηr²/(2(B − ηs²)) = 0.15/3
+    assert R.linreg_sde_variance(eta, B, s2, r2, diffusion="discrete") == pytest.approx(0.075, rel=1e-14)
+    assert v_sgd == pytest.approx(0.075, rel=1e-14) and v_std == pytest.approx(0.05, rel=1e-14)
     # the FP stationary density p ∝ exp(∫A/D)/D has exactly these variances (quadrature; at a smaller η,
     # where the power-law tail |u|^(−2 − s²/β) is steep enough that truncating at 8 sd costs < 1e-6)
     eta_q = 0.05
@@ -421,7 +424,11 @@ def test_fokker_planck_stationary_variance_of_linear_regression_equals_the_formu
             errs.append(g.integrate(p * g.x**2) - g.dx[0] ** 2 / 12 - V)
         assert abs(errs[1]) < 1e-4 * V
         assert np.log2(errs[0] / errs[1]) == pytest.approx(2.0, abs=0.15)
-    assert R.linreg_sde_variance(eta, B, s2, r2, "discrete") == R.linreg_sgd_variance(eta, B, s2, r2)
+    # exact SGD from its own recursion u' = (1 − ηa)u + ηb: E a = s², E a² = s⁴(B+2)/B, E b² = s²r²/B, E ab = 0,
+    # so V = η²E b² / (1 − E(1 − ηa)²) — independent of the library's closed forms
+    v_rec = eta**2 * s2 * r2 / B / (2 * eta * s2 - eta**2 * s2**2 * (B + 2) / B)
+    assert R.linreg_sgd_variance(eta, B, s2, r2) == pytest.approx(v_rec, rel=1e-13)
+    assert R.linreg_sde_variance(eta, B, s2, r2, "discrete") == pytest.approx(v_rec, rel=1e-13)
 
 
 @pytest.mark.parametrize(
