@@ -16,9 +16,10 @@ from .errors import ConfigError, FpkitError
 # sub-command -> (module, function, help); each function takes the parsed arguments
 COMMANDS = {
     "reproduce": ("fpkit.reproduce", "cli_reproduce", "run the main experiment and write its report"),
-    "solve": ("fpkit.config", "cli_solve", "solve a Fokker-Planck problem described in a TOML file"),
+    "solve": ("fpkit.problem", "cli_solve", "solve a Fokker-Planck problem described in a TOML file"),
     "plot": ("fpkit.plotting", "cli_plot", "plot a results file"),
     "train": ("fpkit.ensemble", "cli_train", "train an autoencoder ensemble described in a TOML file"),
+    "config": ("fpkit.config", "cli_config", "list the configuration schemas, or show one's defaults as TOML"),
 }
 
 
@@ -47,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("config", help="TOML ensemble description")
     t.add_argument("-o", "--output", required=True, help="ensemble file (.h5)")
     t.add_argument("--resume", action="store_true", help="continue from the last snapshot in --output")
+
+    c = sub.add_parser("config", help=COMMANDS["config"][2])
+    c.add_argument("action", choices=("list", "show"), help="list the schemas, or show NAME's defaults")
+    c.add_argument("name", nargs="?", help="schema name for `show` (e.g. ensemble, problem)")
     return p
 
 

@@ -7,7 +7,8 @@ generator is a Gaussian mixture ``x = mean_c + F_c @ xi`` (xi ~ N(0, I), compone
 For the full-batch statistics that the ensemble records at snapshots, an online data set carries a fixed
 evaluation sample ``x_eval`` (n_eval rows, drawn once from the same generator).
 
-Kinds (``make_dataset(config, seed)``; ``config["kind"]``):
+Kinds (``make_dataset(config, seed)``; ``config["kind"]``; every key is typed in ``DataSchema``, one schema
+per kind, and listed in docs/config.md):
 
 ``gaussian``
     x ~ N(0, R diag(spectrum) R^T) with R a Haar-random orthogonal matrix (``rotate = true``). The spectrum
@@ -28,22 +29,108 @@ Kinds (``make_dataset(config, seed)``; ``config["kind"]``):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Annotated, Literal
 
 import numpy as np
+from pydantic import Discriminator, Field, Tag, model_validator
 
-from .errors import ConfigError, check_choice, check_positive
+from .config import Schema, invalid, parse
+from .errors import ConfigError
 
-KINDS = ("gaussian", "mixture", "regression", "arrays", "digits")
 
-_COMMON_KEYS = {"kind", "d", "n", "online", "n_eval", "seed"}
-_SPECTRUM_KEYS = {"spectrum", "ratio", "alpha", "scale", "rotate"}
-_KEYS = {
-    "gaussian": _COMMON_KEYS | _SPECTRUM_KEYS,
-    "mixture": _COMMON_KEYS | {"components", "separation", "std"},
-    "regression": _COMMON_KEYS | _SPECTRUM_KEYS | {"w_star", "noise", "x_std"},
-    "arrays": {"kind", "n", "d", "d_out"},
-    "digits": {"kind", "n", "seed"},
-}
+def _seed():
+    return Field(None, ge=0, description="seed of the data set's random stream; unset: derived from `seed`")
+
+
+class _Sampled(Schema):
+    """Keys shared by the generated data sets (fixed sample of n points, or online)."""
+
+    kind: str  # each data set's schema narrows it to its own name (and keeps it first)
+    d: int = Field(8, ge=1, description="input dimension")
+    n: int = Field(512, ge=0, description="number of samples in the fixed training set (>= 1 unless online)")
+    online: bool = Field(False, description=(
+        "draw fresh samples from the generator at every step instead of a fixed set of n"))
+    n_eval: int = Field(4096, ge=2, description=(
+        "online only: size of the fixed evaluation sample the snapshot statistics are taken over"))
+    seed: int | None = _seed()
+
+    @model_validator(mode="after")
+    def _some_data(self):
+        if not self.online and self.n < 1:
+            raise invalid("n", f"must be >= 1 (or set `online = true`), got {self.n}")
+        return self
+
+
+class _Spectrum(Schema):
+    """Keys of a Gaussian input x ~ N(0, R diag(spectrum) Rᵀ)."""
+
+    spectrum: Literal["geometric", "power", "flat"] | list[Annotated[float, Field(ge=0)]] = Field(
+        "geometric", description=(
+            "covariance eigenvalues (variances), largest first: \"geometric\" scale·ratio^i, \"power\" "
+            "scale·(i+1)^-alpha, \"flat\" scale, or a list of d variances >= 0"))  # fmt: skip
+    ratio: float = Field(0.6, gt=0, description="ratio of successive variances for spectrum \"geometric\"")
+    alpha: float = Field(1.0, ge=0, description="decay exponent for spectrum \"power\"")
+    scale: float = Field(1.0, gt=0, description="largest variance")
+
+
+class GaussianData(_Spectrum, _Sampled):
+    """x ~ N(0, R diag(spectrum) Rᵀ), R a Haar-random rotation (rotate = true) or the identity."""
+
+    kind: Literal["gaussian"] = "gaussian"
+    rotate: bool = Field(True, description="rotate the covariance by a Haar-random orthogonal matrix")
+
+
+class MixtureData(_Sampled):
+    """Equally weighted isotropic Gaussians whose means are drawn N(0, separation²/d) per coordinate."""
+
+    kind: Literal["mixture"]
+    components: int = Field(4, ge=1, description="number of mixture components")
+    separation: float = Field(3.0, ge=0, description=(
+        "scale of the component means (typical distance between means ≈ separation·√2)"))
+    std: float = Field(0.5, gt=0, description="standard deviation of each component")
+
+
+class RegressionData(_Spectrum, _Sampled):
+    """x as for gaussian (not rotated by default), scalar target y = x·w_star + noise·ε, ε ~ N(0, 1)."""
+
+    kind: Literal["regression"]
+    rotate: bool = Field(False, description="rotate the covariance by a Haar-random orthogonal matrix")
+    w_star: list[float] | None = Field(None, description=(
+        "the true weights (d entries); unset: drawn N(0, 1/d)"))
+    noise: float = Field(0.5, ge=0, description="standard deviation of the target noise")
+    x_std: float | None = Field(None, gt=0, description=(
+        "standard deviation of every input coordinate (a flat spectrum x_std²); unset: use spectrum"))
+
+
+class ArraysData(Schema):
+    """User arrays (Python only: ``data=fpkit.data.arrays(x, y)``); the keys record their sizes."""
+
+    kind: Literal["arrays"]
+    n: int | None = Field(None, ge=1, description="number of samples (set from the arrays)")
+    d: int | None = Field(None, ge=1, description="input dimension (set from the arrays)")
+    d_out: int | None = Field(None, ge=1, description="target dimension for regression (set from y)")
+
+
+class DigitsData(Schema):
+    """The scikit-learn 8×8 digits (d = 64, pixel values / 16); needs scikit-learn."""
+
+    kind: Literal["digits"]
+    n: int | None = Field(None, ge=1, description="use a random subset of n images; unset: all 1797")
+    seed: int | None = _seed()
+
+
+def _kind(value) -> str | None:
+    # a data table without `kind` is a Gaussian one
+    return value.get("kind", "gaussian") if isinstance(value, dict) else getattr(value, "kind", "gaussian")
+
+
+DataSchema = Annotated[
+    Annotated[GaussianData, Tag("gaussian")] | Annotated[MixtureData, Tag("mixture")]
+    | Annotated[RegressionData, Tag("regression")] | Annotated[ArraysData, Tag("arrays")]
+    | Annotated[DigitsData, Tag("digits")],
+    Discriminator(_kind),
+]
+"""The ``data`` section: one schema per ``kind`` (gaussian by default)."""
 
 
 @dataclass
@@ -111,48 +198,29 @@ def random_orthogonal(d: int, rng: np.random.Generator) -> np.ndarray:
     return q * np.sign(np.diag(r))
 
 
-def spectrum_values(cfg: dict, d: int) -> np.ndarray:
-    """The covariance eigenvalues (variances) for a ``gaussian``/``regression`` config."""
-    spec = cfg.get("spectrum", "geometric")
-    scale = check_positive("data.scale", cfg.get("scale", 1.0))
-    if isinstance(spec, str):
-        check_choice("data.spectrum", spec, ("geometric", "power", "flat"))
-        i = np.arange(d)
-        if spec == "geometric":
-            ratio = check_positive("data.ratio", cfg.get("ratio", 0.6))
-            vals = scale * ratio**i
-        elif spec == "power":
-            alpha = check_positive("data.alpha", cfg.get("alpha", 1.0), strict=False)
-            vals = scale * (i + 1.0) ** (-alpha)
-        else:
-            vals = np.full(d, scale)
-    else:
-        vals = np.asarray(spec, dtype=float)
-        if vals.shape != (d,) or not np.all(np.isfinite(vals)) or np.any(vals < 0):
-            raise ConfigError(f"`data.spectrum` must be 'geometric', 'power', 'flat' or {d} variances >= 0")
-    return vals
+def spectrum_values(spec: GaussianData | RegressionData) -> np.ndarray:
+    """The covariance eigenvalues (variances) of a ``gaussian``/``regression`` data set."""
+    i = np.arange(spec.d)
+    if spec.spectrum == "geometric":
+        return spec.scale * spec.ratio**i
+    if spec.spectrum == "power":
+        return spec.scale * (i + 1.0) ** (-spec.alpha)
+    if spec.spectrum == "flat":
+        return np.full(spec.d, spec.scale)
+    if len(spec.spectrum) != spec.d:
+        raise ConfigError(f"data.spectrum: expected {spec.d} variances (one per input), got {len(spec.spectrum)}")
+    return np.asarray(spec.spectrum, dtype=float)
 
 
 def make_dataset(cfg: dict, seed: int) -> Dataset:
-    """Build the data set described by ``cfg`` (see the module docstring); ``seed`` if cfg has none."""
-    cfg = dict(cfg)
-    kind = check_choice("data.kind", cfg.get("kind", "gaussian"), KINDS)
-    unknown = set(cfg) - _KEYS[kind]
-    if unknown:
-        raise ConfigError(
-            f"unknown key(s) {sorted(unknown)} in `data` for kind {kind!r}; allowed: {sorted(_KEYS[kind])}"
-        )
+    """Build the data set described by ``cfg`` (the ``data`` section, see ``DataSchema`` and the module
+    docstring); ``seed`` is used when cfg has none."""
+    spec = parse(DataSchema, cfg, "data")
+    kind = spec.kind
     if kind == "arrays":
         raise ConfigError("`data.kind = 'arrays'` needs the arrays: pass `data=fpkit.data.arrays(x, y)`")
-    seed = int(cfg.get("seed", seed))
+    seed = seed if spec.seed is None else spec.seed
     rng = _rng(seed)
-    online = bool(cfg.get("online", False))
-    n = int(cfg.get("n", 512))
-    if not online and n < 1:
-        raise ConfigError(f"`data.n` must be >= 1 (or set `data.online = true`), got {n}")
-    n_eval = int(cfg.get("n_eval", 4096))
-    if online and n_eval < 2:
-        raise ConfigError(f"`data.n_eval` must be >= 2, got {n_eval}")
     resolved = {"kind": kind, "seed": seed}
 
     if kind == "digits":
@@ -163,51 +231,46 @@ def make_dataset(cfg: dict, seed: int) -> Dataset:
                 "`data.kind = 'digits'` needs scikit-learn (pip install scikit-learn)"
             ) from None
         x = load_digits().data.astype(float) / 16.0
-        if "n" in cfg:
-            x = x[rng.permutation(len(x))[:n]]
+        if spec.n is not None:
+            x = x[rng.permutation(len(x))[: spec.n]]
         resolved.update(n=len(x), d=64)
         return Dataset("digits", 64, x, config=resolved, x_eval=x)
 
-    d = int(cfg.get("d", 8))
-    if d < 1:
-        raise ConfigError(f"`data.d` must be >= 1, got {d}")
+    d, online = spec.d, spec.online
     ds = Dataset(kind, d, None, online=online, config=resolved)
     if kind in ("gaussian", "regression"):
-        if kind == "regression" and "x_std" in cfg:
-            vals = np.full(d, check_positive("data.x_std", cfg["x_std"]) ** 2)
+        if kind == "regression" and spec.x_std is not None:
+            vals = np.full(d, spec.x_std**2)
         else:
-            vals = spectrum_values(cfg, d)
-        rotate = bool(cfg.get("rotate", kind == "gaussian"))
-        R = random_orthogonal(d, rng) if rotate and d > 1 else np.eye(d)
+            vals = spectrum_values(spec)
+        R = random_orthogonal(d, rng) if spec.rotate and d > 1 else np.eye(d)
         ds.means = np.zeros((1, d))
         ds.factors = (R * np.sqrt(vals))[None]  # covariance F F^T = R diag(vals) R^T
-        resolved.update(d=d, spectrum=vals.tolist(), rotate=rotate)
+        resolved.update(d=d, spectrum=vals.tolist(), rotate=spec.rotate)
         if kind == "regression":
-            w = cfg.get("w_star")
-            w = rng.standard_normal(d) / np.sqrt(d) if w is None else np.asarray(w, dtype=float).reshape(-1)
-            if w.shape != (d,):
-                raise ConfigError(f"`data.w_star` must have {d} entries, got {w.size}")
+            if spec.w_star is None:
+                w = rng.standard_normal(d) / np.sqrt(d)
+            elif len(spec.w_star) != d:
+                raise ConfigError(f"data.w_star: expected {d} entries (one per input), got {len(spec.w_star)}")
+            else:
+                w = np.asarray(spec.w_star, dtype=float)
             ds.w_star = w[None, :]
-            ds.noise = check_positive("data.noise", cfg.get("noise", 0.5), strict=False)
+            ds.noise = spec.noise
             resolved.update(w_star=w.tolist(), noise=ds.noise)
     else:  # mixture
-        c = int(cfg.get("components", 4))
-        if c < 1:
-            raise ConfigError(f"`data.components` must be >= 1, got {c}")
-        sep = check_positive("data.separation", cfg.get("separation", 3.0), strict=False)
-        std = check_positive("data.std", cfg.get("std", 0.5))
+        c, sep, std = spec.components, spec.separation, spec.std
         ds.means = rng.standard_normal((c, d)) * sep / np.sqrt(d)
         ds.factors = np.repeat((std * np.eye(d))[None], c, axis=0)
         ds.weights = np.full(c, 1.0 / c)
         resolved.update(d=d, components=c, separation=sep, std=std)
     resolved.update(online=online)
     if online:
-        ds.x_eval, ds.y_eval = ds.sample(n_eval, rng)
-        resolved["n_eval"] = n_eval
+        ds.x_eval, ds.y_eval = ds.sample(spec.n_eval, rng)
+        resolved["n_eval"] = spec.n_eval
     else:
-        ds.x, ds.y = ds.sample(n, rng)
+        ds.x, ds.y = ds.sample(spec.n, rng)
         ds.x_eval, ds.y_eval = ds.x, ds.y
-        resolved["n"] = n
+        resolved["n"] = spec.n
     return ds
 
 

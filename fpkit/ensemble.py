@@ -84,7 +84,6 @@ the output when it finishes or is interrupted (Ctrl-C), so the output is always 
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import shutil
@@ -92,12 +91,15 @@ import sys
 from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
+from typing import Annotated, Literal
 
 import h5py
 import numpy as np
+from pydantic import Field, field_validator, model_validator
 
-from .data import Dataset, make_dataset
-from .errors import ConfigError, StabilityError, check_choice, check_positive
+from .config import Schema, invalid, load_toml, parse, plain, register_schema
+from .data import DataSchema, Dataset, GaussianData, make_dataset
+from .errors import ConfigError, StabilityError, check_positive
 from .io import FORMAT_VERSION, get_json_attr, set_json_attr
 from .progress import progress
 from .solvers import autoencoder as _ae
@@ -105,52 +107,108 @@ from .solvers.random import derive_seed, fill_normals, seed_streams
 
 KIND = "ensemble"
 FIELDS = ("weights", "grad", "grad_var", "hess_grad")
-
-DEFAULTS: dict = {
-    "seed": 0,
-    "model": {
-        "kind": "autoencoder",
-        "hidden": [3, 3],
-        "activation": "tanh",
-        "bias": False,
-        "init": "lecun",
-        "init_scale": 1.0,
-        "same_init": False,
-    },
-    "data": {"kind": "gaussian", "d": 8, "n": 512},
-    "train": {
-        "optimizer": "sgd",
-        "lr": 0.02,
-        "batch_size": 8,
-        "sampling": "iid",
-        "momentum": 0.0,
-        "weight_decay": 0.0,
-        "temperature": 0.0,
-        "svag_l": 1,
-        "members": 4000,
-        "steps": 4000,
-        "snapshots": 50,
-        "per_decade": 20,
-        "snapshot_steps": None,
-        "statistics": True,
-        "probes": 4,
-        "lanczos_steps": 30,
-        "dtype": "float64",
-        "compression": "none",
-        "kernels": "auto",
-    },
-}
-
-# flat keyword -> (section, key) for Ensemble(**kwargs)
-_FLAT = {k: ("model", k) for k in DEFAULTS["model"] if k != "kind"}
-_FLAT.update({k: ("train", k) for k in DEFAULTS["train"]})
-_FLAT["model"] = ("model", "kind")
-_FLAT["d"] = ("data", "d")
-_FLAT["n"] = ("data", "n")
-
 OPTIMIZERS = ("sgd", "gd", "sgld", "svag")
 AUTO_SPECIALISE = 5e7  # per-sample gradients in a run above which kernels="auto" compiles specialised kernels
 INITS = ("lecun", "xavier")
+
+
+# ------------------------------------------------------------------------------------------ configuration
+class ModelSchema(Schema):
+    """The network: an autoencoder d → hidden… → d (linear output layer) or a linear regression."""
+
+    kind: Literal["autoencoder", "regression"] = Field("autoencoder", description=(
+        "autoencoder x → x̂ (needs min(hidden) < d), or linear regression y = W1 x (+ b1) (needs targets)"))
+    hidden: list[Annotated[int, Field(ge=1)]] = Field([3, 3], min_length=1, description=(
+        "hidden-layer widths of the autoencoder; [k, k] is the d → k → k → d network (flat argument k)"))
+    activation: Literal[tuple(_ae.ACTIVATIONS)] = Field("tanh", description=(
+        "activation of the hidden layers (the output layer is linear)"))
+    bias: bool = Field(False, description="biases b_l in every layer (names b1, b2, …)")
+    init: Literal[INITS] = Field("lecun", description=(
+        "initial weight std: lecun 1/√fan_in, xavier √(2/(fan_in + fan_out)); biases start at 0"))
+    init_scale: float = Field(1.0, ge=0, description="factor on the initial weight std")
+    same_init: bool = Field(False, description="every member starts from the same weights (one draw)")
+
+
+class TrainSchema(Schema):
+    """The optimiser and the run; time is t = η·step (η = lr, step counts optimiser steps)."""
+
+    optimizer: Literal[OPTIMIZERS] = Field("sgd", description=(
+        "sgd: w ← w − η(g + wd·w) (with momentum μ: v ← μv + g + wd·w, w ← w − ηv); gd: the same with the "
+        "full-batch gradient; sgld: sgd plus √(2ηT)·ξ; svag: Li-Malladi-Arora SVAG with svag_l"))
+    lr: float = Field(0.02, gt=0, description="learning rate η (time per step: t = η·step)")
+    batch_size: int = Field(8, ge=1, description="minibatch size B (the minibatch gradient is a mean over B)")
+    sampling: Literal[tuple(_ae.SAMPLINGS)] = Field("iid", description=(
+        "minibatches: iid (B indices uniform with replacement, the process the SDE assumes), distinct (no "
+        "repeats within a batch), epochs (reshuffled epochs, consecutive batches), full (full batch); "
+        "optimizer gd always uses full"))
+    momentum: float = Field(0.0, ge=0, lt=1, description="heavy-ball momentum μ in [0, 1)")
+    weight_decay: float = Field(0.0, ge=0, description="weight decay wd: the loss gains wd·|w|²/2")
+    temperature: float = Field(0.0, ge=0, description=(
+        "SGLD temperature T (> 0 exactly when optimizer = sgld): noise √(2ηT)·ξ per step"))
+    svag_l: int = Field(1, ge=1, description=(
+        "SVAG amplification l (optimizer svag): l inner steps of size η/l per SGD step; → Itô SDE as l → ∞"))
+    members: int = Field(4000, ge=1, description="number of networks M in the ensemble")
+    steps: int = Field(4000, ge=0, description="optimiser steps (extended to the last of snapshot_steps)")
+    snapshots: int = Field(50, ge=2, description="number of snapshots, log-spaced late (see per_decade)")
+    per_decade: float = Field(20, gt=0, description="snapshots per decade of step late in the run")
+    snapshot_steps: list[Annotated[int, Field(ge=0)]] | None = Field(None, min_length=1, description=(
+        "explicit snapshot steps, strictly increasing; unset: the schedule from snapshots/per_decade"))
+    statistics: bool = Field(True, description=(
+        "record grad, grad_var, hess_grad, loss and lam_max at every snapshot (else weights only)"))
+    probes: int = Field(4, ge=0, description=(
+        "members whose Hessian λmax is tracked (Lanczos); at most members and 8"))
+    lanczos_steps: int = Field(30, ge=0, description="Lanczos iterations per λmax estimate")
+    dtype: Literal["float64", "float32"] = Field("float64", description="floating type of the parameters")
+    compression: Literal["none", "gzip", "lzf"] = Field("none", description=(
+        "HDF5 compression of the snapshots (float snapshots hardly compress: none by default)"))
+    kernels: Literal["auto", "specialised", "generic"] = Field("auto", description=(
+        "training kernels: specialised (generated per architecture, ~3x faster, compiled once and cached), "
+        "generic (no compilation) or auto (specialised when compiled already or the run is large); "
+        "bit-identical results"))
+
+    @field_validator("snapshot_steps")
+    @classmethod
+    def _increasing(cls, v):
+        if v is not None and any(b <= a for a, b in zip(v, v[1:])):
+            raise ValueError("must be strictly increasing")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        opt = self.optimizer
+        if opt == "sgld" and self.temperature <= 0:
+            raise invalid("temperature", "must be > 0 for optimizer 'sgld'")
+        if opt != "sgld" and self.temperature > 0:
+            raise invalid("temperature", f"> 0 needs optimizer 'sgld', not {opt!r}")
+        if opt != "svag" and self.svag_l != 1:
+            raise invalid("svag_l", f"(SVAG amplification l) needs optimizer 'svag', not {opt!r}")
+        if opt == "svag" and self.sampling == "epochs":
+            raise invalid("sampling", "'epochs' is not supported with optimizer 'svag'; use 'iid'")
+        return self
+
+
+_DEFAULT_DATA = {"kind": "gaussian", "d": 8, "n": 512}
+
+
+class EnsembleSchema(Schema):
+    """An ensemble of networks trained by SGD / GD / SGLD / SVAG: `fpkit train FILE -o OUT.h5` and
+    ``fpkit.Ensemble(config)``."""
+
+    seed: int = Field(0, ge=0, description="seed of every random stream (initialisation, batches, data)")
+    model: ModelSchema = Field(default_factory=ModelSchema)
+    train: TrainSchema = Field(default_factory=TrainSchema)
+    data: DataSchema = Field(default_factory=lambda: GaussianData(**_DEFAULT_DATA))
+
+
+register_schema("ensemble", EnsembleSchema)
+
+DEFAULTS: dict = {"seed": 0, "model": ModelSchema().model_dump(), "data": dict(_DEFAULT_DATA),
+                  "train": TrainSchema().model_dump()}  # fmt: skip
+
+# flat keyword -> (section, key) for Ensemble(**kwargs)
+_FLAT = {k: ("model", k) for k in ModelSchema.model_fields if k != "kind"}
+_FLAT.update({k: ("train", k) for k in TrainSchema.model_fields})
+_FLAT.update(model=("model", "kind"), d=("data", "d"), n=("data", "n"))
 
 
 def snapshot_schedule(steps: int, n: int = 50, per_decade: float = 20.0) -> np.ndarray:
@@ -216,15 +274,6 @@ class _Arch:
         return out
 
 
-def _merge(base: dict, override: dict, section: str) -> dict:
-    out = dict(base)
-    for k, v in override.items():
-        if section != "data" and k not in base:
-            raise ConfigError(f"unknown key {k!r} in `{section}`; allowed: {sorted(base)}")
-        out[k] = v
-    return out
-
-
 class Ensemble:
     """An ensemble of networks trained by SGD / GD / SGLD / SVAG (see the module docstring).
 
@@ -253,39 +302,37 @@ class Ensemble:
     """
 
     def __init__(self, config: dict | None = None, *, data=None, seed: int | None = None, **kwargs):
-        config = copy.deepcopy(config or {})
-        unknown = set(config) - set(DEFAULTS)
-        if unknown:
-            raise ConfigError(
-                f"unknown configuration section(s) {sorted(unknown)}; allowed: {sorted(DEFAULTS)}"
-            )
-        cfg = {"seed": int(config.get("seed", DEFAULTS["seed"]) if seed is None else seed)}
-        for sec in ("model", "train"):
-            sub = config.get(sec, {}) or {}
-            if not isinstance(sub, dict):
-                raise ConfigError(f"`{sec}` must be a table/dict, got {type(sub).__name__}")
-            cfg[sec] = _merge(DEFAULTS[sec], sub, sec)
+        if config is not None and not isinstance(config, dict):
+            raise ConfigError(f"`config` must be a dict of sections (seed/model/data/train), got {config!r}")
+        raw = plain(config or {})
+        if seed is not None:
+            raw["seed"] = seed
         self.dataset: Dataset | None = None
         if isinstance(data, Dataset):
             self.dataset = data
-            cfg["data"] = dict(data.config)
-        else:
-            dsec = data if data is not None else config.get("data", None)
-            cfg["data"] = dict(DEFAULTS["data"]) if dsec is None else dict(dsec)
+            raw["data"] = dict(data.config)
+        elif data is not None:
+            raw["data"] = plain(data)
+        raw.setdefault("data", dict(_DEFAULT_DATA))
         for key, value in kwargs.items():
             if key == "k":
-                cfg["model"]["hidden"] = [int(value), int(value)]
-                continue
+                key, value = "hidden", [value, value]
             if key not in _FLAT:
-                raise ConfigError(
-                    f"unknown argument {key!r}; allowed: {sorted([*_FLAT, 'k', 'data', 'seed'])}"
-                )
+                raise ConfigError(f"unknown argument {key!r}; allowed: {sorted([*_FLAT, 'k', 'data', 'seed'])}")
             sec, k = _FLAT[key]
             if sec == "data" and self.dataset is not None:
                 raise ConfigError(f"`{key}` cannot be set when `data` is a Dataset")
-            cfg[sec][k] = value
+            if raw.get(sec) is None:
+                raw[sec] = {}
+            if isinstance(raw[sec], dict):  # otherwise the schema reports the section
+                raw[sec][k] = plain(value)
+        spec = parse(EnsembleSchema, raw)
+        cfg = spec.model_dump()
+        # the data keys given, checked; the data set adds the values it resolved (seed, spectrum, ...)
+        cfg["data"] = {k: v for k, v in cfg["data"].items() if k in raw["data"]}
         if self.dataset is None:
-            cfg["data"].setdefault("seed", derive_seed(cfg["seed"], 3) & (2**63 - 1))
+            if cfg["data"].get("seed") is None:
+                cfg["data"]["seed"] = derive_seed(cfg["seed"], 3) & (2**63 - 1)
             self.dataset = make_dataset(cfg["data"], cfg["seed"])
             cfg["data"] = {**cfg["data"], **self.dataset.config}
         self.config = cfg
@@ -293,59 +340,29 @@ class Ensemble:
 
     # -------------------------------------------------------------------------------------- validation
     def _validate(self):
+        """Checks that need the data set (types and single-section rules are in the schemas), and the
+        resolved values: gd samples the full batch, probes at most members and 8, steps reach the last
+        of snapshot_steps."""
         m, tr, ds = self.config["model"], self.config["train"], self.dataset
-        kind = check_choice("model.kind", m["kind"], ("autoencoder", "regression"))
-        act = check_choice("model.activation", m["activation"], tuple(_ae.ACTIVATIONS))
-        check_choice("model.init", m["init"], INITS)
-        check_positive("model.init_scale", m["init_scale"], strict=False)
         d = ds.d
-        if kind == "autoencoder":
-            hidden = [int(h) for h in m["hidden"]]
-            if not hidden or min(hidden) < 1:
+        if m["kind"] == "autoencoder":
+            if min(m["hidden"]) >= d:
                 raise ConfigError(
-                    f"`model.hidden` (k) must be a non-empty list of widths >= 1, got {m['hidden']}"
+                    f"bottleneck width k = {min(m['hidden'])} (`model.hidden`/`k`) must be smaller than the "
+                    f"data dimension d = {d}; choose k < d"
                 )
-            if min(hidden) >= d:
-                raise ConfigError(
-                    f"bottleneck width k = {min(hidden)} (`model.hidden`/`k`) must be smaller than the data "
-                    f"dimension d = {d}; choose k < d"
-                )
-            sizes = [d, *hidden, d]
+            sizes = [d, *m["hidden"], d]
         else:
             if ds.d_out is None:
                 raise ConfigError(
                     "`model.kind = 'regression'` needs targets: use data kind 'regression' or arrays(x, y)"
                 )
             sizes = [d, ds.d_out]
-        m["hidden"] = [int(h) for h in m["hidden"]]
-        self.arch = _Arch.build(sizes, bool(m["bias"]), _ae.ACTIVATIONS[act])
+        self.arch = _Arch.build(sizes, m["bias"], _ae.ACTIVATIONS[m["activation"]])
 
-        opt = check_choice("train.optimizer", tr["optimizer"], OPTIMIZERS)
-        tr["lr"] = check_positive("train.lr", tr["lr"])
-        tr["momentum"] = check_positive("train.momentum", tr["momentum"], strict=False)
-        if tr["momentum"] >= 1:
-            raise ConfigError(f"`train.momentum` must be in [0, 1), got {tr['momentum']}")
-        tr["weight_decay"] = check_positive("train.weight_decay", tr["weight_decay"], strict=False)
-        tr["temperature"] = check_positive("train.temperature", tr["temperature"], strict=False)
-        if opt == "sgld" and tr["temperature"] <= 0:
-            raise ConfigError("`train.temperature` must be > 0 for optimizer 'sgld'")
-        if opt != "sgld" and tr["temperature"] > 0:
-            raise ConfigError(f"`train.temperature` > 0 needs optimizer 'sgld', not {opt!r}")
-        svag_l = tr["svag_l"]
-        if not float(svag_l).is_integer() or int(svag_l) < 1:
-            raise ConfigError(
-                f"`train.svag_l` (SVAG amplification l) must be an integer >= 1, got {svag_l!r}"
-            )
-        tr["svag_l"] = int(svag_l)
-        if opt != "svag" and tr["svag_l"] != 1:
-            raise ConfigError(f"`train.svag_l` needs optimizer 'svag', not {opt!r}")
-        sampling = check_choice("train.sampling", tr["sampling"], tuple(_ae.SAMPLINGS))
-        if opt == "gd":
-            sampling = tr["sampling"] = "full"
-        B = int(tr["batch_size"])
-        if B < 1:
-            raise ConfigError(f"`train.batch_size` must be >= 1, got {tr['batch_size']}")
-        tr["batch_size"] = B
+        if tr["optimizer"] == "gd":
+            tr["sampling"] = "full"
+        sampling, B = tr["sampling"], tr["batch_size"]
         if ds.online and sampling not in ("iid", "full"):
             raise ConfigError(f"`train.sampling = {sampling!r}` needs a fixed data set; online data are iid")
         if sampling in ("distinct", "epochs") and B > ds.n:
@@ -353,31 +370,9 @@ class Ensemble:
                 f"`train.batch_size` = {B} is larger than the data set (`data.n` = {ds.n}) with sampling "
                 f"{sampling!r}; use a smaller batch or sampling = 'iid'"
             )
-        if sampling == "epochs" and opt == "svag":
-            raise ConfigError("`train.sampling = 'epochs'` is not supported with optimizer 'svag'; use 'iid'")
-        for key in ("members", "steps", "probes", "lanczos_steps"):
-            v = tr[key]
-            if not float(v).is_integer() or int(v) < (1 if key == "members" else 0):
-                raise ConfigError(f"`train.{key}` must be a non-negative integer (members >= 1), got {v!r}")
-            tr[key] = int(v)
         tr["probes"] = min(tr["probes"], tr["members"], _ae.LANES)
-        check_choice("train.dtype", tr["dtype"], ("float64", "float32"))
-        check_choice("train.compression", tr["compression"], ("none", "gzip", "lzf"))
-        check_choice("train.kernels", tr["kernels"], ("auto", "specialised", "generic"))
         if tr["snapshot_steps"] is not None:
-            s = np.asarray(tr["snapshot_steps"], dtype=float)
-            if (
-                s.ndim != 1
-                or s.size == 0
-                or np.any(s < 0)
-                or np.any(s != np.round(s))
-                or np.any(np.diff(s) <= 0)
-            ):
-                raise ConfigError("`train.snapshot_steps` must be increasing non-negative integers")
-            tr["snapshot_steps"] = [int(v) for v in s]
-            tr["steps"] = max(tr["steps"], int(s[-1]))
-        elif int(tr["snapshots"]) < 2:
-            raise ConfigError(f"`train.snapshots` must be >= 2, got {tr['snapshots']}")
+            tr["steps"] = max(tr["steps"], tr["snapshot_steps"][-1])
 
     # ---------------------------------------------------------------------------------------- helpers
     @property
@@ -947,24 +942,9 @@ class EnsembleRun:
 
 
 # -------------------------------------------------------------------------------------------------- CLI
-def load_config(path) -> dict:
-    """Read a TOML ensemble description."""
-    import tomllib
-
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"`config` file {str(path)!r} does not exist")
-    try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"`config` file {str(path)!r} is not valid TOML: {exc}") from None
-
-
 def cli_train(args) -> int:
     """``fpkit train config.toml -o ensemble.h5 [--resume]``."""
-    cfg = load_config(args.config)
-    ens = Ensemble(cfg)
+    ens = Ensemble(load_toml(args.config))
     try:
         run = ens.train(args.output, resume=bool(getattr(args, "resume", False)))
     except KeyboardInterrupt:

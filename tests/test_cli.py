@@ -44,7 +44,7 @@ def test_train_and_plot_an_ensemble(tmp_path):
 @pytest.mark.parametrize(
     "text, match",
     [
-        ("[grid]\nlo = 0.0\nhi = 1.0\nn = 10\n[problem]\ndrfit = 1.0\n[solve]\nt_eval = [1.0]\n", "unknown key 'drfit'"),
+        ("[grid]\nlo = 0.0\nhi = 1.0\nn = 10\n[problem]\ndrfit = 1.0\n[solve]\nt_eval = [1.0]\n", "problem.drfit: unknown key"),
         ("[grid]\nlo = 1.0\nhi = 0.0\nn = 10\n[problem]\n[solve]\nt_eval = [1.0]\n", "`lo` must be below `hi`"),
         ("[grid]\nlo = 0.0\nhi = 1.0\nn = 10\n[problem]\ndrift = \"os.system(1)\"\n[solve]\nt_eval = [1.0]\n",
          "unknown names"),
