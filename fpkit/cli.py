@@ -20,6 +20,7 @@ COMMANDS = {
     "plot": ("fpkit.plotting", "cli_plot", "plot a results file"),
     "train": ("fpkit.ensemble", "cli_train", "train an autoencoder ensemble described in a TOML file"),
     "config": ("fpkit.config", "cli_config", "list the configuration schemas, or show one's defaults as TOML"),
+    "experiment": ("fpkit.experiments", "cli_experiment", "list or run experiments (built-in or your own file)"),
 }
 
 
@@ -29,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="log progress messages")
     sub = p.add_subparsers(dest="command", required=True)
 
-    r = sub.add_parser("reproduce", help=COMMANDS["reproduce"][2])
+    r = sub.add_parser("reproduce", help=COMMANDS["reproduce"][2] + " (= fpkit experiment run fp-histograms)")
     r.add_argument("--quick", action="store_true", help="small run (under a minute, for CI)")
     r.add_argument("--config", help="TOML file overriding the embedded defaults")
     r.add_argument("--out", default="fpkit-out", help="output folder (default: fpkit-out)")
@@ -43,6 +44,16 @@ def build_parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plot", help=COMMANDS["plot"][2])
     pl.add_argument("result", help="results file (.h5)")
     pl.add_argument("-o", "--output", required=True, help="figure file (.png)")
+
+    e = sub.add_parser("experiment", help=COMMANDS["experiment"][2])
+    esub = e.add_subparsers(dest="action", required=True)
+    esub.add_parser("list", help="list the installed experiments")
+    er = esub.add_parser("run", help="run an experiment and write results.h5, report.md and figures")
+    er.add_argument("name", help="an installed experiment's name (see `fpkit experiment list`) or a .py file")
+    er.add_argument("--quick", action="store_true", help="the experiment's small configuration (under a minute)")
+    er.add_argument("--config", help="TOML file overriding the experiment's defaults (see `fpkit config show`)")
+    er.add_argument("--out", default=None, help="output folder (default: fpkit-NAME)")
+    er.add_argument("--seed", type=int, default=None, help="override the configuration's seed")
 
     t = sub.add_parser("train", help=COMMANDS["train"][2])
     t.add_argument("config", help="TOML ensemble description")

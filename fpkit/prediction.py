@@ -479,8 +479,6 @@ def predict(run, entries="auto", *, split="half", route: str = "mechanistic", va
     auto_limit : dict, optional
         Entries per layer for ``entries="auto"``.
     """
-    if len(run.t) < MIN_SNAPSHOTS:
-        raise ConfigError(f"the run has {len(run.t)} snapshots: at least {MIN_SNAPSHOTS} are needed to estimate from")
     dt = check_positive("dt", dt)
     E, J = split_members(run.members, int(seed), split)
     grid_opts = {"cells": int(cells), "cells_per_sd": float(cells_per_sd), "max_cells": int(max_cells)}
@@ -505,6 +503,8 @@ def predict_entry(run, label: str, est_members, judge_members, *, route: str = "
                   cells: int = 400, cells_per_sd: float = 25, max_cells: int = 4000, ks: bool = True,
                   js: bool = True, seed: int = 0) -> Prediction:  # fmt: skip
     """``predict`` for one entry on a given split (the members' index arrays); see ``predict``."""
+    if len(run.t) < MIN_SNAPSHOTS:
+        raise ConfigError(f"the run has {len(run.t)} snapshots: at least {MIN_SNAPSHOTS} are needed to estimate from")
     for name in compare_with:
         check_choice("compare_with", name, (*VARIANT_OPTIONS, "kramers-moyal"))
     arrays = entry_arrays(run, label)
@@ -556,21 +556,31 @@ def predict_entry(run, label: str, est_members, judge_members, *, route: str = "
     return pred
 
 
+CLIPPED_MASS_WARN = 1e-3
+"""A Crank-Nicolson undershoot above this fraction of the mass is reported (below it, clipping moves less
+probability than the noise floor of 10⁴ members could see)."""
+BEYOND_NOISE = 1.0
+"""W1/floor margin by which a prediction must trail the frozen baseline before the diagnostics call it out
+(the two distances' sampling noise is about one floor)."""
+
+
 def diagnose(pred: Prediction, clipped_mass: float = 0.0) -> dict:
     """Validity checks of a prediction, each a number with the threshold it is read against; ``messages``
-    says in words which need attention (a prediction worse than the frozen baseline always gets one)."""
+    says in words which need attention (a prediction worse than the frozen baseline by more than
+    ``BEYOND_NOISE`` floors always gets one)."""
     fp, frozen = pred.distance["fp"], pred.distance["frozen"]
     worse = np.flatnonzero(fp[1:] > frozen[1:]) + 1
+    beyond = worse[fp[worse] > frozen[worse] + BEYOND_NOISE]
     unsupported = 1.0 - float(np.mean(pred.coefficients["supported"]))
-    d = {"worse_than_frozen_snapshots": worse.tolist(), "clipped_negative_mass": clipped_mass,
-         "unsupported_grid_fraction": unsupported}  # fmt: skip
+    d = {"worse_than_frozen_snapshots": worse.tolist(), "worse_than_frozen_beyond_noise": beyond.tolist(),
+         "clipped_negative_mass": clipped_mass, "unsupported_grid_fraction": unsupported}  # fmt: skip
     msgs = []
-    if worse.size:
-        msgs.append(f"{pred.label}: the FP prediction is worse than the frozen initial histogram at {worse.size} of "
-                    f"{fp.size - 1} snapshots (first at t = {pred.t[worse[0]]:.3g}); the estimated drift or "
-                    "diffusion does not represent the dynamics there (check η·λmax for the edge of stability, and "
-                    "compare route='kramers-moyal')")  # fmt: skip
-    if clipped_mass > 1e-6:
+    if beyond.size:
+        msgs.append(f"{pred.label}: the FP prediction is worse than the frozen initial histogram by more than "
+                    f"{BEYOND_NOISE:g} floor at {beyond.size} of {fp.size - 1} snapshots (first at t = "
+                    f"{pred.t[beyond[0]]:.3g}); the estimated drift or diffusion does not represent the dynamics "
+                    "there (check η·λmax for the edge of stability, and compare route='kramers-moyal')")  # fmt: skip
+    if clipped_mass > CLIPPED_MASS_WARN:
         msgs.append(f"{pred.label}: the Crank-Nicolson solve undershot by {clipped_mass:.2g} of the mass (clipped): "
                     "refine `dt` or the grid")  # fmt: skip
     d["messages"] = msgs

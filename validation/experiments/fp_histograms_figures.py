@@ -1,25 +1,20 @@
-"""Files of the main experiment: results HDF5, PNG figures and report.md, all written atomically."""
+"""The flagship experiment's files: its results.h5 layout, its figures and the sections of report.md.
+
+The shared writer (``fpkit.experiments.write_outputs``) calls these; they only format numbers that
+``fp_histograms`` computed.
+"""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
-from fpkit.io import atomic_h5, set_json_attr
+from fpkit.io import set_json_attr
 from fpkit.plotting import _pyplot, save_figure
 
-from .experiment import ExperimentResult, diffusion_driven_criteria, drift_dominated_criteria
 
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def representatives(res: ExperimentResult) -> list:
+def representatives(res) -> list:
     """One entry per layer (the first W2 entry, the W1 entry whose spread changes most, W3[0,0])."""
     picks = []
     for prefix in ("W2", "W1", "W3"):
@@ -29,58 +24,56 @@ def representatives(res: ExperimentResult) -> list:
     return picks
 
 
-def save_results(res: ExperimentResult, path: Path) -> Path:
-    """Write the experiment's HDF5 file (atomically). Layout:
+def save_results(f, res) -> None:
+    """Write the flagship's results into the open results file ``f`` (the shared writer adds the attributes
+    ``kind``, ``experiment``, ``config``, ``timings`` and ``verdict``). Layout:
 
-    - attrs ``config`` (JSON, with the seed), ``timings``; ``t`` (S,) snapshot times t = η·step;
-      ``eta_lam_max`` (S, probes) when measured;
+    - ``t`` (S,) snapshot times t = η·step; ``eta_lam_max`` (S, probes) when measured;
     - ``entries/<label>/``: ``samples`` (S, M) the entry in every member, ``p_pred``/``p_emp`` (S, n) predicted
       and judged densities on the entry's grid (attr ``grid``), ``drift``/``diffusion`` (S, n) estimates,
       ``w1``, ``w1_floor``, ``ks_ratio``, ``js_ratio`` (S,), ``ratios/<name>`` (S,) W1/floor of the FP, its
-      variants and the baselines; attr ``kind``;
+      variants and the baselines; attrs ``kind``, ``diagnostics`` (JSON);
     - ``extra/split/estimate``, ``extra/split/judge``: member indices of the two halves; ``extra/langevin``,
       ``extra/outputs``, ``extra/pair``, attrs ``svag`` and ``sweep`` (JSON).
     """
-    with atomic_h5(path) as f:
-        f.attrs["kind"] = "fpkit.Experiment"
-        set_json_attr(f, "config", res.config)
-        set_json_attr(f, "timings", res.timings)
-        f["t"] = res.t
-        if res.eta_lam_max is not None:
-            f["eta_lam_max"] = res.eta_lam_max
-        for r in res.entries:
-            g = f.create_group(f"entries/{r.label}")
-            set_json_attr(g, "grid", r.grid.to_dict())
-            g.attrs["kind"] = r.kind
-            for name in ("p_pred", "p_emp", "drift", "diffusion", "w1", "w1_floor", "ks_ratio", "js_ratio", "samples"):
-                if getattr(r, name) is not None:
-                    g.create_dataset(name, data=getattr(r, name), compression="gzip", compression_opts=4)
-            for k, v in r.ratios.items():
-                g[f"ratios/{k}"] = v
-        ex = f.create_group("extra")
-        split = res.extra.get("split")
-        if split:  # which members estimated A and D and which were judged (indices into `samples`)
-            ex["split/estimate"], ex["split/judge"] = split["estimate"], split["judge"]
-        lg = res.extra.get("langevin")
-        if lg:
-            ex["langevin/w1_over_floor"] = lg["w1_over_floor"]
-            set_json_attr(ex["langevin"], "info", {"label": lg["label"], "n_paths": lg["n_paths"]})
-        out = res.extra.get("outputs")
-        if out:
-            for k in ("trained", "predicted", "shuffled", "quantile_mapped"):
-                ex[f"outputs/{k}"] = out[k]
-            set_json_attr(ex["outputs"], "summary", {k: v for k, v in out.items() if not isinstance(v, np.ndarray)})
-        pair = res.extra.get("pair")
-        if pair:
-            ex["pair/p_pred"] = pair["p_pred"]
-            ex["pair/p_emp"] = pair["p_emp"]
-            set_json_attr(ex["pair"], "grid", pair["grid"].to_dict())
-            set_json_attr(ex["pair"], "labels", pair["labels"])
-        set_json_attr(ex, "svag", [{"l": s["l"], "members": s["members"],
-                                    "w1_over_floor": {k: v.tolist() for k, v in s["w1_over_floor"].items()}}
-                                   for s in res.extra.get("svag", [])])  # fmt: skip
-        set_json_attr(ex, "sweep", res.extra.get("sweep", []))
-    return path
+    f["t"] = res.t
+    if res.eta_lam_max is not None:
+        f["eta_lam_max"] = res.eta_lam_max
+    for r in res.entries:
+        g = f.create_group(f"entries/{r.label}")
+        set_json_attr(g, "grid", r.grid.to_dict())
+        set_json_attr(g, "diagnostics", r.diagnostics)
+        g.attrs["kind"] = r.kind
+        stored = {"p_pred": r.density, "p_emp": r.empirical, "drift": r.coefficients["drift"],
+                  "diffusion": r.coefficients["diffusion"], "w1": r.w1, "w1_floor": r.w1_floor, "ks_ratio": r.ks,
+                  "js_ratio": r.js, "samples": r.samples}  # fmt: skip
+        for name, a in stored.items():
+            if a is not None:
+                g.create_dataset(name, data=a, compression="gzip", compression_opts=4)
+        for k, v in r.distance.items():
+            g[f"ratios/{k}"] = v
+    ex = f.create_group("extra")
+    # which members estimated A and D and which were judged (indices into `samples`)
+    ex["split/estimate"], ex["split/judge"] = res.split["estimate"], res.split["judge"]
+    lg = res.langevin
+    if lg:
+        ex["langevin/w1_over_floor"] = lg["w1_over_floor"]
+        set_json_attr(ex["langevin"], "info", {"label": lg["label"], "n_paths": lg["n_paths"]})
+    out = res.outputs
+    if out:
+        for k in ("trained", "predicted", "shuffled", "quantile_mapped"):
+            ex[f"outputs/{k}"] = out[k]
+        set_json_attr(ex["outputs"], "summary", {k: v for k, v in out.items() if not isinstance(v, np.ndarray)})
+    pair = res.pair
+    if pair:
+        ex["pair/p_pred"] = pair.density
+        ex["pair/p_emp"] = pair.empirical
+        set_json_attr(ex["pair"], "grid", pair.grid.to_dict())
+        set_json_attr(ex["pair"], "labels", pair.labels)
+    set_json_attr(ex, "svag", [{"l": s["l"], "members": s["members"],
+                                "w1_over_floor": {k: v.tolist() for k, v in s["w1_over_floor"].items()}}
+                               for s in res.svag])  # fmt: skip
+    set_json_attr(ex, "sweep", res.sweep)
 
 
 # ----------------------------------------------------------------------------------------------- figures
@@ -111,8 +104,8 @@ def fig_heatmaps(res, path):
     fig, axes = plt.subplots(len(reps), 2, figsize=(11, 3.6 * len(reps)), squeeze=False, layout="constrained")
     tt = np.maximum(res.t, res.t[1] / 2)
     for row, r in zip(axes, reps):
-        emp, e = _display_bins(r.p_emp, r.grid.edges[0])
-        pred, _ = _display_bins(r.p_pred, r.grid.edges[0])
+        emp, e = _display_bins(r.empirical, r.grid.edges[0])
+        pred, _ = _display_bins(r.density, r.grid.edges[0])
         centres = 0.5 * (e[1:] + e[:-1])
         # each time row relative to the judged density's maximum at that time: a collapsing entry's late core
         # would otherwise saturate the colour scale and hide everything before it
@@ -135,15 +128,15 @@ def fig_overlays(res, path):
         for ax, s in zip(row, picks):
             # each panel on its own window (the snapshot's central 99 %) in ~40 display bins: the solver's
             # grid is much finer than the data supports, and a late W1 entry is a core of a few cells' width
-            i0, i1 = _display_window(r.p_emp[s], edges)
+            i0, i1 = _display_window(r.empirical[s], edges)
             win = edges[i0 : i1 + 1]
-            coarse, e = _display_bins(r.p_emp[s, i0:i1], win, 40)
+            coarse, e = _display_bins(r.empirical[s, i0:i1], win, 40)
             ax.stairs(coarse, e, color="0.6", fill=True, alpha=0.6, label="trained")
-            pred, e = _display_bins(r.p_pred[s, i0:i1], win, 40)
+            pred, e = _display_bins(r.density[s, i0:i1], win, 40)
             ax.stairs(pred, e, color="C3", lw=1.5, label="FP prediction")
-            first, e0 = _display_bins(r.p_emp[0, i0:i1], win, 40)
+            first, e0 = _display_bins(r.empirical[0, i0:i1], win, 40)
             ax.stairs(first, e0, color="k", ls=":", lw=1, label="frozen (t=0)")
-            ax.set_title(f"{r.label}, t = {r.t[s]:.3g}  (W1/floor {r.ratios['fp'][s]:.2f})", fontsize=9)
+            ax.set_title(f"{r.label}, t = {r.t[s]:.3g}  (W1/floor {r.distance['fp'][s]:.2f})", fontsize=9)
             ax.set_xlim(win[0], win[-1])
         row[0].legend(fontsize=7)
     fig.tight_layout()
@@ -161,7 +154,7 @@ def fig_distances(res, path):
         ax.axhline(1, color="0.5", lw=0.8)
         for r in (e for e in res.entries if e.label.startswith(prefix)):
             for key, (c, ls, name) in styles.items():
-                ax.plot(r.t[1:], r.ratios[key][1:], color=c, ls=ls, lw=1, alpha=0.7,
+                ax.plot(r.t[1:], r.distance[key][1:], color=c, ls=ls, lw=1, alpha=0.7,
                         label=name if r is next(e for e in res.entries if e.label.startswith(prefix)) else None)
         ax.set(xscale="log", yscale="log", xlabel="t = η·step", title=title)
         ax.legend(fontsize=7)
@@ -176,11 +169,11 @@ def fig_coefficients(res, path):
     picks = overlay_snapshots(res.t)
     fig, axes = plt.subplots(2, len(reps), figsize=(4.5 * len(reps), 6), squeeze=False)
     for col, r in enumerate(reps):
-        sup_any = r.p_emp.max(axis=0) > 0
+        sup_any = r.empirical.max(axis=0) > 0
         for s in picks:
-            m = r.supported[s] & sup_any
-            axes[0, col].plot(r.grid.x[m], r.drift[s][m], label=f"t={r.t[s]:.3g}")
-            axes[1, col].plot(r.grid.x[m], r.diffusion[s][m])
+            m = r.coefficients['supported'][s] & sup_any
+            axes[0, col].plot(r.grid.x[m], r.coefficients['drift'][s][m], label=f"t={r.t[s]:.3g}")
+            axes[1, col].plot(r.grid.x[m], r.coefficients['diffusion'][s][m])
         axes[0, col].set(title=f"{r.label}: drift A(w, t)", xlabel="w")
         axes[1, col].set(title=f"{r.label}: diffusion D(w, t)", xlabel="w", yscale="log")
         axes[0, col].axhline(0, color="0.5", lw=0.7)
@@ -190,7 +183,7 @@ def fig_coefficients(res, path):
 
 
 def fig_outputs(res, path):
-    out = res.extra.get("outputs")
+    out = res.outputs
     if not out:
         return None
     plt = _pyplot()
@@ -228,7 +221,7 @@ def fig_outputs(res, path):
 
 
 def fig_failure_map(res, path):
-    rows = [r for r in res.extra.get("sweep", []) if "error" not in r]
+    rows = [r for r in res.sweep if "error" not in r]
     if not rows:
         return None
     plt = _pyplot()
@@ -258,17 +251,17 @@ def fig_failure_map(res, path):
 
 
 def fig_pair(res, path):
-    pair = res.extra.get("pair")
+    pair = res.pair
     if not pair:
         return None
     plt = _pyplot()
-    g = pair["grid"]
+    g = pair.grid
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
-    vmax = np.percentile(pair["p_emp"][-1], 99.5)
-    for ax, p, title in ((axes[0], pair["p_pred"][-1], "FP prediction (2-D, full D tensor)"),
-                         (axes[1], pair["p_emp"][-1], "trained (judged half)")):  # fmt: skip
+    vmax = np.percentile(pair.empirical[-1], 99.5)
+    for ax, p, title in ((axes[0], pair.density[-1], "FP prediction (2-D, full D tensor)"),
+                         (axes[1], pair.empirical[-1], "trained (judged half)")):  # fmt: skip
         im = ax.pcolormesh(g.axes[0], g.axes[1], p.T, shading="nearest", vmin=0, vmax=vmax, cmap="magma")
-        ax.set(xlabel=pair["labels"][0], ylabel=pair["labels"][1], title=f"{title}, last snapshot")
+        ax.set(xlabel=pair.labels[0], ylabel=pair.labels[1], title=f"{title}, last snapshot")
     fig.colorbar(im, ax=axes.tolist())
     return save_figure(fig, path)
 
@@ -278,68 +271,77 @@ def _fmt(x, nd=2):
     return "–" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{x:.{nd}f}"
 
 
-def _w1_sentence(verdict_diff) -> str:
+def w1_sentence(res) -> str:
     """What the W1 entries say about diffusion, from the numbers (not assumed)."""
-    if not verdict_diff:
+    from .fp_histograms import diffusion_driven_criteria
+
+    w1 = [diffusion_driven_criteria(r) for r in res.entries if r.label.startswith("W1")]
+    if not w1:
         return ""
-    gain = float(np.median([c["vs_drift_only"] for _, c in verdict_diff]))
+    gain = float(np.median([c["vs_drift_only"] for c in w1]))
     if gain >= 1.5:
         return (f"For the W1 entries diffusion matters: the drift-only (Callan-Symanzik) prediction ends {gain:.1f}× "
-                "worse than the FP (median). ")
+                "worse than the FP (median).")
     return (f"For the W1 entries chosen by diffusion share the drift-only (Callan-Symanzik) prediction is about as "
             f"good as the FP (it ends {gain:.2f}× the FP's distance, median): in this run their histograms are shaped "
-            "mainly by drift, so they do not test D, and the diffusion-driven criteria cannot be met. ")
+            "mainly by drift, so they do not test D, and the diffusion-driven criteria cannot be met.")
 
 
-def _late_sentence(verdict_diff, n_snap: int) -> str:
-    """The issue's goal for diffusion-driven entries: within 3 floors late in training (last quarter)."""
-    driven = [r for r, _ in verdict_diff if r.kind == "diffusion-driven"]
+def late_sentence(res) -> str:
+    """The late goal for diffusion-driven W1 entries (last quarter of the snapshots)."""
+    from .fp_histograms import THRESHOLDS, late_max
+
+    driven = [r for r in res.entries if r.label.startswith("W1") and r.kind == "diffusion-driven"]
     if not driven:
         return ""
-    q = max(1, n_snap // 4)
-    late = {r.label: float(np.max(r.ratios["fp"][-q:])) for r in driven}
+    late = {r.label: late_max(r) for r in driven}
     worst = max(late, key=late.get)
-    met = "within" if late[worst] <= 3 else "not within"
+    met = "within" if late[worst] <= THRESHOLDS["late_goal"] else "not within"
     return (f"Late in training (the last quarter of the snapshots), where the diffusion-driven W1 entries turn nearly "
-            f"stationary and stiff, the worst of them ({worst}) reaches {late[worst]:.2f} floors: {met} the 3-floor goal. ")
+            f"stationary and stiff, the worst of them ({worst}) reaches {late[worst]:.2f} floors: {met} the late goal "
+            f"of {THRESHOLDS['late_goal']:g} floors.")
 
 
-def _kind_sentence(entries) -> str:
+def kind_sentence(res) -> str:
     """W2/W3 entries are judged by the drift-dominated criteria; say which of them diffusion shapes anyway."""
-    odd = [r for r in entries if not r.label.startswith("W1") and r.kind == "diffusion-driven"]
+    odd = [r for r in res.entries if not r.label.startswith("W1") and r.kind == "diffusion-driven"]
     if not odd:
         return ""
-    parts = ", ".join(f"{r.label} (drift-only ends {r.ratios['drift_only'][-1] / r.ratios['fp'][-1]:.1f}× worse)"
+    parts = ", ".join(f"{r.label} (drift-only ends {r.distance['drift_only'][-1] / r.distance['fp'][-1]:.1f}× worse)"
                       for r in odd)  # fmt: skip
     why = (" — a W3 row of an output the bottleneck does not carry is pinned near zero by a weak drift and spread "
            "by gradient noise, like the W1 entries of the minor inputs" if all(r.label.startswith("W3") for r in odd)
            else "")  # fmt: skip
-    return f"Judged by the drift-dominated criteria but shaped by diffusion in this run: {parts}{why}. "
+    return f"Judged by the drift-dominated criteria but shaped by diffusion in this run: {parts}{why}."
 
 
-def _sweep_sentence(rows) -> str:
-    """Where the failure map crosses 3 floors, from the sweep's numbers."""
+def sweep_sentence(rows) -> str:
+    """Where the failure map crosses the late goal, from the sweep's numbers."""
+    from .fp_histograms import THRESHOLDS
+
     ok = [r for r in rows if "error" not in r]
     if not ok:
         return ""
-    bad = [r for r in ok if r["fp_ratio_max"] > 3]
+    goal = THRESHOLDS["late_goal"]
+    bad = [r for r in ok if r["fp_ratio_max"] > goal]
     diverged = [r for r in rows if "error" in r]
-    text = (f"Over the sweep ({len(ok)} runs) the worst final FP distance stays within 3 floors "
+    text = (f"Over the sweep ({len(ok)} runs) the worst final FP distance stays within {goal:g} floors "
             + ("everywhere" if not bad else "except at " + ", ".join(
                 f"η = {r['lr']:g}, B = {r['batch_size']} ({r['fp_ratio_max']:.1f} floors, η·λmax = "
                 f"{_fmt(r['eta_lam_max'])})" for r in bad)))  # fmt: skip
     if diverged:
         text += f"; {len(diverged)} run(s) diverged"
-    return text + ". "
+    return text + "."
 
 
-def report_markdown(res: ExperimentResult, suite_table: str | None, figures: dict) -> str:
-    cfg = res.config
+def report_body(cfg: dict, res) -> str:
+    """The report's sections before the verdict: setup, per-entry table, variants, cross-checks."""
+    from .fp_histograms import criteria
+
     tr = cfg["train"]
     L = []
-    L.append("# fpkit reproduce: Fokker-Planck prediction of autoencoder weight histograms\n")
     L.append(
-        f"Ensemble: {res.extra['members']} {cfg['model'].get('activation', 'tanh')} autoencoders "
+        f"Ensemble: {res.members} {cfg['model'].get('activation', 'tanh')} autoencoders "
         f"{cfg['data'].get('d', '?')} → {' → '.join(str(h) for h in cfg['model'].get('hidden', []))} → "
         f"{cfg['data'].get('d', '?')}, SGD η = {tr['lr']}, B = {tr['batch_size']} ({tr.get('sampling', 'iid')}), "
         f"{tr['steps']} steps, {res.t.size} snapshots up to t = η·step = {res.t[-1]:g}; seed {cfg['seed']}. "
@@ -352,54 +354,48 @@ def report_markdown(res: ExperimentResult, suite_table: str | None, figures: dic
     L.append("Distances are W1(prediction, judged half) / noise floor; a perfect prediction scores ≈ 1 on "
              "average and its maximum over the snapshots reaches 2–3.\n")  # fmt: skip
     L.append("## Per entry\n")
-    L.append("| entry | kind | FP max | FP median | FP last | frozen last | drift-only last | diffusion-only last "
-             "| Kramers-Moyal last | KS max | JS max | criteria |")  # fmt: skip
-    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    verdict_drift, verdict_diff = [], []
+    L.append("| entry | measured kind | FP max | FP median | FP last | frozen last | drift-only last | diffusion-only last "
+             "| Kramers-Moyal last | KS max | JS max | judged by | held |")  # fmt: skip
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in res.entries:
-        rt = r.ratios
+        rt = r.distance
         km = rt.get("fp_kramers_moyal")
         km_last = float(km[np.isfinite(km)][-1]) if km is not None and np.isfinite(km).any() else None
-        if r.label.startswith("W1"):
-            c = diffusion_driven_criteria(r)
-            crit = ("pass" if c["pass"] else "FAIL") + f" (×{c['vs_frozen']:.1f} frozen, ×{c['vs_drift_only']:.1f} drift)"
-            verdict_diff.append((r, c))
-        else:
-            c = drift_dominated_criteria(r)
-            crit = ("pass" if c["pass"] else "FAIL") + f" (×{c['vs_frozen']:.1f} frozen)"
-            verdict_drift.append((r, c))
+        which, c = criteria(r)
+        ratios = f"×{c['vs_frozen']:.1f} frozen" + (f", ×{c['vs_drift_only']:.1f} drift" if "vs_drift_only" in c else "")
         L.append(
             f"| {r.label} | {r.kind} | {_fmt(rt['fp'][1:].max())} | {_fmt(float(np.median(rt['fp'][1:])))} | "
             f"{_fmt(rt['fp'][-1])} | {_fmt(rt['frozen'][-1])} | {_fmt(rt['drift_only'][-1])} | "
-            f"{_fmt(rt['diffusion_only'][-1])} | {_fmt(km_last)} | {_fmt(float(np.max(r.ks_ratio[1:])))} | "
-            f"{_fmt(float(np.nanmax(r.js_ratio[1:])) if np.isfinite(r.js_ratio).any() else None)} | {crit} |"
+            f"{_fmt(rt['diffusion_only'][-1])} | {_fmt(km_last)} | {_fmt(float(np.max(r.ks[1:])))} | "
+            f"{_fmt(float(np.nanmax(r.js[1:])) if np.isfinite(r.js).any() else None)} | {which} | "
+            f"{'yes' if c['pass'] else '**no**'} ({ratios}) |"
         )
     w1_entries = [r for r in res.entries if r.label.startswith("W1")]
     if w1_entries:
-        keys = [k for k in w1_entries[0].ratios if k == "fp" or (k.startswith("fp_") and k != "fp_kramers_moyal")]
+        keys = [k for k in w1_entries[0].distance if k == "fp" or (k.startswith("fp_") and k != "fp_kramers_moyal")]
         L.append("\n## Late-time W1/floor of W1 entries for every diffusion variant\n")
         L.append("Late = the last quarter of the snapshots (median there, and the last one).\n")
         L.append("| entry | " + " | ".join(k.replace("fp_", "").replace("fp", "standard") for k in keys) + " |")
         L.append("|---|" + "---|" * len(keys))
         q = max(1, res.t.size // 4)
         for r in w1_entries:
-            cells = [f"{_fmt(float(np.median(r.ratios[k][-q:])))} / {_fmt(r.ratios[k][-1])}" for k in keys]
+            cells = [f"{_fmt(float(np.median(r.distance[k][-q:])))} / {_fmt(r.distance[k][-1])}" for k in keys]
             L.append(f"| {r.label} | " + " | ".join(cells) + " |")
-    lg = res.extra.get("langevin")
+    lg = res.langevin
     if lg:
         v = lg["w1_over_floor"][1:]
         L.append(f"\n## Numerics cross-check: Langevin sampler vs FP solver\n\nSame estimated coefficients for "
                  f"{lg['label']}, {lg['n_paths']} paths: W1(FP density, paths)/floor max {v.max():.2f}, median "
                  f"{np.median(v):.2f} (≈ 1 means the two solvers agree to sampling error).\n")  # fmt: skip
-    for s in res.extra.get("svag", []):
+    for s in res.svag:
         L.append(f"\n## SVAG l = {s['l']} ({s['members']} members): the FP prediction judged against the SDE\n")
         L.append("| entry | max | median | last | same against SGD (last) |")
         L.append("|---|---|---|---|---|")
         by = {r.label: r for r in res.entries}
         for lab, v in s["w1_over_floor"].items():
             L.append(f"| {lab} | {_fmt(v[1:].max())} | {_fmt(float(np.median(v[1:])))} | {_fmt(v[-1])} | "
-                     f"{_fmt(by[lab].ratios['fp'][-1])} |")  # fmt: skip
-    out = res.extra.get("outputs")
+                     f"{_fmt(by[lab].distance['fp'][-1])} |")  # fmt: skip
+    out = res.outputs
     if out:
         L.append("\n## Output distributions\n")
         L.append(f"Reconstruction errors on held-out inputs. Networks whose W2 entries are quantile-mapped onto the "
@@ -414,64 +410,37 @@ def report_markdown(res: ExperimentResult, suite_table: str | None, figures: dic
                  f"{out['ks_shuffled']:.3f}. Output coordinates of the quantile-mapped networks on one held-out input "
                  f"(W1/floor): "
                  + ", ".join(f"{k} {v:.2f}" for k, v in out["output_coords_w1_over_floor"].items()) + ".\n")  # fmt: skip
-    pair = res.extra.get("pair")
+    pair = res.pair
     if pair:
-        m = [v[1:] for v in pair["marginal_w1_over_floor"]]
-        L.append(f"\n## 2-D joint prediction of {pair['labels'][0]} and {pair['labels'][1]}\n\n"
+        m = [v[1:] for v in pair.marginal_distance]
+        L.append(f"\n## 2-D joint prediction of {pair.labels[0]} and {pair.labels[1]}\n\n"
                  f"Marginals of the 2-D FP solution (vector drift, full 2 × 2 D): W1/floor max {m[0].max():.2f} and "
-                 f"{m[1].max():.2f}. Joint L1 distance at the end {pair['l1_joint'][-1]:.3f} (frozen: "
-                 f"{pair['l1_joint_frozen'][-1]:.3f}; part of it is histogram noise on the 2-D grid).\n")  # fmt: skip
-    elif res.extra.get("pair_skipped"):
-        L.append(f"\n2-D pair skipped: {res.extra['pair_skipped']}\n")
-    sweep = res.extra.get("sweep")
-    if sweep:
+                 f"{m[1].max():.2f}. Joint L1 distance at the end {pair.l1_joint[-1]:.3f} (frozen: "
+                 f"{pair.l1_joint_frozen[-1]:.3f}; part of it is histogram noise on the 2-D grid).\n")  # fmt: skip
+    elif res.pair_skipped:
+        L.append(f"\n2-D pair skipped: {res.pair_skipped}\n")
+    if res.sweep:
         L.append("\n## Failure map: final W1/floor over η and B\n")
         L.append("| η | B | η·λmax | noise/signal | worst FP last | entries (FP / drift-only / frozen) |")
         L.append("|---|---|---|---|---|---|")
-        for r in sweep:
+        for r in res.sweep:
             if "error" in r:
                 L.append(f"| {r['lr']} | {r['batch_size']} | diverged | – | – | {r['error'][:60]} |")
                 continue
             ent = "; ".join(f"{k}: {v['fp']:.2f}/{v['drift_only']:.2f}/{v['frozen']:.2f}" for k, v in r["entries"].items())
             L.append(f"| {r['lr']} | {r['batch_size']} | {_fmt(r['eta_lam_max'], 3)} | {_fmt(r['noise_to_signal'], 3)} | "
                      f"{_fmt(r['fp_ratio_max'])} | {ent} |")  # fmt: skip
-    # verdict from the numbers
-    n_dd = sum(c["pass"] for _, c in verdict_drift)
-    n_df = sum(c["pass"] for _, c in verdict_diff)
-    worst = max(res.entries, key=lambda r: r.ratios["fp"][1:].max())
-    L.append("\n## Verdict\n")
-    L.append(
-        f"Out of sample, the Fokker-Planck prediction meets the drift-dominated criteria for {n_dd} of "
-        f"{len(verdict_drift)} W2/W3 entries and the diffusion-driven criteria for {n_df} of {len(verdict_diff)} W1 "
-        f"entries. Its median W1 distance over all entries and snapshots is "
-        f"{np.median(np.concatenate([r.ratios['fp'][1:] for r in res.entries])):.2f} noise floors; the worst is "
-        f"{worst.label} at {worst.ratios['fp'][1:].max():.2f} floors (t = "
-        f"{worst.t[1:][np.argmax(worst.ratios['fp'][1:])]:.3g}). "
-        + _w1_sentence(verdict_diff)
-        + _late_sentence(verdict_diff, res.t.size)
-        + _kind_sentence(res.entries)
-        + _sweep_sentence(res.extra.get("sweep") or [])
-        + "See distances.png for where along training each prediction holds.\n"
-    )
-    if suite_table:
-        L.append("\n## Solver self-check (exact references)\n\n" + suite_table + "\n")
-    L.append("\n## Run time\n\n| stage | seconds |\n|---|---|")
-    for k, v in res.timings.items():
-        L.append(f"| {k} | {v:.1f} |")
-    L.append("\n## Figures\n")
-    for name, p in figures.items():
-        if p is not None:
-            L.append(f"- `{Path(p).name}`: {name}")
-    return "\n".join(L) + "\n"
+    L.append("\nSee distances.png for where along training each prediction holds.\n")
+    if res.suite:
+        from .. import fp_suite
+
+        L.append("\n## Solver self-check (exact references)\n\n" + fp_suite.suite_markdown(res.suite) + "\n")
+    return "\n".join(L)
 
 
-def write_all(res: ExperimentResult, out_dir, suite_table: str | None = None) -> dict:
-    import time
-
-    t0 = time.perf_counter()
+def write_figures(res, out_dir) -> dict:
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    figures = {
+    return {
         "predicted vs empirical density over time": fig_heatmaps(res, out / "heatmaps.png"),
         "overlays at four snapshots": fig_overlays(res, out / "overlays.png"),
         "distance / noise floor vs time with baselines": fig_distances(res, out / "distances.png"),
@@ -480,7 +449,3 @@ def write_all(res: ExperimentResult, out_dir, suite_table: str | None = None) ->
         "2-D joint density": fig_pair(res, out / "pair.png"),
         "failure map over η and B": fig_failure_map(res, out / "failure_map.png"),
     }
-    res.timings["figures_and_files"] = time.perf_counter() - t0
-    save_results(res, out / "results.h5")
-    _atomic_text(out / "report.md", report_markdown(res, suite_table, figures))
-    return {"results": out / "results.h5", "report": out / "report.md", **{k: v for k, v in figures.items() if v}}

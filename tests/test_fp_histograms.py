@@ -1,4 +1,4 @@
-"""The main experiment's pipeline against ground truth it cannot know by construction.
+"""The flagship experiment (fp-histograms) against ground truth it cannot know by construction.
 
 * Synthetic ground truth: Langevin paths with known A(w, t), D(w, t), written in the ensemble format,
   go through the same estimation and prediction code as trained networks.
@@ -18,8 +18,17 @@ import fpkit
 from fpkit import estimators as est
 from fpkit.ensemble import EnsembleRun
 from fpkit.errors import ConfigError
-from fpkit.validation import experiment as ex
-from fpkit.validation import metrics
+from fpkit import experiments as X
+from fpkit import metrics
+from fpkit import prediction as P
+from fpkit.validation.experiments import fp_histograms as ex
+
+FLAGSHIP = X.load("fp-histograms")
+DEFAULT = X.defaults(FLAGSHIP)
+
+
+def resolved(override=None):
+    return X.resolve_config(FLAGSHIP, config=override or {})
 
 
 # ------------------------------------------------------------------------------------- ground truth
@@ -54,7 +63,7 @@ def synthetic_run():
 
 def test_synthetic_ground_truth_both_routes_recover_A_and_D(synthetic_run, tmp_path):
     run = EnsembleRun.load(synthetic_run.save(tmp_path / "synthetic.h5"))  # through the file format
-    arrays = ex.entry_arrays(run, "W2[0,0]")
+    arrays = P.entry_arrays(run, "W2[0,0]")
     grid = est.choose_grid(arrays["w"], n=120)
     for s in (6, 15, 24):
         t = run.t[s]
@@ -77,15 +86,14 @@ def test_synthetic_ground_truth_both_routes_recover_A_and_D(synthetic_run, tmp_p
 
 def test_synthetic_ground_truth_prediction_within_noise_floor(synthetic_run):
     run = synthetic_run
-    E, J = ex.split_members(run.members, 0, "half")
-    acfg = dict(ex.DEFAULT_CONFIG["analysis"], fp_dt=0.01)
-    r = ex.analyse_entry(run, "W2[0,0]", E, J, acfg, km=False, js=False)
-    fp = r.ratios["fp"][1:]
+    E, J = P.split_members(run.members, 0, "half")
+    r = P.predict_entry(run, "W2[0,0]", E, J, dt=0.01, js=False)
+    fp = r.distance["fp"][1:]
     # a correct prediction scores ≈ 1 on average; its maximum over ~25 snapshots stays below 3
     assert np.median(fp) < 1.5 and fp.max() < 3.0, fp
     # and it is far better than the baselines once the density has moved
-    assert r.ratios["frozen"][-1] > 5 * r.ratios["fp"][-1]
-    assert r.ratios["drift_only"][-1] > 2 * r.ratios["fp"][-1]
+    assert r.distance["frozen"][-1] > 5 * r.distance["fp"][-1]
+    assert r.distance["drift_only"][-1] > 2 * r.distance["fp"][-1]
 
 
 def test_langevin_sampler_agrees_with_the_fp_solve_on_estimated_coefficients(synthetic_run):
@@ -93,9 +101,8 @@ def test_langevin_sampler_agrees_with_the_fp_solve_on_estimated_coefficients(syn
     the FP solver and by 20000 Euler paths of the Langevin sampler agree to sampling error (W1 over the
     paths' own floor: ≈ 1 on average, max over the snapshots below 3)."""
     run = synthetic_run
-    E, J = ex.split_members(run.members, 0, "half")
-    acfg = dict(ex.DEFAULT_CONFIG["analysis"], fp_dt=0.01)
-    r = ex.analyse_entry(run, "W2[0,0]", E, J, acfg, km=False, js=False)
+    E, J = P.split_members(run.members, 0, "half")
+    r = P.predict_entry(run, "W2[0,0]", E, J, dt=0.01, js=False)
     lg = ex.langevin_crosscheck(r, 20000, seed=3, dt=0.002)
     v = lg["w1_over_floor"][1:]
     assert np.median(v) < 1.5 and v.max() < 3.0, v
@@ -131,23 +138,17 @@ def test_linear_regression_fp_stationary_variance_discrete_vs_standard(B, eta_s2
 
 
 # ------------------------------------------------------------------------------------- bad input
-def test_bad_input(synthetic_run):
-    run = synthetic_run
-    with pytest.raises(ConfigError, match="does not exist"):
-        ex.entry_arrays(run, "W2[3,0]")
-    with pytest.raises(ConfigError, match="no 'W7'"):
-        ex.entry_arrays(run, "W7[0,0]")
-    with pytest.raises(ConfigError, match="form"):
-        ex.parse_entry("W2(0,0)")
-    with pytest.raises(ConfigError, match="at least 100"):
-        ex.split_members(50, 0, "half")
-    with pytest.raises(ConfigError, match="unknown config key 'analysis.bandwith'"):
-        ex.merge_config(ex.DEFAULT_CONFIG, {"analysis": {"bandwith": 0.3}})
-    with pytest.raises(ConfigError, match="unknown config key 'trian'"):
-        ex.merge_config(ex.DEFAULT_CONFIG, {"trian": {}})
-    cfg = ex.merge_config(ex.DEFAULT_CONFIG, {"train": {"snapshots": 2, "steps": 10, "members": 200}})
-    with pytest.raises(ConfigError, match="snapshots"):
-        ex.run_experiment(cfg)
+def test_bad_input():
+    with pytest.raises(ConfigError, match="analysis.bandwith"):
+        resolved({"analysis": {"bandwith": 0.3}})
+    with pytest.raises(ConfigError, match="trian"):
+        resolved({"trian": {}})
+    with pytest.raises(ConfigError, match="analysis.fp_dt"):
+        resolved({"analysis": {"fp_dt": "0.1"}})
+    with pytest.raises(ConfigError, match=r"analysis.variants: expected a list of values among"):
+        resolved({"analysis": {"variants": ["discret"]}})
+    with pytest.raises(ConfigError, match="2 snapshots: at least 3 are needed"):
+        X.run(FLAGSHIP, config={"train": {"snapshots": 2, "steps": 10, "members": 200}})
 
 
 TINY = """
@@ -209,18 +210,17 @@ def test_cli_reproduce_bad_config_is_one_line_error(tmp_path):
     p = subprocess.run([sys.executable, "-m", "fpkit.cli", "reproduce", "--config", str(bad), "--out",
                         str(tmp_path / "o")], capture_output=True, text=True)  # fmt: skip
     assert p.returncode == 2
-    assert "unknown config key 'analysis.bandwith'" in p.stderr and "Traceback" not in p.stderr
+    assert "analysis.bandwith" in p.stderr and "Traceback" not in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
 
 
 def test_example_reproduce_config_resolves():
     from pathlib import Path
 
-    from fpkit.reproduce import resolve_config
-
     path = Path(__file__).parent.parent / "examples" / "reproduce_rotated.toml"
-    cfg = resolve_config(config_path=str(path))
+    cfg = X.resolve_config(FLAGSHIP, config=str(path))
     assert cfg["data"]["rotate"] is True and cfg["data"]["ratio"] == 0.6
-    assert cfg["train"] == ex.DEFAULT_CONFIG["train"]  # everything else stays the default
+    assert cfg["train"] == DEFAULT["train"]  # everything else stays the default
 
 
 # ------------------------------------------------------------------------------- trained ensembles
@@ -230,24 +230,25 @@ def test_default_configuration_meets_the_criteria():
     drift-dominated entries (W2[0,0], W3[0,0], W3[7,0]); the three W1 entries with the largest diffusion
     share (the "auto" choice), which must be diffusion-driven; and, against an SVAG l = 16 ensemble (the SDE
     itself), the same prediction of W2[0,0]."""
-    cfg = ex.merge_config(ex.DEFAULT_CONFIG, {"analysis": {"svag": [], "variants": ["standard"]}})
+    cfg = resolved({"analysis": {"svag": [], "variants": ["standard"]}})
     ens, run = ex.train_ensemble(cfg)
-    E, J = ex.split_members(run.members, cfg["seed"], "half")
+    E, J = P.split_members(run.members, cfg["seed"], "half")
+    opts = ex.entry_options(cfg["analysis"])
     results = {}
     for lab in ("W2[0,0]", "W3[0,0]", "W3[7,0]"):
-        r = results[lab] = ex.analyse_entry(run, lab, E, J, cfg["analysis"], km=False, js=False)
+        r = results[lab] = P.predict_entry(run, lab, E, J, js=False, **opts)
         c = ex.drift_dominated_criteria(r)
         assert c["pass"], (lab, c)
-    w1_entries = [lab for lab in ex.auto_entries(run) if lab.startswith("W1")]
+    w1_entries = [lab for lab in P.auto_entries(run) if lab.startswith("W1")]
     assert len(w1_entries) == 3
     for lab in w1_entries:
-        r = ex.analyse_entry(run, lab, E, J, cfg["analysis"], km=False, js=False)
+        r = P.predict_entry(run, lab, E, J, js=False, **opts)
         c = ex.diffusion_driven_criteria(r)
         assert r.kind == "diffusion-driven" and c["pass"], (lab, c)
     _, svag = ex.train_ensemble(cfg, optimizer="svag", svag_l=16, members=1000)
     r = results["W2[0,0]"]
-    judged = ex.entry_arrays(svag, "W2[0,0]")["w"]
-    ratio = np.array([metrics.w1_samples(r.p_pred[s], r.grid, judged[s]) / metrics.w1_floor(judged.shape[1],
+    judged = P.entry_arrays(svag, "W2[0,0]")["w"]
+    ratio = np.array([metrics.w1_samples(r.density[s], r.grid, judged[s]) / metrics.w1_floor(judged.shape[1],
                       samples=judged[s]) for s in range(1, r.t.size)])  # fmt: skip
     assert ratio.max() <= 5 and np.median(ratio) <= 2, ratio
 
@@ -258,12 +259,12 @@ def test_linear_autoencoder_diffusion_driven_w3_entry():
     covariance; the minor output rows of W3 are pinned near zero by a weak drift and spread by gradient
     noise), judged on its W3 entry with the largest diffusion share. Criterion: within 4x the floor at every
     snapshot and at least 2x better than drift-only at the end."""
-    cfg = ex.merge_config(ex.DEFAULT_CONFIG, {"model": {"activation": "linear"}, "train": {"members": 2000}})
+    cfg = resolved({"model": {"activation": "linear"}, "train": {"members": 2000}})
     _, run = ex.train_ensemble(cfg)
-    share = ex.diffusion_share(run, "W3")
-    lab = ex.entry_label("W3", np.unravel_index(np.argmax(share), share.shape))
+    share = P.diffusion_share(run, "W3")
+    lab = P.entry_label("W3", np.unravel_index(np.argmax(share), share.shape))
     assert share.max() > 1  # diffusion alone would make more than the final spread: diffusion-driven
-    E, J = ex.split_members(run.members, cfg["seed"], "half")
-    r = ex.analyse_entry(run, lab, E, J, cfg["analysis"], km=False, js=False)
-    assert r.ratios["fp"][1:].max() <= 4
-    assert r.ratios["drift_only"][-1] >= 2 * r.ratios["fp"][-1]
+    E, J = P.split_members(run.members, cfg["seed"], "half")
+    r = P.predict_entry(run, lab, E, J, js=False, **ex.entry_options(cfg["analysis"]))
+    assert r.distance["fp"][1:].max() <= 4
+    assert r.distance["drift_only"][-1] >= 2 * r.distance["fp"][-1]

@@ -1,0 +1,416 @@
+"""Experiments as plug-ins: ``fpkit experiment list``, ``fpkit experiment run NAME``.
+
+An experiment is a subclass of :class:`Experiment` in one module: it declares a typed configuration schema
+(``Config``, a ``fpkit.config.Schema``) and overrides for ``--quick``, runs stages that return typed results
+(dataclasses), turns the numbers into a :class:`Verdict`, and formats them; one shared writer
+(:func:`write_outputs`) produces ``results.h5``, ``report.md`` and the figures, atomically. The report only
+formats numbers the experiment computed; nothing reads report.md back.
+
+Where experiments come from
+---------------------------
+- Installed packages register them under the entry-point group ``fpkit.experiments`` (``name =
+  "module:attribute"``, the attribute an Experiment subclass or instance); fpkit's own (the flagship
+  ``fp-histograms``, …) are registered that way in its pyproject.toml.
+- A user's own file: ``fpkit experiment run path/to/mine.py`` imports the file and takes its module-level
+  ``EXPERIMENT`` (or its only Experiment subclass).
+
+Minimal example (a file ``mine.py``)::
+
+    from dataclasses import dataclass
+    import numpy as np
+    from fpkit.config import Schema
+    from fpkit.experiments import Claim, Experiment, Verdict
+
+    class Config(Schema):
+        seed: int = 0
+        n: int = 1000
+
+    @dataclass
+    class Result:
+        mean: float
+
+    class Mine(Experiment):
+        name = "mine"
+        title = "Sample mean of N(0, 1)"
+        Config = Config
+        quick = {"n": 100}
+
+        def run(self, cfg, ctx):
+            x = np.random.default_rng(cfg["seed"]).standard_normal(cfg["n"])
+            return Result(float(x.mean()))
+
+        def verdict(self, cfg, res):
+            bound = 4 / np.sqrt(cfg["n"])
+            held = abs(res.mean) <= bound
+            return Verdict([Claim("mean", held, res.mean, "|mean| ≤ 4/√n", "the sample mean is near 0")],
+                           thresholds={"4/√n": "four standard errors of the mean"})
+
+    EXPERIMENT = Mine
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import importlib
+import importlib.util
+import logging
+import os
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigError
+
+log = logging.getLogger(__name__)
+ENTRY_POINT_GROUP = "fpkit.experiments"
+RESULTS_KIND = "fpkit.Experiment"
+
+
+# ------------------------------------------------------------------------------------------- verdict
+@dataclass
+class Claim:
+    """One checked statement: ``held`` says whether the measured ``value`` met the ``threshold`` (text naming
+    a threshold defined in the verdict's ``thresholds``); ``sentence`` says in words what was claimed."""
+
+    name: str
+    held: bool
+    value: Any
+    threshold: str
+    sentence: str
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "held": bool(self.held), "value": _plain(self.value), "threshold": self.threshold,
+                "sentence": self.sentence}  # fmt: skip
+
+
+@dataclass
+class Verdict:
+    """The numbers' verdict: the claims, every threshold used (defined once, by name) and a summary paragraph
+    (computed from the claims by the experiment, never parsed back from a report)."""
+
+    claims: list
+    summary: str = ""
+    thresholds: dict = field(default_factory=dict)
+
+    @property
+    def held(self) -> int:
+        return sum(bool(c.held) for c in self.claims)
+
+    @property
+    def passed(self) -> bool:
+        return self.held == len(self.claims)
+
+    def headline(self) -> str:
+        return f"{self.held} of {len(self.claims)} claims held. {self.summary}".strip()
+
+    def markdown(self) -> str:
+        lines = ["## Verdict\n", self.headline() + "\n"]
+        if self.claims:
+            lines += ["| claim | measured | threshold | held |", "|---|---|---|---|"]
+            for c in self.claims:
+                lines.append(f"| {c.name}: {c.sentence} | {_fmt_value(c.value)} | {c.threshold} | "
+                             f"{'yes' if c.held else '**no**'} |")  # fmt: skip
+        if self.thresholds:
+            lines.append("\nThresholds:\n")
+            lines += [f"- **{k}**: {v}" for k, v in self.thresholds.items()]
+        return "\n".join(lines) + "\n"
+
+    def to_dict(self) -> dict:
+        return {"summary": self.summary, "held": self.held, "claims": [c.to_dict() for c in self.claims],
+                "thresholds": dict(self.thresholds)}  # fmt: skip
+
+
+def _plain(v):
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    return v
+
+
+def _fmt_value(v) -> str:
+    if isinstance(v, (float, np.floating)):
+        return "–" if not np.isfinite(v) else f"{v:.3g}"
+    if isinstance(v, dict):
+        return ", ".join(f"{k} {_fmt_value(x)}" for k, x in v.items())
+    return str(v)
+
+
+# ------------------------------------------------------------------------------------------ the base
+class RunContext:
+    """What a running experiment gets besides its configuration: stage timing and a progress switch."""
+
+    def __init__(self, show_progress: bool | None = None, client=None):
+        self.timings: dict[str, float] = {}
+        self.show_progress = show_progress
+        self.client = client
+
+    @contextmanager
+    def stage(self, name: str):
+        """Time a stage (seconds, accumulated under ``name`` in the results file and the report)."""
+        t0 = time.perf_counter()
+        log.info("stage %s ...", name)
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t0
+
+
+class Experiment:
+    """Base class of an experiment plug-in (see the module docstring). Subclasses set ``name``, ``title``,
+    ``Config`` (a ``fpkit.config.Schema``) and ``quick`` (overrides for --quick, a nested dict), and
+    implement ``run`` and ``verdict``; ``report``, ``figures`` and ``save`` have generic defaults."""
+
+    name: str = ""
+    title: str = ""
+    Config: type | None = None
+    quick: dict = {}
+
+    def run(self, cfg: dict, ctx: RunContext):
+        """Run the stages on the resolved configuration (a plain nested dict); return a result dataclass."""
+        raise NotImplementedError
+
+    def verdict(self, cfg: dict, result) -> Verdict:
+        """The claims and whether they held, from the result's numbers."""
+        raise NotImplementedError
+
+    def report(self, cfg: dict, result, verdict: Verdict, figures: dict) -> str:
+        """Markdown sections of the report (the writer adds the title, verdict, run times and figures)."""
+        return ""
+
+    def figures(self, cfg: dict, result, out: Path) -> dict:
+        """Write figures into ``out``; return {description: path}."""
+        return {}
+
+    def save(self, group, cfg: dict, result) -> None:
+        """Write the result into an open HDF5 group (default: every dataclass field, arrays as datasets,
+        nested dicts and dataclasses as groups, other values as JSON attributes)."""
+        write_tree(group, result)
+
+
+def write_tree(group, value, name: str | None = None) -> None:
+    """Store a dataclass / dict / list / array / scalar tree in an HDF5 group: arrays as datasets, containers
+    as sub-groups, scalars and strings as JSON attributes (the generic results layout)."""
+    from .io import set_json_attr
+
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    if name is not None and isinstance(value, (dict, list, tuple)) and any(
+        isinstance(v, (np.ndarray, dict, list, tuple)) or dataclasses.is_dataclass(v)
+        for v in (value.values() if isinstance(value, dict) else value)
+    ):  # fmt: skip
+        group = group.create_group(name)
+        name = None
+    if name is None:
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for k, v in items:
+            if isinstance(v, np.ndarray) and v.dtype != object:
+                group.create_dataset(str(k), data=v)
+            elif isinstance(v, (dict, list, tuple)) or dataclasses.is_dataclass(v):
+                write_tree(group, v, str(k))
+            elif v is not None and hasattr(v, "to_dict"):
+                set_json_attr(group, str(k), v.to_dict())
+            else:
+                set_json_attr(group, str(k), v)
+        return
+    set_json_attr(group, name, value)
+
+
+# ------------------------------------------------------------------------------------------ registry
+def _entry_points() -> dict:
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def available() -> dict[str, str]:
+    """Installed experiments: name -> one-line title."""
+    out = {}
+    for name, ep in sorted(_entry_points().items()):
+        try:
+            out[name] = _instance(ep.load()).title
+        except Exception as exc:  # a broken plug-in must not hide the others
+            out[name] = f"(cannot be loaded: {exc})"
+    return out
+
+
+def _instance(obj) -> Experiment:
+    if isinstance(obj, type) and issubclass(obj, Experiment):
+        obj = obj()
+    if not isinstance(obj, Experiment):
+        raise ConfigError(f"{obj!r} is not an fpkit.experiments.Experiment (subclass or instance)")
+    if not obj.name or obj.Config is None:
+        raise ConfigError(f"experiment {type(obj).__name__} must set `name` and `Config`")
+    return obj
+
+
+def load(name_or_path) -> Experiment:
+    """An experiment by registered name, or from a Python file that defines ``EXPERIMENT`` (or exactly one
+    Experiment subclass)."""
+    s = str(name_or_path)
+    if s.endswith(".py") or os.sep in s:
+        path = Path(s)
+        if not path.is_file():
+            raise ConfigError(f"experiment file {s!r} does not exist")
+        mod_name = f"fpkit_user_experiment_{abs(hash(str(path.resolve())))}"
+        spec = importlib.util.spec_from_file_location(mod_name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[mod_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except ConfigError:
+            raise
+        except Exception as exc:
+            raise ConfigError(f"experiment file {s!r} failed to import: {type(exc).__name__}: {exc}") from exc
+        if hasattr(module, "EXPERIMENT"):
+            return _instance(module.EXPERIMENT)
+        found = [v for v in vars(module).values() if isinstance(v, type) and issubclass(v, Experiment)
+                 and v is not Experiment and v.__module__ == mod_name]  # fmt: skip
+        if len(found) != 1:
+            raise ConfigError(f"experiment file {s!r} must define EXPERIMENT or exactly one Experiment subclass; "
+                              f"found {len(found)}")  # fmt: skip
+        return _instance(found[0])
+    eps = _entry_points()
+    if s not in eps:
+        raise ConfigError(f"unknown experiment {s!r}; installed: {sorted(eps)} (or give a path to a .py file)")
+    return _instance(eps[s].load())
+
+
+# ------------------------------------------------------------------------------------ configuration
+def merge(base: dict, override: dict) -> dict:
+    """Deep-merge ``override`` into a copy of ``base``. A table whose ``kind`` differs from the base's
+    replaces it (its keys belong to another kind); everything else merges key by key. Unknown keys are left
+    for the schema to refuse (with their path)."""
+    out = copy.deepcopy(base)
+    for key, value in (override or {}).items():
+        old = out.get(key)
+        if isinstance(old, dict) and isinstance(value, dict) and value.get("kind", old.get("kind")) == old.get("kind"):
+            out[key] = merge(old, value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def defaults(exp: Experiment) -> dict:
+    """The experiment's default configuration as a plain nested dict."""
+    return exp.Config().model_dump()
+
+
+def resolve_config(exp: Experiment, *, quick: bool = False, config=None, overrides: dict | None = None,
+                   seed: int | None = None) -> dict:  # fmt: skip
+    """Defaults, then the experiment's --quick overrides, then ``config`` (a dict or a TOML file path), then
+    ``overrides`` (a dict), then ``seed``; validated by the experiment's schema (wrong types and unknown keys
+    refused with their path)."""
+    from .config import load_toml, parse
+
+    cfg = defaults(exp)
+    if quick:
+        cfg = merge(cfg, exp.quick)
+    if config is not None:
+        cfg = merge(cfg, config if isinstance(config, dict) else load_toml(config))
+    if overrides:
+        cfg = merge(cfg, overrides)
+    if seed is not None:
+        cfg["seed"] = seed
+    return parse(exp.Config, cfg).model_dump()
+
+
+# ----------------------------------------------------------------------------------------- the run
+@dataclass
+class Outcome:
+    """What ``run`` returns: the experiment, its resolved configuration, result, verdict, stage timings and
+    the files written (None when no output folder was given)."""
+
+    experiment: Experiment
+    config: dict
+    result: Any
+    verdict: Verdict
+    timings: dict
+    files: dict | None = None
+
+
+def run(name_or_path, *, quick: bool = False, config=None, overrides: dict | None = None, seed: int | None = None,
+        out=None, show_progress: bool | None = None, client=None) -> Outcome:  # fmt: skip
+    """Resolve the configuration, run the experiment, compute its verdict and (with ``out``) write
+    results.h5, report.md and the figures into the folder ``out``."""
+    exp = name_or_path if isinstance(name_or_path, Experiment) else load(name_or_path)
+    cfg = resolve_config(exp, quick=quick, config=config, overrides=overrides, seed=seed)
+    ctx = RunContext(show_progress=show_progress, client=client)
+    result = exp.run(cfg, ctx)
+    verdict = exp.verdict(cfg, result)
+    outcome = Outcome(exp, cfg, result, verdict, ctx.timings)
+    if out is not None:
+        outcome.files = write_outputs(outcome, out)
+    return outcome
+
+
+def write_outputs(outcome: Outcome, out_dir) -> dict:
+    """The one writer of every experiment: figures, then results.h5 (config, verdict, timings and the
+    experiment's own layout under ``/``), then report.md — each atomically (temporary file, rename)."""
+    from .io import atomic_h5, set_json_attr
+
+    exp, cfg, res = outcome.experiment, outcome.config, outcome.result
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    figures = {k: v for k, v in exp.figures(cfg, res, out).items() if v is not None}
+    outcome.timings["figures_and_files"] = time.perf_counter() - t0
+    with atomic_h5(out / "results.h5") as f:
+        f.attrs["kind"] = RESULTS_KIND
+        f.attrs["experiment"] = exp.name
+        set_json_attr(f, "config", cfg)
+        set_json_attr(f, "timings", outcome.timings)
+        set_json_attr(f, "verdict", outcome.verdict.to_dict())
+        exp.save(f, cfg, res)
+    text = f"# {exp.title}\n\n" + exp.report(cfg, res, outcome.verdict, figures).strip() + "\n\n" + outcome.verdict.markdown()
+    text += "\n## Run time\n\n| stage | seconds |\n|---|---|\n" + "".join(
+        f"| {k} | {v:.1f} |\n" for k, v in outcome.timings.items())  # fmt: skip
+    if figures:
+        text += "\n## Figures\n\n" + "".join(f"- `{Path(p).name}`: {k}\n" for k, p in figures.items())
+    write_text_atomic(out / "report.md", text)
+    return {"results": out / "results.h5", "report": out / "report.md", **figures}
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write a text file that appears only once complete (temporary name in the same folder, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+def cli_experiment(args) -> int:
+    """``fpkit experiment list`` / ``fpkit experiment run NAME [--quick] [--config F] [--out DIR] [--seed N]``."""
+    if args.action == "list":
+        for name, title in available().items():
+            print(f"{name:20s} {title}")
+        return 0
+    return run_and_print(args.name, quick=args.quick, config=args.config, seed=args.seed,
+                         out=args.out or f"fpkit-{Path(str(args.name)).stem}")  # fmt: skip
+
+
+def run_and_print(name, *, quick, config, seed, out, **kwargs) -> int:
+    t0 = time.perf_counter()
+    exp = load(name)
+    print(f"fpkit experiment run {exp.name}{' --quick' if quick else ''}: {exp.title} ...", flush=True)
+    outcome = run(exp, quick=quick, config=config, seed=seed, out=out, **kwargs)
+    print(outcome.verdict.headline())
+    print(f"wrote {', '.join(Path(p).name for p in outcome.files.values())} to {out}/ in "
+          f"{time.perf_counter() - t0:.0f} s")  # fmt: skip
+    return 0

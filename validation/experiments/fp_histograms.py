@@ -1,0 +1,446 @@
+"""The flagship experiment ``fp-histograms`` (``fpkit reproduce``): does the Fokker-Planck equation, with drift
+and diffusion measured from training, predict how the weights of an autoencoder ensemble spread out under
+SGD — and where does it fail?
+
+Stages (``FpHistograms.run``):
+
+1. Train an ensemble (``fpkit.Ensemble``) with snapshots of every weight, its full-batch gradient, the
+   variance of the minibatch-mean gradient and H·∇L.
+2. For each judged entry, ``fpkit.predict`` on one split of the members: estimate A and D on one half,
+   evolve the judged half's first histogram with the FP equation and judge it at every snapshot against the
+   judged half (W1/floor, KS, JS), with the frozen, drift-only and diffusion-only baselines; W1 entries
+   also with the discrete-step, second-order and symmetrised variants, every entry with Kramers-Moyal.
+3. Cross-checks: a Langevin-sampler run of the same coefficients; a 2-D joint prediction of a pair of W2
+   entries with a 2 × 2 diffusion tensor; SVAG ensembles (the "SDE truth"); output distributions of networks
+   whose W2 entries come from the prediction; with ``sweep``, the failure map over η and B.
+4. Verdict: the drift-dominated criteria for W2/W3 entries and the diffusion-driven criteria for W1 entries
+   (``THRESHOLDS``), and the late-time goal for the diffusion-driven ones.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+import fpkit
+from fpkit import estimators as est
+from fpkit import metrics
+from fpkit.config import DataSchema, ModelSchema, Schema, TrainSchema
+from fpkit.data import GaussianData
+from fpkit.errors import ConfigError
+from fpkit.experiments import Claim, Experiment, Verdict
+from fpkit.network import forward, reconstruction_errors
+from fpkit.prediction import (
+    VARIANT_OPTIONS,
+    PairPrediction,
+    Prediction,
+    auto_entries,
+    entry_arrays,
+    entry_label,
+    judge,
+    predict_entry,
+    predict_pair,
+    split_members,
+)
+from fpkit.solvers.random import derive_seed
+
+from .. import fp_suite
+from . import fp_histograms_figures as figs
+
+# ------------------------------------------------------------------------------------------- config
+class Analysis(Schema):
+    entries: Literal["auto"] | list[str] = Field("auto", description="entries to judge: 'auto' (all of W2, the W1 entries with the largest diffusion share, three W3 entries) or a list such as ['W2[0,0]', 'W1[1,2]']")
+    auto_limit: dict[Literal["W1", "W2", "W3"], int] = Field(default_factory=lambda: {"W2": 9, "W1": 3, "W3": 3}, description="how many entries 'auto' judges per layer")
+    split: Literal["half", "in-sample"] = Field("half", description="'half': estimate A, D on one half of the members and judge the other; 'in-sample': both on all members")
+    cells: int = Field(400, ge=3, description="at least this many grid cells per entry")
+    cells_per_sd: float = Field(25.0, gt=0, description="resolve the narrowest snapshot's standard deviation by this many cells")
+    max_cells: int = Field(4000, ge=3, description="at most this many cells")
+    pair_cells: int = Field(48, ge=3, description="cells per axis of the 2-D joint pair prediction")
+    fp_dt: float = Field(0.1, gt=0, description="time step of the FP solves (units of t = η·step); the 2-D pair uses 2·fp_dt, the Langevin cross-check fp_dt/4")
+    variants: list[Literal["standard", "discrete", "second_order", "symmetric"]] = Field(default_factory=lambda: ["standard", "discrete", "second_order", "symmetric"], description="diffusion/drift variants judged for W1 entries")
+    pair: list[str] = Field(default_factory=lambda: ["W2[0,0]", "W2[0,1]"], description="two W2 entries for the 2-D joint prediction ([] skips it)")
+    svag: list[int] = Field(default_factory=lambda: [4, 16], description="SVAG amplifications l of the SDE-truth ensembles")
+    svag_members: int = Field(1000, ge=1, description="members of each SVAG ensemble")
+    langevin_paths: int = Field(20000, ge=100, description="paths of the Langevin cross-check")
+    heldout: int = Field(1000, ge=1, description="held-out inputs for the output distributions")
+
+
+class Sweep(Schema):
+    lr: list[float] = Field(default_factory=lambda: [0.005, 0.02, 0.05, 0.1, 0.2], description="learning rates η of the failure map")
+    batch_size: list[int] = Field(default_factory=lambda: [8, 32], description="batch sizes B of the failure map")
+    members: int = Field(1000, ge=100, description="members per sweep cell")
+    steps: int = Field(2000, ge=1, description="SGD steps per sweep cell")
+    snapshots: int = Field(30, ge=3, description="snapshots per sweep cell")
+
+
+def _default_data() -> GaussianData:
+    # axis-aligned (unrotated) covariance, variances 0.7^i: the bottleneck keeps the top three directions and
+    # the W1 entries from the minor inputs collapse under gradient noise within the run (diffusion-driven);
+    # with a Haar-rotated covariance every W1 entry moves by drift instead (examples/reproduce_rotated.toml)
+    return GaussianData(d=8, n=512, spectrum="geometric", ratio=0.7, rotate=False)
+
+
+class Config(Schema):
+    seed: int = Field(0, description="seed of everything: data, initialisations, minibatches, split")
+    model: ModelSchema = Field(default_factory=ModelSchema, description="the autoencoder (fpkit.Ensemble)")
+    data: DataSchema = Field(default_factory=_default_data, description="the training data (fpkit.data)")
+    train: TrainSchema = Field(default_factory=TrainSchema, description="training (fpkit.Ensemble)")
+    analysis: Analysis = Field(default_factory=Analysis, description="prediction and judging")
+    sweep: Sweep = Field(default_factory=Sweep, description="the failure map over η and B (--sweep)")
+    run_sweep: bool = Field(False, description="also run the failure map (fpkit reproduce --sweep)")
+
+
+QUICK = {
+    "train": {"members": 1000, "steps": 4000, "snapshots": 30},
+    "analysis": {"svag": [4], "svag_members": 300, "langevin_paths": 3000, "heldout": 300,
+                 "variants": ["standard", "discrete"], "auto_limit": {"W2": 3, "W1": 2, "W3": 2}, "fp_dt": 0.2},
+    "sweep": {"lr": [0.02, 0.1], "batch_size": [8], "members": 400, "steps": 500, "snapshots": 20},
+}  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------- thresholds
+THRESHOLDS = {
+    "drift_max": 5.0,
+    "drift_median": 2.0,
+    "drift_vs_baselines": 3.0,
+    "diffusion_vs_frozen": 5.0,
+    "diffusion_vs_drift_only": 1.5,
+    "diffusion_early_max": 3.5,
+    "diffusion_early_t": 20.0,
+    "late_goal": 3.0,
+}
+THRESHOLD_TEXT = {
+    "drift-dominated criteria": "W1/floor ≤ {drift_max:g} at every snapshot and ≤ {drift_median:g} at the median "
+                                "over snapshots; at the last snapshot ≥ {drift_vs_baselines:g}× better than the "
+                                "frozen and the diffusion-only baselines",
+    "diffusion-driven criteria": "at the last snapshot ≥ {diffusion_vs_frozen:g}× better than frozen and "
+                                 "≥ {diffusion_vs_drift_only:g}× better than drift-only; W1/floor ≤ "
+                                 "{diffusion_early_max:g} at every snapshot with t ≤ {diffusion_early_t:g}",
+    "late goal": "W1/floor ≤ {late_goal:g} at every snapshot of the last quarter, for W1 entries measured to be "
+                 "diffusion-driven",
+    "noise floor": "W1/floor ≈ 1 on average for a perfect prediction; its maximum over ~50 correlated "
+                   "snapshots reaches 2–3",
+}  # fmt: skip
+
+
+def threshold_definitions() -> dict:
+    return {k: v.format(**THRESHOLDS) for k, v in THRESHOLD_TEXT.items()}
+
+
+# ------------------------------------------------------------------------------------------- results
+@dataclass
+class Result:
+    """Everything the flagship measured (arrays over the S snapshots of the main run)."""
+
+    t: np.ndarray
+    entries: list  # of fpkit.predict.Prediction
+    members: int
+    eta: float
+    batch_size: int
+    split: dict  # "estimate", "judge": member indices
+    eta_lam_max: np.ndarray | None = None  # (S, probes) η·λmax(H)
+    langevin: dict | None = None
+    pair: PairPrediction | None = None
+    pair_skipped: str | None = None
+    outputs: dict | None = None
+    svag: list = field(default_factory=list)
+    sweep: list = field(default_factory=list)
+    suite: list = field(default_factory=list)  # the solver self-check against exact references
+
+
+# -------------------------------------------------------------------------------------------- stages
+def train_ensemble(cfg: dict, *, optimizer: str = "sgd", svag_l: int = 1, members: int | None = None,
+                   show_progress: bool | None = None):  # fmt: skip
+    """Train the ensemble described by ``cfg`` (sections seed/model/data/train) in memory."""
+    train = dict(cfg["train"])
+    if members is not None:
+        train["members"] = int(members)
+    if optimizer != "sgd":
+        train["optimizer"] = optimizer
+        train["svag_l"] = int(svag_l)
+    ens = fpkit.Ensemble({"seed": cfg["seed"], "model": cfg["model"], "data": cfg["data"], "train": train})
+    return ens, ens.train(show_progress=show_progress)
+
+
+def entry_options(acfg: dict) -> dict:
+    """``predict_entry`` keyword arguments from the analysis section."""
+    return {"dt": float(acfg["fp_dt"]), "cells": int(acfg["cells"]), "cells_per_sd": float(acfg["cells_per_sd"]),
+            "max_cells": int(acfg["max_cells"])}  # fmt: skip
+
+
+def predict_entries(run, labels, E, J, acfg: dict, seed: int) -> list:
+    """``fpkit.predict`` for every judged entry: W1 entries with every configured variant, all with the
+    Kramers-Moyal route for comparison."""
+    out = []
+    for lab in labels:
+        variants = [v for v in acfg["variants"] if v != "standard"] if lab.startswith("W1") else []
+        out.append(predict_entry(run, lab, E, J, compare_with=[*variants, "kramers-moyal"], seed=seed,
+                                 **entry_options(acfg)))  # fmt: skip
+    return out
+
+
+def langevin_crosscheck(pred: Prediction, n_paths: int, seed: int, dt: float) -> dict:
+    """Evolve the coefficients the FP prediction used (linear in time between snapshots) with the Langevin
+    sampler; W1(FP density, paths) over the paths' noise floor at every snapshot (≈ 1: the solvers agree)."""
+    drift = est.SnapshotInterpolator(pred.t, pred.coefficients["drift"], pred.grid, "drift")
+    diffusion = est.SnapshotInterpolator(pred.t, pred.coefficients["diffusion"], pred.grid, "diffusion")
+    # the same reflecting walls as the FP problem it is compared with
+    sde = fpkit.SDE(drift=drift, diffusion=diffusion, grid=pred.grid, bc="reflecting")
+    t = pred.t
+    paths = sde.sample((pred.grid, pred.empirical[0]), t, n_paths=n_paths, method="euler", seed=seed, dt=dt,
+                       t0=t[0])  # fmt: skip
+    x = np.asarray(paths.x).reshape(t.size, -1)
+    ratios = np.array(
+        [metrics.w1_samples(pred.density[s], pred.grid, x[s]) / metrics.w1_floor(x.shape[1], samples=x[s])
+         for s in range(t.size)]
+    )  # fmt: skip
+    return {"label": pred.label, "n_paths": n_paths, "w1_over_floor": ratios}
+
+
+def output_distributions(run, ens, cfg: dict, preds: list, judge_members, seed: int) -> dict:
+    """Reconstruction errors on held-out inputs of networks whose W2 entries are drawn from the predicted
+    marginals (other weights as trained), against the trained networks'; baseline: W2 entries drawn from the
+    judged half's own empirical marginals (what a perfect 1-D prediction could give at most)."""
+    n_held = int(cfg["analysis"]["heldout"])
+    rng = np.random.default_rng(derive_seed(seed, 31))
+    try:
+        x_held, _ = ens.dataset.sample(n_held, rng)
+    except Exception:  # a fixed user data set without a generator: hold out nothing new
+        x_held = run.data["x"][:n_held]
+    activation = cfg["model"].get("activation", "tanh")
+    last = {n: run.weights[n][-1][judge_members] for n in run.weights}
+    trained = reconstruction_errors(last, x_held, activation)
+    by_label = {p.label: p for p in preds}
+    W2 = run.weights["W2"]
+    drawn = {n: v.copy() for n, v in last.items()}
+    shuffled = {n: v.copy() for n, v in last.items()}
+    # quantile map: each member keeps its rank among the members but takes the predicted marginal's quantile,
+    # so correlations with the member's other weights survive and only the marginal is replaced
+    mapped = {n: v.copy() for n, v in last.items()}
+    M = len(judge_members)
+    for i in range(W2.shape[2]):
+        for j in range(W2.shape[3]):
+            p = by_label.get(entry_label("W2", (i, j)))
+            if p is None:
+                continue
+            mass = np.clip(p.density[-1], 0, None) * p.grid.dx[0]
+            cells = rng.choice(mass.size, size=M, p=mass / mass.sum())
+            drawn["W2"][:, i, j] = p.grid.x[cells] + (rng.random(M) - 0.5) * p.grid.dx[0]
+            shuffled["W2"][:, i, j] = rng.permutation(last["W2"][:, i, j])
+            cdf = np.concatenate([[0.0], np.cumsum(mass)]) / mass.sum()
+            ranks = (np.argsort(np.argsort(last["W2"][:, i, j])) + 0.5) / M
+            mapped["W2"][:, i, j] = np.interp(ranks, cdf, p.grid.edges[0])
+    quant = reconstruction_errors(mapped, x_held, activation)
+    pred = reconstruction_errors(drawn, x_held, activation)
+    base = reconstruction_errors(shuffled, x_held, activation)
+    floor = metrics.w1_floor(M, samples=trained)
+    coords = {}
+    xhat_t = forward(last, x_held[:1], activation)[-1][:, 0, :]
+    xhat_p = forward(mapped, x_held[:1], activation)[-1][:, 0, :]
+    for c in range(min(3, xhat_t.shape[1])):
+        coords[f"xhat[{c}]"] = metrics.w1_two_samples(xhat_t[:, c], xhat_p[:, c]) / (
+            np.sqrt(2) * metrics.w1_floor(M, samples=xhat_t[:, c])
+        )
+    return {
+        "trained": trained, "predicted": pred, "shuffled": base, "quantile_mapped": quant,
+        "w1_quantile_over_floor": metrics.w1_two_samples(trained, quant) / (np.sqrt(2) * floor),
+        "ks_quantile": metrics.ks_two_samples(trained, quant),
+        "w1_pred_over_floor": metrics.w1_two_samples(trained, pred) / (np.sqrt(2) * floor),
+        "w1_shuffled_over_floor": metrics.w1_two_samples(trained, base) / (np.sqrt(2) * floor),
+        "ks_pred": metrics.ks_two_samples(trained, pred), "ks_shuffled": metrics.ks_two_samples(trained, base),
+        "output_coords_w1_over_floor": coords,
+    }  # fmt: skip
+
+
+def noise_to_signal(run) -> float:
+    """Median over members and entries of Var(minibatch-mean gradient) / (full-batch gradient)² at the end."""
+    v = run.flat("grad_var")[-1]
+    g = run.flat("grad")[-1]
+    return float(np.median(v / np.maximum(g**2, 1e-300)))
+
+
+def run_sweep(cfg: dict, show_progress=None) -> list[dict]:
+    """Failure map: the out-of-sample ratio at the end of training over η and B, with η·λmax and the
+    gradient noise-to-signal ratio."""
+    sw = cfg["sweep"]
+    rows = []
+    for lr in sw["lr"]:
+        for B in sw["batch_size"]:
+            sub = copy.deepcopy(cfg)
+            sub["train"].update(lr=float(lr), batch_size=int(B), members=int(sw["members"]), steps=int(sw["steps"]),
+                                snapshots=int(sw["snapshots"]))  # fmt: skip
+            row = {"lr": float(lr), "batch_size": int(B)}
+            try:
+                _, run = train_ensemble(sub, show_progress=show_progress)
+            except Exception as exc:  # divergence at large η is part of the map
+                row.update(error=str(exc))
+                rows.append(row)
+                continue
+            E, J = split_members(run.members, cfg["seed"], "half")
+            labels = ["W2[0,0]", auto_entries(run, {"W2": 0, "W1": 1, "W3": 0})[0]]
+            finals = {}
+            for lab in labels:
+                p = predict_entry(run, lab, E, J, js=False, seed=cfg["seed"], **entry_options(sub["analysis"]))
+                finals[lab] = {k: float(p.distance[k][-1]) for k in ("fp", "drift_only", "frozen")}
+            lam = run.lam_max
+            row.update(
+                entries=finals,
+                eta_lam_max=float(lr * np.median(lam[-1])) if lam is not None else None,
+                noise_to_signal=noise_to_signal(run),
+                fp_ratio_max=max(v["fp"] for v in finals.values()),
+            )
+            rows.append(row)
+    return rows
+
+
+def svag_check(cfg: dict, preds: list, target: Prediction, show_progress=None) -> list:
+    """Judge the SGD-based predictions of W2[0,0], W3[0,0] and the Langevin target against SVAG ensembles
+    (the SDE itself, simulated at the network level), one per configured l."""
+    out = []
+    for ell in cfg["analysis"]["svag"]:
+        _, srun = train_ensemble(cfg, optimizer="svag", svag_l=int(ell), members=int(cfg["analysis"]["svag_members"]),
+                                 show_progress=show_progress)  # fmt: skip
+        rows = {}
+        for p in preds:
+            if p.label.startswith("W2[0,0]") or p.label == "W3[0,0]" or p is target:
+                judged = entry_arrays(srun, p.label)["w"]
+                rows[p.label] = judge(judged, p.grid, density=p.density)
+        out.append({"l": int(ell), "members": srun.members, "w1_over_floor": rows})
+    return out
+
+
+# ------------------------------------------------------------------------------------------- criteria
+def drift_dominated_criteria(p: Prediction, th: dict = THRESHOLDS) -> dict:
+    """The drift-dominated criteria (``THRESHOLD_TEXT``) on one prediction: the measured numbers and pass."""
+    fp = p.distance["fp"][1:]  # the first snapshot is the initial condition itself
+    last = p.distance["fp"][-1]
+    frozen, diff_only = p.distance["frozen"][-1], p.distance["diffusion_only"][-1]
+    return {
+        "max": float(fp.max()), "median": float(np.median(fp)),
+        "vs_frozen": float(frozen / last), "vs_diffusion_only": float(diff_only / last),
+        "pass": bool(fp.max() <= th["drift_max"] and np.median(fp) <= th["drift_median"]
+                     and frozen >= th["drift_vs_baselines"] * last and diff_only >= th["drift_vs_baselines"] * last),
+    }  # fmt: skip
+
+
+def diffusion_driven_criteria(p: Prediction, th: dict = THRESHOLDS, key: str = "fp") -> dict:
+    """The diffusion-driven criteria (``THRESHOLD_TEXT``) on one prediction: the measured numbers and pass."""
+    rat = p.distance[key]
+    last = rat[-1]
+    early = rat[1:][p.t[1:] <= th["diffusion_early_t"]]
+    frozen, drift_only = p.distance["frozen"][-1], p.distance["drift_only"][-1]
+    return {
+        "max_early": float(early.max()) if early.size else float("nan"),
+        "vs_frozen": float(frozen / last), "vs_drift_only": float(drift_only / last), "last": float(last),
+        "pass": bool(frozen >= th["diffusion_vs_frozen"] * last and drift_only >= th["diffusion_vs_drift_only"] * last
+                     and (early.size == 0 or early.max() <= th["diffusion_early_max"])),
+    }  # fmt: skip
+
+
+def criteria(p: Prediction) -> tuple[str, dict]:
+    """Which criteria an entry is judged by (W1 entries: diffusion-driven, others: drift-dominated) and the
+    result."""
+    if p.label.startswith("W1"):
+        return "diffusion-driven criteria", diffusion_driven_criteria(p)
+    return "drift-dominated criteria", drift_dominated_criteria(p)
+
+
+def late_max(p: Prediction) -> float:
+    """The largest W1/floor in the last quarter of the snapshots."""
+    q = max(1, p.t.size // 4)
+    return float(np.max(p.distance["fp"][-q:]))
+
+
+# ---------------------------------------------------------------------------------------- experiment
+class FpHistograms(Experiment):
+    name = "fp-histograms"
+    title = "Fokker-Planck prediction of autoencoder weight histograms"
+    Config = Config
+    quick = QUICK
+
+    def run(self, cfg: dict, ctx) -> Result:
+        acfg = cfg["analysis"]
+        with ctx.stage("solver_self_check"):
+            suite = fp_suite.run_suite()
+        with ctx.stage("training"):
+            ens, run = train_ensemble(cfg, show_progress=ctx.show_progress)
+        E, J = split_members(run.members, cfg["seed"], acfg["split"])
+        labels = auto_entries(run, acfg["auto_limit"]) if acfg["entries"] == "auto" else list(acfg["entries"])
+        with ctx.stage("estimation_and_prediction"):
+            preds = predict_entries(run, labels, E, J, acfg, cfg["seed"])
+        res = Result(t=run.t, entries=preds, members=run.members, eta=run.eta, batch_size=run.batch_size,
+                     split={"estimate": E, "judge": J},
+                     eta_lam_max=None if run.lam_max is None else run.eta * run.lam_max, suite=suite)  # fmt: skip
+        target = next((p for p in preds if p.label.startswith("W1")), preds[0])
+        with ctx.stage("langevin_crosscheck"):
+            res.langevin = langevin_crosscheck(target, int(acfg["langevin_paths"]), cfg["seed"], float(acfg["fp_dt"]) / 4)
+        with ctx.stage("pair_2d"):
+            if not acfg["pair"]:
+                res.pair_skipped = "no pair configured (analysis.pair = [])"
+            else:
+                try:
+                    res.pair = predict_pair(run, acfg["pair"], E, J, dt=float(acfg["fp_dt"]) * 2,
+                                            cells=int(acfg["pair_cells"]))  # fmt: skip
+                except ConfigError as exc:
+                    res.pair_skipped = str(exc)
+        with ctx.stage("output_distributions"):
+            res.outputs = output_distributions(run, ens, cfg, preds, J, cfg["seed"])
+        with ctx.stage("svag"):
+            res.svag = svag_check(cfg, preds, target, ctx.show_progress)
+        if cfg["run_sweep"]:
+            with ctx.stage("sweep"):
+                res.sweep = run_sweep(cfg, show_progress=ctx.show_progress)
+        return res
+
+    def verdict(self, cfg: dict, res: Result) -> Verdict:
+        claims = []
+        for p in res.entries:
+            which, c = criteria(p)
+            shown = {k: round(v, 3) for k, v in c.items() if k != "pass"}
+            claims.append(Claim(p.label, c["pass"], shown, which,
+                                f"the FP prediction meets the {which} ({p.kind} as measured)"))  # fmt: skip
+        driven = [p for p in res.entries if p.label.startswith("W1") and p.kind == "diffusion-driven"]
+        for p in driven:
+            v = late_max(p)
+            claims.append(Claim(f"{p.label} late", v <= THRESHOLDS["late_goal"], round(v, 3), "late goal",
+                                "within the late-time goal where the entry turns stationary and stiff"))  # fmt: skip
+        return Verdict(claims, summary=summary_sentences(res), thresholds=threshold_definitions())
+
+    def report(self, cfg: dict, res: Result, verdict: Verdict, figures: dict) -> str:
+        return figs.report_body(cfg, res)
+
+    def figures(self, cfg: dict, res: Result, out) -> dict:
+        return figs.write_figures(res, out)
+
+    def save(self, f, cfg: dict, res: Result) -> None:
+        figs.save_results(f, res)
+
+
+EXPERIMENT = FpHistograms
+
+
+# --------------------------------------------------------------------------------------- the summary
+def summary_sentences(res: Result) -> str:
+    """The verdict's paragraph, from the numbers."""
+    by_kind: dict = {}
+    for p in res.entries:
+        which, c = criteria(p)
+        n, k = by_kind.get(which, (0, 0))
+        by_kind[which] = (n + c["pass"], k + 1)
+    worst = max(res.entries, key=lambda p: p.distance["fp"][1:].max())
+    parts = [f"Out of sample, the Fokker-Planck prediction meets the " + " and the ".join(
+        f"{which} for {n} of {k} entries" for which, (n, k) in by_kind.items()) + "."]  # fmt: skip
+    allfp = np.concatenate([p.distance["fp"][1:] for p in res.entries])
+    parts.append(f"Its median W1 distance over all entries and snapshots is {np.median(allfp):.2f} noise floors; "
+                 f"the worst is {worst.label} at {worst.distance['fp'][1:].max():.2f} floors (t = "
+                 f"{worst.t[1:][np.argmax(worst.distance['fp'][1:])]:.3g}).")  # fmt: skip
+    parts += [s for s in (figs.w1_sentence(res), figs.late_sentence(res), figs.kind_sentence(res),
+                          figs.sweep_sentence(res.sweep)) if s]  # fmt: skip
+    msgs = [m for p in res.entries for m in p.diagnostics.get("messages", [])]
+    if msgs:
+        parts.append("Diagnostics: " + "; ".join(msgs) + ".")
+    return " ".join(parts)
