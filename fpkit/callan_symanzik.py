@@ -30,6 +30,7 @@ from .grid import Grid
 from .results import Result
 from .solvers import transport as tr
 from .solvers.characteristics import LandauPoleError, integrate_characteristics
+from .solvers.time_stepping import advance_to_outputs, require_finite, stepwise
 
 __all__ = ["CSSolution", "CallanSymanzik", "FixedPoint", "LandauPoleError"]
 
@@ -701,9 +702,6 @@ class CallanSymanzik:
             raise ConfigError(f"`inflow` returned non-finite values at s={s}")
         return np.ascontiguousarray(vals)
 
-    def _step_count(self, interval: float, ds_max: float) -> int:
-        return max(1, math.ceil(interval / ds_max * (1 - 1e-12)))
-
     def _diffuse(self, G, dt, s_old, s_new, inflow, work):
         if not self.has_diffusion:
             return
@@ -742,52 +740,38 @@ class CallanSymanzik:
         beta3 = np.ascontiguousarray(np.broadcast_to(beta0, (3, n)))
         gamma3 = np.ascontiguousarray(np.broadcast_to(gamma0, (3, n)))
         ghosts3 = np.zeros((3, 4))
-        s = 0.0
-        n_total = 0
-        for j, target in enumerate(s_eval):
-            interval = target - s
-            if interval > 0:
-                step = ds_max
-                if step is None:
-                    b_ends = max(float(np.max(np.abs(self._coef_nodes(sv)[0]))) for sv in (s, target))
-                    g_ends = max(float(np.max(np.abs(self._coef_nodes(sv)[1]))) for sv in (s, target))
-                    step = cfl / max(b_ends / dx, g_ends, 1e-300)
-                m = self._step_count(interval, step)
-                h = interval / m
-                if fast:
-                    ok = tr.ssprk3_advance(G, beta0, gamma0, mode, mode, dx, h, m, lim)
-                    if not ok:
-                        raise StabilityError(
-                            f"upwind solution turned non-finite before s={target:g}", time=target
-                        )
-                else:
-                    for i in range(m):
-                        s_i = s + i * h
-                        stage = (s_i, s_i + h, s_i + 0.5 * h)
-                        self._diffuse(G, 0.5 * h, s_i, s_i + 0.5 * h, inflow, work)
-                        if self.scale_dependent:
-                            for r, sr in enumerate(stage):
-                                beta3[r], gamma3[r] = self._coef_nodes(sr)
-                            local = float(np.max(np.abs(beta3))) * h / dx
-                            if local > 1.0 + 1e-12:
-                                raise StabilityError(
-                                    f"upwind Courant number {local:.3g} > 1 at s={s_i:.6g}; lower `ds`",
-                                    time=s_i,
-                                )
-                        if inflow is not None:
-                            for r, sr in enumerate(stage):
-                                ghosts3[r] = self._inflow_vals(inflow, gp, sr)
-                        tr.ssprk3_step(
-                            G, beta3, gamma3, ghosts3, mode, mode, dx, h, lim, ext, slopes, k, u1, u2
-                        )
-                        self._diffuse(G, 0.5 * h, s_i + 0.5 * h, s_i + h, inflow, work)
-                    if not np.all(np.isfinite(G)):
-                        raise StabilityError(
-                            f"upwind solution turned non-finite before s={target:g}", time=target
-                        )
-                n_total += m
-                s = target
-            out[j] = G
+
+        def interval_bound(s_from, s_to):  # the bound from β and γ at both ends of an output interval
+            b_ends = max(float(np.max(np.abs(self._coef_nodes(sv)[0]))) for sv in (s_from, s_to))
+            g_ends = max(float(np.max(np.abs(self._coef_nodes(sv)[1]))) for sv in (s_from, s_to))
+            return cfl / max(b_ends / dx, g_ends, 1e-300)
+
+        def step(G, s_i, h):
+            stage = (s_i, s_i + h, s_i + 0.5 * h)
+            self._diffuse(G, 0.5 * h, s_i, s_i + 0.5 * h, inflow, work)
+            if self.scale_dependent:
+                for r, sr in enumerate(stage):
+                    beta3[r], gamma3[r] = self._coef_nodes(sr)
+                local = float(np.max(np.abs(beta3))) * h / dx
+                if local > 1.0 + 1e-12:
+                    raise StabilityError(
+                        f"upwind Courant number {local:.3g} > 1 at s={s_i:.6g}; lower `ds`", time=s_i
+                    )
+            if inflow is not None:
+                for r, sr in enumerate(stage):
+                    ghosts3[r] = self._inflow_vals(inflow, gp, sr)
+            tr.ssprk3_step(G, beta3, gamma3, ghosts3, mode, mode, dx, h, lim, ext, slopes, k, u1, u2)
+            self._diffuse(G, 0.5 * h, s_i + 0.5 * h, s_i + h, inflow, work)
+            return G
+
+        def fast_steps(G, s, h, m):  # stops early at a non-finite value, which the check reports
+            tr.ssprk3_advance(G, beta0, gamma0, mode, mode, dx, h, m, lim)
+            return G
+
+        finite = require_finite("upwind solution turned non-finite before s={t:g}")
+        advance = fast_steps if fast else stepwise(step)
+        largest = interval_bound if ds_max is None else ds_max
+        n_total = advance_to_outputs(G, s_eval, advance, out.__setitem__, dt=largest, check=finite)
         return out, {"ds": ds_max, "n_steps": n_total}
 
     def _solve_semi_lagrangian(self, G, s_eval, ds, cfl, inflow, rtol, atol):
@@ -837,32 +821,22 @@ class CallanSymanzik:
                 cache[key] = res
             return res
 
-        s = 0.0
-        n_total = 0
-        for j, target in enumerate(s_eval):
-            interval = target - s
-            if interval > 0:
-                m = self._step_count(interval, ds_max)
-                h = interval / m
-                for i in range(m):
-                    s_i = s + i * h
-                    self._diffuse(G, 0.5 * h, s_i, s_i + 0.5 * h, inflow, work)
-                    f, fac, i2, w2, o2 = step_map(s_i + h, h)
-                    if inflow is not None and o2.any():
-                        ov = np.zeros(n)
-                        ov[o2] = self._inflow_vals(inflow, f[o2], s_i)
-                    else:
-                        ov = np.where(f < lo, G[0], G[-1])
-                    tr.sl_apply(G, i2, w2, o2, ov, fac, buf)
-                    G[:] = buf
-                    self._diffuse(G, 0.5 * h, s_i + 0.5 * h, s_i + h, inflow, work)
-                if not np.all(np.isfinite(G)):
-                    raise StabilityError(
-                        f"semi-Lagrangian solution turned non-finite before s={target:g}", time=target
-                    )
-                n_total += m
-                s = target
-            out[j] = G
+        def step(G, s_i, h):
+            self._diffuse(G, 0.5 * h, s_i, s_i + 0.5 * h, inflow, work)
+            f, fac, i2, w2, o2 = step_map(s_i + h, h)
+            if inflow is not None and o2.any():
+                ov = np.zeros(n)
+                ov[o2] = self._inflow_vals(inflow, f[o2], s_i)
+            else:
+                ov = np.where(f < lo, G[0], G[-1])
+            tr.sl_apply(G, i2, w2, o2, ov, fac, buf)
+            G[:] = buf
+            self._diffuse(G, 0.5 * h, s_i + 0.5 * h, s_i + h, inflow, work)
+            return G
+
+        finite = require_finite("semi-Lagrangian solution turned non-finite before s={t:g}")
+        advance = stepwise(step)
+        n_total = advance_to_outputs(G, s_eval, advance, out.__setitem__, dt=ds_max, check=finite)
         return out, {"ds": float(ds_max) if np.isfinite(ds_max) else None, "n_steps": n_total}
 
 

@@ -22,7 +22,7 @@ from .grid import Grid
 from .progress import progress
 from .solution import Solution
 from .solvers import finite_volume as fv
-from .solvers.time_stepping import ImplicitStepper, Tridiagonal, n_substeps
+from .solvers.time_stepping import ImplicitStepper, Tridiagonal, advance_to_outputs, require_finite, stepwise
 
 log = logging.getLogger(__name__)
 
@@ -298,33 +298,21 @@ class FokkerPlanck:
                 )
         elif dt is None:
             dt = span / 400 if span > 0 else 1.0
-        stepper = None
-        if method != "explicit":
-            stepper = ImplicitStepper(self._stepping_operator, self.time_dependent, method)
+        if method == "explicit":
+            advance = self._explicit
+        else:
+            advance = stepwise(ImplicitStepper(self._stepping_operator, self.time_dependent, method).step)
         out = np.empty((t_eval.size, *self.grid.shape))
-        t = t0
-        n_steps_total = 0
+
+        def record(k, p):
+            out[k] = p.reshape(self.grid.shape)
+
+        finite = require_finite(
+            "the density turned non-finite by t={t:.6g}; reduce `dt` or use an implicit method"
+        )
         with progress(span, "fpkit solve", enable=progress_bar, unit="t") as bar:
-            for k, target in enumerate(t_eval):
-                interval = target - t
-                if interval > 0:
-                    n = n_substeps(interval, dt)
-                    h = interval / n
-                    if method == "explicit":
-                        p = self._explicit(p, t, h, n)
-                    else:
-                        for i in range(n):
-                            p = stepper.step(p, t + i * h, h)
-                    n_steps_total += n
-                    t = target
-                    if not np.all(np.isfinite(p)):
-                        raise StabilityError(
-                            f"the density turned non-finite by t={t:.6g}; reduce `dt` or use an implicit method",
-                            time=t,
-                        )
-                    bar.update(interval)
-                out[k] = p.reshape(self.grid.shape)
-        meta = self.describe() | {"method": method, "dt": dt, "t0": t0, "n_steps": n_steps_total}
+            n_steps = advance_to_outputs(p, t_eval, advance, record, t0=t0, dt=dt, check=finite, bar=bar)
+        meta = self.describe() | {"method": method, "dt": dt, "t0": t0, "n_steps": n_steps}
         return Solution(t_eval, out, self.grid, meta)
 
     def _explicit(self, p: np.ndarray, t: float, h: float, n: int) -> np.ndarray:

@@ -47,6 +47,7 @@ from .results import Result
 from .solvers import kpz_kernels as _kk
 from .solvers import pseudospectral as _ps
 from .solvers.random import derive_seed, draw_normals, draw_normals_serial, seed_streams
+from .solvers.time_stepping import advance_to_outputs
 
 SCHEMES = ("lam-shin", "naive", "spectral")
 METHODS = ("euler", "heun")
@@ -593,28 +594,31 @@ class KPZ:
         hbar = np.empty((n_t, R))
         stepper = self._spectral_stepper if self.scheme == "spectral" else self._fd_stepper
         advance = stepper(h, R, dt, seed, method, max_slope)
-        done = 0
+
+        # the driver counts time in steps here (output times `steps`, dt = 1), so `done` is a step count
+        def advance_chunk(heights, done, _, n):
+            fail_step, reason = advance(n)
+            if fail_step:
+                at = int(done) + fail_step
+                tf = at * dt
+                raise StabilityError(
+                    f"KPZ {self.scheme}/{method} surface blew up at t ≈ {tf:.6g} (step {at}): "
+                    f"{reason}. Reduce dt (now {dt:g}; λ²·slope²·dt/ν must stay small){_ADVICE[self.scheme]}",
+                    time=tf,
+                )
+            return heights
+
+        def record(i, heights):
+            flat = heights.reshape(R, -1)
+            hbar[i] = flat.mean(axis=1)
+            w2[i] = ((flat - hbar[i][:, None]) ** 2).mean(axis=1)
+            if keep_heights:
+                h_out[i] = heights
+
+        chunk = max(1, int(_CHUNK_UPDATES / (R * g.size)))
         with progress(int(steps[-1]), "KPZ", enable=show_progress, unit="step") as bar:
-            for i, target in enumerate(steps):
-                chunk = max(1, int(_CHUNK_UPDATES / (R * g.size)))
-                while done < target:
-                    n = int(min(chunk, target - done))
-                    fail_step, reason = advance(n)
-                    if fail_step:
-                        tf = (done + fail_step) * dt
-                        raise StabilityError(
-                            f"KPZ {self.scheme}/{method} surface blew up at t ≈ {tf:.6g} (step {done + fail_step}): "
-                            f"{reason}. Reduce dt (now {dt:g}; λ²·slope²·dt/ν must stay small){_ADVICE[self.scheme]}",
-                            time=tf,
-                        )
-                    done += n
-                    bar.update(n)
-                cur = advance.current()
-                flat = cur.reshape(R, -1)
-                hbar[i] = flat.mean(axis=1)
-                w2[i] = ((flat - hbar[i][:, None]) ** 2).mean(axis=1)
-                if keep_heights:
-                    h_out[i] = cur
+            advance_to_outputs(h, steps.astype(float), advance_chunk, record, dt=1.0, max_steps=chunk,
+                               bar=bar)  # fmt: skip
         meta = {
             "problem": self.describe(),
             "method": method,
@@ -644,7 +648,7 @@ class KPZ:
             raise ConfigError("`h0` contains non-finite heights")
         return np.array(arr, dtype=float, order="C")
 
-    # --- steppers: closures advance the state by n steps and report (fail_step, reason) ----------------
+    # --- steppers: closures advance the heights h in place by n steps and report (fail_step, reason) ----
     def _fd_stepper(self, h, R, dt, seed, method, max_slope):
         g = self.grid
         w, pref = self._stencil()
@@ -686,7 +690,6 @@ class KPZ:
                     )
                 return _fail_report(fail, h, max_slope)
 
-        advance.current = lambda: h
         return advance
 
     def _spectral_stepper(self, h, R, dt, seed, method, max_slope):
@@ -745,7 +748,6 @@ class KPZ:
             h[...] = _ps.irfftn(hk, shape)
             return 0, ""
 
-        advance.current = lambda: h
         return advance
 
 

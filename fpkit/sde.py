@@ -40,6 +40,7 @@ from .paths import Paths
 from .progress import progress
 from .solvers import sde_kernels as K
 from .solvers.random import derive_seed, draw_normals, seed_streams
+from .solvers.time_stepping import advance_to_outputs
 
 METHODS = ("euler", "milstein", "heun", "baoab")
 BOUNDARY_CONDITIONS = ("none", "reflecting", "absorbing", "periodic")
@@ -489,7 +490,7 @@ class SDE:
             ``"auto"`` runs the compiled kernels when every coefficient allows (module docstring), else the
             vectorised numpy loop; ``"numpy"`` forces the loop (a reference for tests).
         show_progress : bool
-            A progress bar over the recording times (shown only on a terminal).
+            A progress bar over the model time (shown only on a terminal).
 
         Returns
         -------
@@ -542,29 +543,30 @@ class SDE:
         wall = _WALL_CODE[self.bc]
         lo, hi = (float(self.lo[0]), float(self.hi[0])) if self.ndim == 1 else (self.lo, self.hi)
         alpha = 2.0 if self.alpha is None else self.alpha
-        t_prev = t0
-        bar = progress(t_eval.size, "paths") if show_progress else None
-        for i, te in enumerate(t_eval):
-            delta = float(te - t_prev)
-            if delta > 0:
-                # the fewest equal steps not longer than dt (a relative slack keeps exact multiples exact)
-                n_steps = max(1, math.ceil(delta / dt * (1.0 - 1e-12)))
-                h = delta / n_steps
-                if method == "baoab":
-                    self._run_baoab(use_kernel, x, v, t_prev, h, n_steps, wall, lo, hi, state, absorbed_at,
-                                    err_time, err_code)  # fmt: skip
-                else:
-                    self._run_overdamped(use_kernel, method, x, t_prev, h, n_steps, alpha, wall, lo, hi, state,
-                                         absorbed_at, err_time, err_code)  # fmt: skip
-                self._raise_on_errors(err_time, err_code, x)
+        if method == "baoab":
+
+            def advance(x, t, h, n):
+                self._run_baoab(use_kernel, x, v, t, h, n, wall, lo, hi, state, absorbed_at, err_time,
+                                err_code)  # fmt: skip
+                return x
+
+        else:
+
+            def advance(x, t, h, n):
+                self._run_overdamped(use_kernel, method, x, t, h, n, alpha, wall, lo, hi, state, absorbed_at,
+                                     err_time, err_code)  # fmt: skip
+                return x
+
+        def record(i, x):
             xs[i] = x
             if vs is not None:
                 vs[i] = v
-            t_prev = float(te)
-            if bar is not None:
-                bar.update(1)
-        if bar is not None:
-            bar.close()
+
+        def check(x, t):
+            self._raise_on_errors(err_time, err_code, x)
+
+        with progress(span, "paths", enable=None if show_progress else False, unit="t") as bar:
+            advance_to_outputs(x, t_eval, advance, record, t0=t0, dt=dt, check=check, bar=bar)
         meta = {
             "problem": self.describe(),
             "method": method,

@@ -50,7 +50,7 @@ from .errors import ConfigError, StabilityError, check_choice, check_positive, c
 from .grid import Grid
 from .progress import progress
 from .solvers import spectral_ops as so
-from .solvers.time_stepping import n_substeps
+from .solvers.time_stepping import advance_to_outputs, require_finite, stepwise
 
 if TYPE_CHECKING:
     from .solution import Solution
@@ -679,38 +679,29 @@ class SpectralFokkerPlanck:
             dt = span / 400 if span > 0 else 1.0
         u = self._to_state(self._initial(p0))
         out = np.empty((t_eval.size, self.grid.n[0]))
-        t = t0
-        n_steps = 0
-        stepper = None
-        if method not in ("etdrk4", "imex"):
-            stepper = so.DenseImplicitStepper(self.operator, self.time_dependent, method)
         frozen = _FrozenOperator(self, t0) if method in ("etdrk4", "imex") else None
-        etd: dict[tuple, so.ETDRK4] = {}
-        imex: so.SBDF2 | None = None
+        if method == "etdrk4":
+            advance = functools.partial(self._etdrk4_steps, frozen=frozen, cache={})
+        elif method == "imex":
+            imex: so.SBDF2 | None = None
+
+            def advance(u, t, h, n):
+                nonlocal imex
+                if imex is None or imex.h != h:
+                    imex = so.SBDF2(frozen.M, h)  # a new step size restarts with IMEX Euler
+                return self._imex_steps(u, t, h, n, frozen, imex)
+
+        else:
+            advance = stepwise(so.DenseImplicitStepper(self.operator, self.time_dependent, method).step)
+
+        def record(k, u):
+            out[k] = self._from_state(u)
+
+        finite = require_finite(
+            "the density turned non-finite by t={t:.6g}; reduce `dt` or use method='bdf2'"
+        )
         with progress(span, "fpkit spectral solve", enable=progress_bar, unit="t") as bar:
-            for k, target in enumerate(t_eval):
-                interval = target - t
-                if interval > 0:
-                    n = 1 if dt is None else n_substeps(interval, dt)
-                    h = interval / n
-                    if method == "etdrk4":
-                        u = self._etdrk4_steps(u, t, h, n, frozen, etd)
-                    elif method == "imex":
-                        if imex is None or imex.h != h:
-                            imex = so.SBDF2(frozen.M, h)  # a new step size restarts with IMEX Euler
-                        u = self._imex_steps(u, t, h, n, frozen, imex)
-                    else:
-                        for i in range(n):
-                            u = stepper.step(u, t + i * h, h)
-                    n_steps += n
-                    t = target
-                    if not np.all(np.isfinite(u)):
-                        raise StabilityError(
-                            f"the density turned non-finite by t={t:.6g}; reduce `dt` or use method='bdf2'",
-                            time=t,
-                        )
-                    bar.update(interval)
-                out[k] = self._from_state(u)
+            n_steps = advance_to_outputs(u, t_eval, advance, record, t0=t0, dt=dt, check=finite, bar=bar)
         if frozen is not None and self.time_dependent:
             extra = {"n_refreeze": frozen.version}
         else:

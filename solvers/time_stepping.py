@@ -1,4 +1,7 @@
-"""Implicit time steppers for dp/dt = L(t) p.
+"""Time stepping: the output-time driver of every solver, and implicit steppers for dp/dt = L(t) p.
+
+``advance_to_outputs`` steps a state from output time to output time (equal steps no longer than dt in
+each interval, recording at each output time); ``stepwise`` turns a one-step map into its ``advance``.
 
 Each stepper is chosen by name and declares its order. L is a scipy sparse matrix or, for 1-D problems
 without periodic wrap, a ``Tridiagonal`` (banded solves, no sparse assembly). Factorisations are cached by
@@ -16,6 +19,8 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
+from ..errors import StabilityError
+
 ORDERS = {"explicit": 1, "implicit": 1, "crank-nicolson": 2, "bdf2": 2}
 RANNACHER_STEPS = 2  # Crank-Nicolson steps replaced by 2 half-size backward-Euler steps each
 
@@ -27,6 +32,91 @@ def n_substeps(interval: float, dt: float) -> int:
     getting one extra step.
     """
     return max(1, int(np.ceil(interval / dt * (1 - 1e-12))))
+
+
+def advance_to_outputs(
+    state,
+    t_eval,
+    advance: Callable,
+    record: Callable,
+    *,
+    t0: float = 0.0,
+    dt: float | Callable[[float, float], float] | None = None,
+    max_steps: int | None = None,
+    check: Callable | None = None,
+    bar=None,
+) -> int:
+    """Advance ``state`` from ``t0`` through the output times ``t_eval`` and record it at each; the one output
+    loop of every time-stepping solver.
+
+    Each interval between consecutive output times is cut into the fewest equal steps ``h`` no longer than the
+    largest step (``n_substeps``), so outputs fall on step ends. Returns the total number of steps.
+
+    Parameters
+    ----------
+    state
+        Whatever ``advance`` steps (an array updated in place or replaced).
+    t_eval : 1-D array
+        Non-decreasing output times ≥ ``t0``; an interval of length zero records without stepping.
+    advance : callable
+        ``advance(state, t, h, n) -> state``: n steps of size h from time t (``stepwise`` builds one from a
+        single-step map).
+    record : callable
+        ``record(k, state)`` at the k-th output time, e.g. ``out.__setitem__`` to copy it into ``out[k]``.
+    dt : float, callable or None
+        The largest step: a number, ``dt(t_from, t_to)`` chosen per interval, or None (one step per
+        interval).
+    max_steps : int, optional
+        At most this many steps per ``advance`` call (the chunk after c steps starts at ``t + c·h``), so a
+        progress bar moves and failures surface within long intervals.
+    check : callable, optional
+        ``check(state, t_to)`` after each interval, e.g. ``require_finite(message)``.
+    bar : optional
+        A progress bar (``update(time)``), advanced by the model time each ``advance`` call covers.
+    """
+    t = t0
+    total = 0
+    for k, target in enumerate(t_eval):
+        interval = target - t
+        if interval > 0:
+            step = dt(t, target) if callable(dt) else dt
+            n = 1 if step is None else n_substeps(interval, step)
+            h = interval / n
+            done = 0
+            while done < n:
+                m = n if max_steps is None else min(max_steps, n - done)
+                state = advance(state, t + done * h, h, m)
+                done += m
+                if bar is not None:
+                    bar.update(m * h)
+            total += n
+            t = target
+            if check is not None:
+                check(state, t)
+        record(k, state)
+    return total
+
+
+def require_finite(message: str) -> Callable:
+    """A ``check`` for ``advance_to_outputs`` that raises ``StabilityError(message.format(t=t), time=t)`` once
+    the state has a non-finite value."""
+
+    def check(state, t):
+        if not np.all(np.isfinite(state)):
+            raise StabilityError(message.format(t=t), time=t)
+
+    return check
+
+
+def stepwise(step: Callable) -> Callable:
+    """An ``advance`` for ``advance_to_outputs`` from a one-step map ``step(state, t, h) -> state``."""
+
+    def advance(state, t, h, n):
+        for i in range(n):
+            state = step(state, t + i * h, h)
+        return state
+
+    return advance
 
 
 class Tridiagonal:
