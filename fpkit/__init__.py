@@ -22,7 +22,7 @@ _LAZY = {
     "KPZ": "fpkit.kpz",
     "Surfaces": "fpkit.kpz",
     "CallanSymanzik": "fpkit.callan_symanzik",
-    "LandauPoleError": "fpkit.callan_symanzik",
+    "LandauPoleError": "fpkit.errors",
     "compare_forms": "fpkit.derived_forms",
     "Ensemble": "fpkit.ensemble",
     "EnsembleRun": "fpkit.ensemble",

@@ -25,11 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError, StabilityError, check_choice, check_positive
+from .errors import ConfigError, LandauPoleError, StabilityError, check_choice, check_positive
 from .grid import Grid
 from .results import Result
 from .solvers import transport as tr
-from .solvers.characteristics import LandauPoleError, integrate_characteristics
+from .solvers.characteristics import integrate_characteristics
 from .solvers.time_stepping import advance_to_outputs, require_finite, stepwise
 
 __all__ = ["CSSolution", "CallanSymanzik", "FixedPoint", "LandauPoleError"]

@@ -30,6 +30,28 @@ class StabilityError(FpkitError, ArithmeticError):
         self.time = time
 
 
+class LandauPoleError(ConfigError):
+    """A running coupling (a characteristic) diverges at a finite scale inside the requested range.
+
+    Attributes
+    ----------
+    s_pole : float
+        The scale at which the coupling diverges, measured in the direction of integration from ``s_start``
+        (an estimate good to the integration tolerance in 1-D; the first scale past the divergence threshold
+        with several couplings).
+    g_start : ndarray
+        The coupling(s) the diverging characteristic started from.
+    s_start : float
+        The scale it started at.
+    """
+
+    def __init__(self, message: str, s_pole: float, g_start, s_start: float = 0.0):
+        super().__init__(message)
+        self.s_pole = float(s_pole)
+        self.g_start = np.asarray(g_start, dtype=float)
+        self.s_start = float(s_start)
+
+
 def check_choice(name: str, value: str, allowed) -> str:
     """Return ``value`` if it is one of ``allowed``, else raise a ConfigError listing them."""
     if value not in allowed:
