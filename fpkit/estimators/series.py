@@ -69,6 +69,17 @@ class Estimate:
     meta: dict = field(default_factory=dict)
 
 
+def _mirror(odd, even=()) -> list[np.ndarray]:
+    """Samples augmented by their mirror images w → −w (``symmetric=True``): the arrays in ``odd`` (positions,
+    drift-like responses) change sign, those in ``even`` (diffusion-like responses) do not."""
+    return [np.concatenate([a, -a]) for a in odd] + [np.concatenate([a, a]) for a in even]
+
+
+def _tensor(d00, d01, d11) -> np.ndarray:
+    """The symmetric 2×2 tensor field [[d00, d01], [d01, d11]], shape (2, 2, ...)."""
+    return np.stack([np.stack([d00, d01]), np.stack([d01, d11])])
+
+
 def _floor_d(D: np.ndarray, supported: np.ndarray, d_floor: float) -> np.ndarray:
     ref = np.median(D[supported]) if supported.any() else 0.0
     floor = d_floor * ref if ref > 0 else 0.0
@@ -147,9 +158,7 @@ def mechanistic(
     d_s = 0.5 * eta * (v + (g * g if diffusion == "discrete" else 0.0))
     x = w
     if symmetric:
-        x = np.concatenate([w, -w])
-        a_s = np.concatenate([a_s, -a_s])
-        d_s = np.concatenate([d_s, d_s])
+        x, a_s, d_s = _mirror((w, a_s), (d_s,))
     fit = _fit_on_grid(x, np.stack([a_s, d_s], axis=1), grid, bandwidth, min_eff, tail, se)
     A = fit.value[:, 0]
     D = _floor_d(fit.value[:, 1], fit.supported, d_floor)
@@ -199,7 +208,7 @@ def kramers_moyal(
     dw = w1 - w0
     x, y = w0, dw
     if symmetric:
-        x, y = np.concatenate([w0, -w0]), np.concatenate([dw, -dw])
+        x, y = _mirror((w0, dw))
     h = bandwidth_rule(x) if bandwidth is None else check_positive("bandwidth", bandwidth)
     aux = np.linspace(x.min(), x.max(), 512)
     h = h or None  # zero spread (all members equal): local_linear_fit's sample-mean case
@@ -232,7 +241,7 @@ def _psd_floor(Dt: np.ndarray, supported: np.ndarray, d_floor: float) -> np.ndar
     rad = np.sqrt(0.25 * (a - c) ** 2 + b**2)
     l1, l2 = half_tr + rad, half_tr - rad
     if np.all(l2 >= floor):
-        return np.stack([np.stack([a, b]), np.stack([b, c])])
+        return _tensor(a, b, c)
     # eigenvector of l1: (b, l1 − a) or (l1 − c, b); pick the better-conditioned one
     v1x = np.where(np.abs(l1 - a) + np.abs(b) >= np.abs(l1 - c) + np.abs(b), b, l1 - c)
     v1y = np.where(np.abs(l1 - a) + np.abs(b) >= np.abs(l1 - c) + np.abs(b), l1 - a, b)
@@ -245,7 +254,7 @@ def _psd_floor(Dt: np.ndarray, supported: np.ndarray, d_floor: float) -> np.ndar
     d00 = l1 * v1x**2 + l2 * v1y**2
     d11 = l1 * v1y**2 + l2 * v1x**2
     d01 = (l1 - l2) * v1x * v1y
-    return np.stack([np.stack([d00, d01]), np.stack([d01, d11])])
+    return _tensor(d00, d01, d11)
 
 
 def _cov_input(cov, M: int) -> np.ndarray:
@@ -312,15 +321,13 @@ def mechanistic_2d(
         d_s = d_s + 0.5 * eta * np.stack([g[:, 0] ** 2, g[:, 0] * g[:, 1], g[:, 1] ** 2], axis=1)
     x = w
     if symmetric:
-        x = np.concatenate([w, -w])
-        a_s = np.concatenate([a_s, -a_s])
-        d_s = np.concatenate([d_s, d_s])
+        x, a_s, d_s = _mirror((w, a_s), (d_s,))
     fit = local_linear_2d(x, np.concatenate([a_s, d_s], axis=1), grid, bandwidth, min_eff=min_eff)
     val = np.moveaxis(fit.value, -1, 0)
     err = np.moveaxis(fit.se, -1, 0)
     A = val[:2]
-    Dt = np.stack([np.stack([val[2], val[3]]), np.stack([val[3], val[4]])])
-    De = np.stack([np.stack([err[2], err[3]]), np.stack([err[3], err[4]])])
+    Dt = _tensor(*val[2:5])
+    De = _tensor(*err[2:5])
     D = _psd_floor(Dt, fit.supported, d_floor)
     meta = {
         "route": "mechanistic",
@@ -362,7 +369,7 @@ def kramers_moyal_2d(
     dw = w1 - w0
     x, y = w0, dw
     if symmetric:
-        x, y = np.concatenate([w0, -w0]), np.concatenate([dw, -dw])
+        x, y = _mirror((w0, dw))
     m1 = local_linear_2d(x, y, grid, bandwidth, min_eff=min_eff, se=False)
     from scipy.interpolate import RegularGridInterpolator
 
@@ -374,8 +381,8 @@ def kramers_moyal_2d(
     val = np.moveaxis(fit.value, -1, 0)
     err = np.moveaxis(fit.se, -1, 0)
     A = val[:2] / dt
-    Dt = np.stack([np.stack([val[2], val[3]]), np.stack([val[3], val[4]])]) / (2 * dt)
-    De = np.stack([np.stack([err[2], err[3]]), np.stack([err[3], err[4]])]) / (2 * dt)
+    Dt = _tensor(*val[2:5]) / (2 * dt)
+    De = _tensor(*err[2:5]) / (2 * dt)
     D = _psd_floor(Dt, fit.supported, d_floor)
     meta = {
         "route": "kramers-moyal",
