@@ -229,12 +229,16 @@ def _describe(schema, data, exc: ValidationError, where: str) -> str:
         elif kind == "missing":
             text = f"required key is missing (expected {expectation(info)})"
         elif kind in ("union_tag_invalid", "union_tag_not_found"):
-            name, got = f"{name}.kind", show_value(ctx.get("tag"))
-            text = f"expected one of {ctx.get('expected_tags')}, got {got}"
+            tags = ", ".join(map(repr, tagged_members(info.annotation if info else schema)))
+            tag = _lookup(data, [*path, "kind"])
+            name, got = f"{name}.kind", show_value(None if tag is PydanticUndefined else tag)
+            text = f"expected one of {tags}, got {got}"
         elif kind == "fpkit_invalid":
             text = ctx["message"]
         elif kind == "value_error":
             text = f"{ctx['error']}, got {got}"
+        elif kind == "finite_number":
+            text = f"expected a finite number, got {got}"
         elif kind in ("model_type", "model_attributes_type", "dict_type"):
             text = f"expected a table of keys, got {got}"
         else:
@@ -263,12 +267,15 @@ def expectation(info_or_type, plural: bool = False) -> str:
                           if getattr(m, attr, None) is not None)  # fmt: skip
     if members := tagged_members(tp):
         return f"a table with kind one of {', '.join(map(repr, members))}"
-    if args := _union_args(tp):
-        parts = [expectation(a, plural) for a in args if a is not type(None)]
+    if args := _union_args(tp):  # constraints on the whole union apply to each member
+        parts = [expectation(typing.Annotated[(a, *meta)] if meta else a, plural)
+                 for a in args if a is not type(None)]  # fmt: skip
         return " or ".join(parts)
     origin = typing.get_origin(tp)
     if origin is Literal:
         values = ", ".join(show_value(v) for v in typing.get_args(tp))
+        if len(typing.get_args(tp)) == 1:
+            return values
         return f"values among {values}" if plural else f"one of {values}"
     if origin is list:
         (item,) = typing.get_args(tp)
@@ -389,9 +396,14 @@ def docs() -> str:
            "error. \"unset\" means the key is left out (TOML has no null) and the description says what "
            "that means.", ""]  # fmt: skip
     for name, cls in schemas().items():
-        out += [f"## `{name}`", "", (cls.__doc__ or "").strip().split("\n\n")[0].replace("\n", " "), ""]
+        out += [f"## `{name}`", "", _summary(cls), ""]
         out += _tables(cls, "")
     return "\n".join(out).rstrip() + "\n"
+
+
+def _summary(cls) -> str:
+    """The first paragraph of a schema's docstring on one line."""
+    return " ".join((cls.__doc__ or "").strip().split("\n\n")[0].split())
 
 
 def _tables(cls, prefix: str, title: str | None = None) -> list[str]:
@@ -414,9 +426,8 @@ def _tables(cls, prefix: str, title: str | None = None) -> list[str]:
     if rows:
         if title:
             out += [f"### {title}", ""]
-            doc = (cls.__doc__ or "").strip()
-            if doc and cls.__doc__ is not Schema.__doc__:
-                out += [doc.split("\n\n")[0].replace("\n", " "), ""]
+            if cls.__doc__ and cls.__doc__ is not Schema.__doc__:
+                out += [_summary(cls), ""]
         out += ["| key | type | default | meaning |", "|---|---|---|---|", *rows, ""]
     return out + subs
 
@@ -425,7 +436,7 @@ def cli_config(args) -> int:
     """``fpkit config list`` / ``fpkit config show NAME``."""
     if args.action == "list":
         for name, cls in schemas().items():
-            print(f"{name}: {' '.join((cls.__doc__ or '').split())}")
+            print(f"{name}: {_summary(cls)}")
         return 0
     if not args.name:
         raise ConfigError("`fpkit config show` needs a schema NAME; see `fpkit config list`")
@@ -457,5 +468,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # run the imported module's main: schemas register with fpkit.config, not __main__
+    from fpkit.config import main as _main
+
+    sys.exit(_main())

@@ -38,6 +38,9 @@ from .config import Schema, invalid, parse
 from .errors import ConfigError
 
 
+_KIND = "which data set (selects the other keys)"
+
+
 def _seed():
     return Field(None, ge=0, description="seed of the data set's random stream; unset: derived from `seed`")
 
@@ -76,14 +79,14 @@ class _Spectrum(Schema):
 class GaussianData(_Spectrum, _Sampled):
     """x ~ N(0, R diag(spectrum) Rᵀ), R a Haar-random rotation (rotate = true) or the identity."""
 
-    kind: Literal["gaussian"] = "gaussian"
+    kind: Literal["gaussian"] = Field("gaussian", description=_KIND)
     rotate: bool = Field(True, description="rotate the covariance by a Haar-random orthogonal matrix")
 
 
 class MixtureData(_Sampled):
     """Equally weighted isotropic Gaussians whose means are drawn N(0, separation²/d) per coordinate."""
 
-    kind: Literal["mixture"]
+    kind: Literal["mixture"] = Field(description=_KIND)
     components: int = Field(4, ge=1, description="number of mixture components")
     separation: float = Field(3.0, ge=0, description=(
         "scale of the component means (typical distance between means ≈ separation·√2)"))
@@ -93,7 +96,7 @@ class MixtureData(_Sampled):
 class RegressionData(_Spectrum, _Sampled):
     """x as for gaussian (not rotated by default), scalar target y = x·w_star + noise·ε, ε ~ N(0, 1)."""
 
-    kind: Literal["regression"]
+    kind: Literal["regression"] = Field(description=_KIND)
     rotate: bool = Field(False, description="rotate the covariance by a Haar-random orthogonal matrix")
     w_star: list[float] | None = Field(None, description=(
         "the true weights (d entries); unset: drawn N(0, 1/d)"))
@@ -105,7 +108,7 @@ class RegressionData(_Spectrum, _Sampled):
 class ArraysData(Schema):
     """User arrays (Python only: ``data=fpkit.data.arrays(x, y)``); the keys record their sizes."""
 
-    kind: Literal["arrays"]
+    kind: Literal["arrays"] = Field(description=_KIND)
     n: int | None = Field(None, ge=1, description="number of samples (set from the arrays)")
     d: int | None = Field(None, ge=1, description="input dimension (set from the arrays)")
     d_out: int | None = Field(None, ge=1, description="target dimension for regression (set from y)")
@@ -114,7 +117,7 @@ class ArraysData(Schema):
 class DigitsData(Schema):
     """The scikit-learn 8×8 digits (d = 64, pixel values / 16); needs scikit-learn."""
 
-    kind: Literal["digits"]
+    kind: Literal["digits"] = Field(description=_KIND)
     n: int | None = Field(None, ge=1, description="use a random subset of n images; unset: all 1797")
     seed: int | None = _seed()
 
