@@ -28,7 +28,7 @@ import types
 import typing
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Literal, Union
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError

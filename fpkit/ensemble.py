@@ -281,7 +281,8 @@ class Ensemble:
     ----------
     config : dict, optional
         Nested configuration with sections ``seed``, ``model``, ``data``, ``train`` (as in a TOML file);
-        missing keys take the defaults in ``fpkit.ensemble.DEFAULTS``.
+        missing keys take the defaults in ``fpkit.ensemble.DEFAULTS``. Every key is typed and checked by
+        ``EnsembleSchema`` (listed in docs/config.md; ``fpkit config show ensemble`` prints the defaults).
     data : dict or fpkit.data.Dataset, optional
         The data section, or a data set built with ``fpkit.data`` (e.g. ``fpkit.data.arrays(x, y)``).
     seed : int, optional
