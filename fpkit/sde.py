@@ -26,6 +26,7 @@ streams of ``derive_seed(seed, 1)``, initial velocities those of ``derive_seed(s
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -565,7 +566,7 @@ class SDE:
         def check(x, t):
             self._raise_on_errors(err_time, err_code, x)
 
-        with progress(span, "paths", enable=None if show_progress else False, unit="t") as bar:
+        with progress(span, "paths", unit="t") if show_progress else contextlib.nullcontext() as bar:
             advance_to_outputs(x, t_eval, advance, record, t0=t0, dt=dt, check=check, bar=bar)
         meta = {
             "problem": self.describe(),
