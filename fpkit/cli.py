@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     except FpkitError as exc:
         if args.debug:
             raise
-        print(f"fpkit {args.command}: error: {exc}", file=sys.stderr)
+        # one line whatever the number of problems (a configuration can have several, joined by " | ")
+        print(f"fpkit {args.command}: error: {' | '.join(str(exc).splitlines())}", file=sys.stderr)
         return 2 if isinstance(exc, ConfigError) else 1
     except KeyboardInterrupt:
         print(f"fpkit {args.command}: interrupted", file=sys.stderr)

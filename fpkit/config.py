@@ -74,10 +74,13 @@ def register_schema(name: str, cls) -> None:
 
 
 def schemas() -> dict[str, type]:
-    """All registered schemas by name (fpkit's own included)."""
+    """All registered schemas by name (fpkit's own included), and the configuration of every installed
+    experiment under the experiment's name (``fpkit.experiments``)."""
+    from .experiments import experiment_schemas
+
     for module in _PROVIDERS:
         importlib.import_module(module)
-    return dict(sorted(SCHEMAS.items()))
+    return dict(sorted({**SCHEMAS, **experiment_schemas()}.items()))
 
 
 def invalid(key: str, message: str) -> PydanticCustomError:
@@ -130,11 +133,13 @@ def plain(value):
 
 def merge(base: dict, override: dict | None) -> dict:
     """A copy of ``base`` with ``override`` merged in, recursively for nested dicts (no key checks: the
-    schema that parses the result does them)."""
+    schema that parses the result does them). A table whose ``kind`` differs from the base table's replaces
+    it: its keys belong to another kind (a mixture data set has no spectrum)."""
     out = plain(base)
     for key, value in (override or {}).items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
+        old = out.get(key)
+        if isinstance(value, dict) and isinstance(old, dict) and value.get("kind", old.get("kind")) == old.get("kind"):
+            out[key] = merge(old, value)
         else:
             out[key] = plain(value)
     return out

@@ -287,17 +287,14 @@ def load(name_or_path) -> Experiment:
 
 
 # ------------------------------------------------------------------------------------ configuration
-def merge(base: dict, override: dict) -> dict:
-    """Deep-merge ``override`` into a copy of ``base``. A table whose ``kind`` differs from the base's
-    replaces it (its keys belong to another kind); everything else merges key by key. Unknown keys are left
-    for the schema to refuse (with their path)."""
-    out = copy.deepcopy(base)
-    for key, value in (override or {}).items():
-        old = out.get(key)
-        if isinstance(old, dict) and isinstance(value, dict) and value.get("kind", old.get("kind")) == old.get("kind"):
-            out[key] = merge(old, value)
-        else:
-            out[key] = copy.deepcopy(value)
+def experiment_schemas() -> dict[str, type]:
+    """The configuration schema of every installed experiment, by experiment name (``fpkit config show``)."""
+    out = {}
+    for name, ep in _entry_points().items():
+        try:
+            out[name] = _instance(ep.load()).Config
+        except Exception as exc:  # a broken plug-in must not hide the others
+            log.warning("experiment %s cannot be loaded: %s", name, exc)
     return out
 
 
@@ -311,7 +308,7 @@ def resolve_config(exp: Experiment, *, quick: bool = False, config=None, overrid
     """Defaults, then the experiment's --quick overrides, then ``config`` (a dict or a TOML file path), then
     ``overrides`` (a dict), then ``seed``; validated by the experiment's schema (wrong types and unknown keys
     refused with their path)."""
-    from .config import load_toml, parse
+    from .config import load_toml, merge, parse
 
     cfg = defaults(exp)
     if quick:

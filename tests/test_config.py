@@ -172,7 +172,7 @@ def test_config_show_and_list(capsys):
     assert "[train]\noptimizer = \"sgd\"\nlr = 0.02\n" in out
     assert main(["config", "show", "nope"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["fpkit config: error: unknown schema 'nope'; valid names: ensemble, problem"]
+    assert err == ["fpkit config: error: unknown schema 'nope'; valid names: ensemble, fp-histograms, problem"]
 
 
 # ------------------------------------------------------------------------- random documents via the CLI
@@ -218,11 +218,13 @@ TINY = {"train": {"members": 4, "steps": 3, "snapshots": 2}}
 
 def _check(rc, err, doc, stored):
     assert rc in (0, 1, 2), rc  # 2: bad configuration; 1: a numerical failure (StabilityError)
-    if rc:  # one line, or for several configuration problems one line each, each naming its key path
-        first, *more = err.strip().splitlines()
-        assert first.startswith("fpkit ") and ": error: " in first and "Traceback" not in err, err
+    if rc:  # one line; several configuration problems are joined by " | ", each naming its key path
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in err, err
+        first, *more = lines[0].split(" | ")
+        assert first.startswith("fpkit ") and ": error: " in first, err
         assert rc == 2 or not more, err
-        assert all(re.match(r"^[\w.]+: ", line) for line in more), err
+        assert all(re.match(r"^[\w.\-\[\]]+: ", part) for part in more), err
         return
     for sec, values in doc.items():
         if not isinstance(values, dict):
@@ -271,3 +273,31 @@ def test_random_solve_documents(doc, tmp_path, capsys):
     rc = main(["solve", str(path), "-o", str(out)])
     stored = fpkit.Solution.load(out).meta["config"] if rc == 0 else None
     _check(rc, capsys.readouterr().err, doc, stored)
+
+
+class _Stop(Exception):
+    """Raised by the patched experiment run once the configuration has been resolved."""
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                  HealthCheck.too_slow])  # fmt: skip
+@given(doc=_documents(schemas()["fp-histograms"], {}))
+def test_random_experiment_documents(doc, tmp_path, capsys):
+    """`fpkit experiment run fp-histograms --config` on random documents: a one-line error naming the key, or
+    the experiment starts with exactly the document's values (stopped there: the configuration is checked)."""
+    from fpkit.validation.experiments.fp_histograms import FpHistograms
+
+    path = tmp_path / "x.toml"
+    path.write_text(to_toml(doc))
+    seen = {}
+
+    def run(self, cfg, ctx):
+        seen["config"] = cfg
+        raise _Stop
+
+    with mock.patch.object(FpHistograms, "run", run):
+        try:
+            rc = main(["experiment", "run", "fp-histograms", "--config", str(path), "--out", str(tmp_path / "o")])
+        except _Stop:
+            rc = 0
+    _check(rc, capsys.readouterr().err, doc, seen.get("config"))

@@ -10,6 +10,7 @@ import h5py
 import pytest
 
 from fpkit import experiments as X
+from fpkit.config import merge
 from fpkit.errors import ConfigError
 
 TOY = Path(__file__).parent / "plugins" / "toy_experiment.py"
@@ -83,10 +84,10 @@ def test_registry_lists_the_flagship():
 
 def test_merge_replaces_a_table_of_another_kind_and_merges_the_rest():
     base = {"seed": 0, "data": {"kind": "gaussian", "d": 8, "ratio": 0.7}, "train": {"lr": 0.1, "steps": 5}}
-    out = X.merge(base, {"data": {"kind": "mixture", "d": 4}, "train": {"lr": 0.2}})
+    out = merge(base, {"data": {"kind": "mixture", "d": 4}, "train": {"lr": 0.2}})
     assert out["data"] == {"kind": "mixture", "d": 4}  # gaussian keys do not leak into a mixture
     assert out["train"] == {"lr": 0.2, "steps": 5}
-    assert X.merge(base, {"data": {"d": 6}})["data"] == {"kind": "gaussian", "d": 6, "ratio": 0.7}
+    assert merge(base, {"data": {"d": 6}})["data"] == {"kind": "gaussian", "d": 6, "ratio": 0.7}
     assert base["train"]["lr"] == 0.1  # the base is not modified
 
 

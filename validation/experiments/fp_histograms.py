@@ -53,6 +53,8 @@ from . import fp_histograms_figures as figs
 
 # ------------------------------------------------------------------------------------------- config
 class Analysis(Schema):
+    """Which entries are judged and how the prediction is made (``fpkit.predict``'s options)."""
+
     entries: Literal["auto"] | list[str] = Field("auto", description="entries to judge: 'auto' (all of W2, the W1 entries with the largest diffusion share, three W3 entries) or a list such as ['W2[0,0]', 'W1[1,2]']")
     auto_limit: dict[Literal["W1", "W2", "W3"], int] = Field(default_factory=lambda: {"W2": 9, "W1": 3, "W3": 3}, description="how many entries 'auto' judges per layer")
     split: Literal["half", "in-sample"] = Field("half", description="'half': estimate A, D on one half of the members and judge the other; 'in-sample': both on all members")
@@ -70,6 +72,8 @@ class Analysis(Schema):
 
 
 class Sweep(Schema):
+    """The failure map: one small ensemble per (η, B) cell, judged at the end of training."""
+
     lr: list[float] = Field(default_factory=lambda: [0.005, 0.02, 0.05, 0.1, 0.2], description="learning rates η of the failure map")
     batch_size: list[int] = Field(default_factory=lambda: [8, 32], description="batch sizes B of the failure map")
     members: int = Field(1000, ge=100, description="members per sweep cell")
@@ -85,6 +89,9 @@ def _default_data() -> GaussianData:
 
 
 class Config(Schema):
+    """The flagship experiment (`fpkit reproduce`, `fpkit experiment run fp-histograms`): an autoencoder
+    ensemble, the FP prediction of its weight histograms judged out of sample, and its cross-checks."""
+
     seed: int = Field(0, description="seed of everything: data, initialisations, minibatches, split")
     model: ModelSchema = Field(default_factory=ModelSchema, description="the autoencoder (fpkit.Ensemble)")
     data: DataSchema = Field(default_factory=_default_data, description="the training data (fpkit.data)")
