@@ -73,6 +73,13 @@ def advance_to_outputs(
         ``check(state, t_to)`` after each interval, e.g. ``require_finite(message)``.
     bar : optional
         A progress bar (``update(time)``), advanced by the model time each ``advance`` call covers.
+
+    Examples
+    --------
+    Samples carried along dw/dt = A(w, t) by RK4 (``rk4(x, t, h) -> x``), recorded at the times ``t``:
+
+    >>> out = np.empty((t.size, x0.size))
+    >>> advance_to_outputs(x0.copy(), t, stepwise(rk4), out.__setitem__, t0=t[0], dt=dt)  # doctest: +SKIP
     """
     t = t0
     total = 0
