@@ -1,0 +1,323 @@
+"""The SGD sampler's results: :class:`EnsembleRun` and the HDF5 file (``kind = "ensemble"``): its layout,
+the crash-safe incremental writer of a training run, the in-memory store and the reader.
+
+See the ``fpkit.ensemble`` docstring for every attribute and the file format.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from datetime import UTC
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import h5py
+import numpy as np
+
+from ..errors import ConfigError, check_positive
+from ..io import FORMAT_VERSION, get_json_attr, set_json_attr
+
+if TYPE_CHECKING:
+    from .trainer import Ensemble
+
+KIND = "ensemble"
+FIELDS = ("weights", "grad", "grad_var", "hess_grad")
+
+
+# ---------------------------------------------------------------------------------------------- storage
+class _MemoryStore:
+    def __init__(self, ens: Ensemble, sched):
+        self.ens, self.sched = ens, sched
+        self.snaps: list = []
+
+    def put(self, j, state, snap):
+        self.snaps.append({k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in snap.items()})
+
+    def run(self) -> EnsembleRun:
+        ens, arch = self.ens, self.ens.arch
+        n = len(self.snaps)
+        fields = {}
+        for f in FIELDS:
+            if f in self.snaps[0]:
+                flat = np.stack([s[f].T for s in self.snaps])  # (n, M, P)
+                fields[f] = arch.split(flat)
+        stats = "loss" in self.snaps[0]
+        return EnsembleRun(
+            t=ens.config["train"]["lr"] * self.sched[:n].astype(float), step=self.sched[:n].copy(),
+            eta=ens.config["train"]["lr"], batch_size=ens.config["train"]["batch_size"], config=ens.config,
+            weights=fields["weights"], grad=fields.get("grad"), grad_var=fields.get("grad_var"),
+            hess_grad=fields.get("hess_grad"),
+            loss=np.stack([s["loss"] for s in self.snaps]) if stats else None,
+            lam_max=np.stack([s["lam_max"] for s in self.snaps]) if stats else None,
+            probe_members=np.arange(ens.config["train"]["probes"]) if stats else None,
+            data={"x": ens.dataset.x_eval, "y": ens.dataset.y_eval},
+        )  # fmt: skip
+
+
+def _meta(config, names, shapes, eta, B, M, n_snap, n_done, probes, complete):
+    return {
+        "config": config, "names": list(names), "shapes": [list(s) for s in shapes], "eta": float(eta),
+        "batch_size": int(B), "members": int(M), "n_snap": int(n_snap), "n_done": int(n_done),
+        "probe_members": list(range(int(probes))), "complete": bool(complete),
+    }  # fmt: skip
+
+
+def _compression(name):
+    # float snapshots are noise-like: gzip+shuffle saves ~15 % at ~20x the write time, so none by default
+    return {"none": {}, "gzip": {"compression": "gzip", "compression_opts": 1, "shuffle": True},
+            "lzf": {"compression": "lzf", "shuffle": True}}[name]  # fmt: skip
+
+
+def _create_layout(f, names, shapes, M, n_snap, n_probe, t, step, with_stats, compression="none"):
+    f.create_dataset("t", data=np.asarray(t, dtype=float))
+    f.create_dataset("step", data=np.asarray(step, dtype=np.int64))
+    fields = FIELDS if with_stats else ("weights",)
+    for fld in fields:
+        grp = f.create_group(fld)
+        for name, shape in zip(names, shapes):
+            grp.create_dataset(name, shape=(n_snap, M, *shape), dtype="float64", chunks=(1, M, *shape),
+                               fillvalue=np.nan, **_compression(compression))  # fmt: skip
+    if with_stats:
+        f.create_dataset("loss", shape=(n_snap, M), dtype="float64", chunks=(1, M), fillvalue=np.nan)
+        f.create_dataset("lam_max", shape=(n_snap, n_probe), dtype="float64", fillvalue=np.nan)
+
+
+class _Writer:
+    """Crash-safe incremental HDF5 writer: ``<path>.partial`` flushed per snapshot, renamed on close."""
+
+    def __init__(self, path, ens: Ensemble, sched):
+        self.path = Path(path)
+        self.partial = self.path.with_name(self.path.name + ".partial")
+        self.ens, self.sched = ens, sched
+        self.f = None
+
+    def _meta(self, n_done):
+        ens = self.ens
+        tr = ens.config["train"]
+        return _meta(ens.config, ens.arch.names, ens.arch.shapes, tr["lr"], tr["batch_size"], tr["members"],
+                     len(self.sched), n_done, tr["probes"], n_done == len(self.sched))  # fmt: skip
+
+    def create(self, state):
+        ens = self.ens
+        if self.path.parent and not self.path.parent.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        f = self.f = h5py.File(self.partial, "w")
+        f.attrs["fpkit_format"] = FORMAT_VERSION
+        f.attrs["kind"] = KIND
+        from datetime import datetime
+
+        f.attrs["created"] = datetime.now(UTC).isoformat()
+        set_json_attr(f, "meta", self._meta(0))
+        tr = ens.config["train"]
+        _create_layout(f, ens.arch.names, ens.arch.shapes, tr["members"], len(self.sched), tr["probes"],
+                       tr["lr"] * self.sched.astype(float), self.sched, bool(tr["statistics"]),
+                       tr["compression"])  # fmt: skip
+        g = f.create_group("data")
+        ds = ens.dataset
+        for key, arr in (("x", ds.x_eval), ("y", ds.y_eval)):  # = the training set unless online
+            if arr is not None:
+                g.create_dataset(key, data=arr, compression="gzip", compression_opts=1)
+        st = f.create_group("state")
+        for key in ("theta", "velocity", "rng", "perm"):
+            st.create_dataset(key, data=state[key])
+        st.attrs["step"] = int(state["step"])
+        f.flush()
+
+    def open_resume(self):
+        src = self.partial if self.partial.exists() else self.path
+        if not src.exists():
+            raise ConfigError(f"`resume`: no file {str(self.path)!r} (or .partial) to resume from")
+        if src == self.path:
+            shutil.copyfile(self.path, self.partial)
+        try:
+            f = self.f = h5py.File(self.partial, "a")
+        except OSError as exc:
+            raise ConfigError(f"`resume`: {str(src)!r} is not a readable ensemble file ({exc})") from None
+        if f.attrs.get("kind") != KIND:
+            raise ConfigError(f"`resume`: {str(src)!r} is not an ensemble file")
+        meta = get_json_attr(f, "meta")
+        if json.loads(json.dumps(meta["config"])) != json.loads(json.dumps(self.ens.config, default=_jd)):
+            raise ConfigError("`resume`: the configuration differs from the one stored in the file")
+        st = f["state"]
+        state = {k: st[k][()] for k in ("theta", "velocity", "rng", "perm")}
+        state["step"] = int(st.attrs["step"])
+        n_done = int(meta["n_done"])
+        if n_done > 0 and state["step"] != int(self.sched[n_done - 1]):
+            raise ConfigError(
+                "`resume`: the stored state does not match the last snapshot; the file is damaged"
+            )
+        return state, n_done
+
+    def put(self, j, state, snap):
+        f, arch = self.f, self.ens.arch
+        for fld in FIELDS:
+            if fld in snap:
+                flat = snap[fld].T  # (M, P)
+                for name, arr in arch.split(flat).items():
+                    f[fld][name][j] = arr
+        if "loss" in snap:
+            f["loss"][j] = snap["loss"]
+            f["lam_max"][j] = snap["lam_max"]
+        st = f["state"]
+        for key in ("theta", "velocity", "rng", "perm"):
+            st[key][...] = state[key]
+        st.attrs["step"] = int(state["step"])
+        set_json_attr(f, "meta", self._meta(j + 1))
+        f.flush()
+
+    def close(self):
+        if self.f is not None:
+            self.f.close()
+            self.f = None
+            os.replace(self.partial, self.path)
+
+
+def _jd(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(repr(o))
+
+
+# ---------------------------------------------------------------------------------------------- results
+class EnsembleRun:
+    """Snapshots of a trained ensemble (see the ``fpkit.ensemble`` docstring for every attribute and the file
+    format)."""
+
+    kind = KIND
+
+    def __init__(self, *, t, step, eta, batch_size, config, weights, grad=None, grad_var=None, hess_grad=None,
+                 loss=None, lam_max=None, probe_members=None, data=None):  # fmt: skip
+        self.t = np.asarray(t, dtype=float)
+        self.step = np.asarray(step, dtype=np.int64)
+        self.eta = float(eta)
+        self.batch_size = int(batch_size)
+        self.config = config
+        self.weights = weights
+        self.grad, self.grad_var, self.hess_grad = grad, grad_var, hess_grad
+        self.loss, self.lam_max = loss, lam_max
+        self.probe_members = None if probe_members is None else np.asarray(probe_members, dtype=np.int64)
+        self.data = data or {}
+
+    @property
+    def names(self) -> tuple:
+        return tuple(self.weights)
+
+    @property
+    def shapes(self) -> dict:
+        return {k: v.shape[2:] for k, v in self.weights.items()}
+
+    @property
+    def members(self) -> int:
+        return next(iter(self.weights.values())).shape[1]
+
+    def flat(self, field: str = "weights") -> np.ndarray:
+        """All entries side by side: (n_snap, M, P) in the order of ``names`` (row-major within each)."""
+        d = getattr(self, field)
+        if d is None:
+            raise ConfigError(f"`field` {field!r} was not recorded (statistics = false)")
+        return np.concatenate([d[n].reshape(d[n].shape[:2] + (-1,)) for n in self.names], axis=2)
+
+    @classmethod
+    def from_arrays(cls, *, t, weights: dict, eta: float, batch_size: int = 1, step=None, config=None,
+                    grad=None, grad_var=None, hess_grad=None, loss=None, lam_max=None) -> EnsembleRun:  # fmt: skip
+        """Build a run from arrays, e.g. Langevin paths, to be saved in the ensemble format.
+
+        ``weights`` (and grad/grad_var/hess_grad if given) map names to arrays (n_snap, M, *shape);
+        ``step`` defaults to round(t / eta).
+        """
+        t = np.asarray(t, dtype=float)
+        if t.ndim != 1:
+            raise ConfigError("`t` must be one-dimensional (n_snap,)")
+        if not weights:
+            raise ConfigError("`weights` must map at least one name to an (n_snap, M, ...) array")
+        eta = check_positive("eta", eta)
+        weights = {k: np.asarray(v, dtype=float) for k, v in weights.items()}
+        M = None
+        for k, v in weights.items():
+            if v.ndim < 2 or v.shape[0] != t.size:
+                raise ConfigError(
+                    f"`weights[{k!r}]` must have shape (n_snap={t.size}, M, ...), got {v.shape}"
+                )
+            if M is not None and v.shape[1] != M:
+                raise ConfigError("`weights` arrays must share the number of members M")
+            M = v.shape[1]
+
+        def chk(name, d):
+            if d is None:
+                return None
+            d = {k: np.asarray(v, dtype=float) for k, v in d.items()}
+            if set(d) != set(weights) or any(d[k].shape != weights[k].shape for k in d):
+                raise ConfigError(f"`{name}` must have the same names and shapes as `weights`")
+            return d
+
+        step = np.rint(t / eta).astype(np.int64) if step is None else np.asarray(step, dtype=np.int64)
+        return cls(t=t, step=step, eta=eta, batch_size=batch_size, config=config or {}, weights=weights,
+                   grad=chk("grad", grad), grad_var=chk("grad_var", grad_var), hess_grad=chk("hess_grad", hess_grad),
+                   loss=None if loss is None else np.asarray(loss, dtype=float),
+                   lam_max=None if lam_max is None else np.asarray(lam_max, dtype=float),
+                   probe_members=None if lam_max is None else np.arange(np.shape(lam_max)[1]))  # fmt: skip
+
+    def save(self, path) -> Path:
+        """Write the run in the ensemble file format (atomically)."""
+        from ..io import atomic_h5
+
+        path = Path(path)
+        names = self.names
+        shapes = [self.shapes[n] for n in names]
+        n_snap = self.t.size
+        n_probe = 0 if self.lam_max is None else self.lam_max.shape[1]
+        with atomic_h5(path) as f:
+            f.attrs["kind"] = KIND
+            meta = _meta(self.config, names, shapes, self.eta, self.batch_size, self.members, n_snap, n_snap,
+                         n_probe, True)  # fmt: skip
+            set_json_attr(f, "meta", meta)
+            f.create_dataset("t", data=self.t)
+            f.create_dataset("step", data=self.step)
+            for fld in FIELDS:
+                d = getattr(self, fld)
+                if d is None:
+                    continue
+                grp = f.create_group(fld)
+                for n in names:
+                    grp.create_dataset(n, data=d[n], chunks=(1, *d[n].shape[1:]))
+            if self.loss is not None:
+                f.create_dataset("loss", data=self.loss)
+            if self.lam_max is not None:
+                f.create_dataset("lam_max", data=self.lam_max)
+            if self.data:
+                g = f.create_group("data")
+                for k, v in self.data.items():
+                    if v is not None:
+                        g.create_dataset(k, data=v)
+        return path
+
+    @classmethod
+    def load(cls, path, fields=FIELDS) -> EnsembleRun:
+        """Read an ensemble file (only its completed snapshots); ``fields`` limits which groups are read."""
+        path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"`path` {str(path)!r} does not exist")
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("kind") != KIND:
+                raise ConfigError(f"`path` {str(path)!r} holds {f.attrs.get('kind')!r}, not an ensemble")
+            meta = get_json_attr(f, "meta")
+            n = int(meta["n_done"])
+            out = {}
+            for fld in FIELDS:
+                if fld in f and (fld == "weights" or fld in fields):
+                    out[fld] = {name: f[fld][name][:n] for name in meta["names"]}
+            data = {k: f["data"][k][()] for k in f["data"]} if "data" in f else {}
+            return cls(t=f["t"][:n], step=f["step"][:n], eta=meta["eta"], batch_size=meta["batch_size"],
+                       config=meta["config"], weights=out["weights"], grad=out.get("grad"),
+                       grad_var=out.get("grad_var"), hess_grad=out.get("hess_grad"),
+                       loss=f["loss"][:n] if "loss" in f else None,
+                       lam_max=f["lam_max"][:n] if "lam_max" in f else None,
+                       probe_members=meta.get("probe_members"), data=data)  # fmt: skip
+
+    def __repr__(self) -> str:
+        return (f"EnsembleRun({self.t.size} snapshots, M={self.members}, names={self.names}, eta={self.eta}, "
+                f"B={self.batch_size}, t in [{self.t[0]:g}, {self.t[-1]:g}])")  # fmt: skip

@@ -1,0 +1,226 @@
+"""Configuration of the SGD sampler: the schemas of ``fpkit train`` files and ``fpkit.Ensemble(config)``
+(``EnsembleSchema`` with its sections ``ModelSchema``, ``TrainSchema`` and ``fpkit.data.DataSchema``), the
+defaults, the snapshot schedule, the network architecture and the checks that need the data set.
+
+See the ``fpkit.ensemble`` docstring for the model, the optimisers and the conventions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import Field, field_validator, model_validator
+
+from ..config import Schema, invalid, register_schema
+from ..data import DataSchema, Dataset, GaussianData
+from ..errors import ConfigError
+from ..solvers import autoencoder as _ae
+
+OPTIMIZERS = ("sgd", "gd", "sgld", "svag")
+INITS = ("lecun", "xavier")
+
+
+# ------------------------------------------------------------------------------------------ configuration
+class ModelSchema(Schema):
+    """The network: an autoencoder d → hidden… → d (linear output layer) or a linear regression."""
+
+    kind: Literal["autoencoder", "regression"] = Field("autoencoder", description=(
+        "autoencoder x → x̂ (needs min(hidden) < d), or linear regression y = W1 x (+ b1) (needs targets)"))
+    hidden: list[Annotated[int, Field(ge=1)]] = Field([3, 3], min_length=1, description=(
+        "hidden-layer widths of the autoencoder; [k, k] is the d → k → k → d network (flat argument k)"))
+    activation: Literal[tuple(_ae.ACTIVATIONS)] = Field("tanh", description=(
+        "activation of the hidden layers (the output layer is linear)"))
+    bias: bool = Field(False, description="biases b_l in every layer (names b1, b2, …)")
+    init: Literal[INITS] = Field("lecun", description=(
+        "initial weight std: lecun 1/√fan_in, xavier √(2/(fan_in + fan_out)); biases start at 0"))
+    init_scale: float = Field(1.0, ge=0, description="factor on the initial weight std")
+    same_init: bool = Field(False, description="every member starts from the same weights (one draw)")
+
+
+class TrainSchema(Schema):
+    """The optimiser and the run; time is t = η·step (η = lr, step counts optimiser steps)."""
+
+    optimizer: Literal[OPTIMIZERS] = Field("sgd", description=(
+        "sgd: w ← w − η(g + wd·w) (with momentum μ: v ← μv + g + wd·w, w ← w − ηv); gd: the same with the "
+        "full-batch gradient; sgld: sgd plus √(2ηT)·ξ; svag: Li-Malladi-Arora SVAG with svag_l"))
+    lr: float = Field(0.02, gt=0, description="learning rate η (time per step: t = η·step)")
+    batch_size: int = Field(8, ge=1, description="minibatch size B (the minibatch gradient is a mean over B)")
+    sampling: Literal[tuple(_ae.SAMPLINGS)] = Field("iid", description=(
+        "minibatches: iid (B indices uniform with replacement, the process the SDE assumes), distinct (no "
+        "repeats within a batch), epochs (reshuffled epochs, consecutive batches), full (full batch); "
+        "optimizer gd always uses full"))
+    momentum: float = Field(0.0, ge=0, lt=1, description="heavy-ball momentum μ in [0, 1)")
+    weight_decay: float = Field(0.0, ge=0, description="weight decay wd: the loss gains wd·|w|²/2")
+    temperature: float = Field(0.0, ge=0, description=(
+        "SGLD temperature T (> 0 exactly when optimizer = sgld): noise √(2ηT)·ξ per step"))
+    svag_l: int = Field(1, ge=1, description=(
+        "SVAG amplification l (optimizer svag): l inner steps of size η/l per SGD step; → Itô SDE as l → ∞"))
+    members: int = Field(4000, ge=1, description="number of networks M in the ensemble")
+    steps: int = Field(4000, ge=0, description="optimiser steps (extended to the last of snapshot_steps)")
+    snapshots: int = Field(50, ge=2, description="number of snapshots, log-spaced late (see per_decade)")
+    per_decade: float = Field(20, gt=0, description="snapshots per decade of step late in the run")
+    snapshot_steps: list[Annotated[int, Field(ge=0)]] | None = Field(None, min_length=1, description=(
+        "explicit snapshot steps, strictly increasing; unset: the schedule from snapshots/per_decade"))
+    statistics: bool = Field(True, description=(
+        "record grad, grad_var, hess_grad, loss and lam_max at every snapshot (else weights only)"))
+    probes: int = Field(4, ge=0, description=(
+        "members whose Hessian λmax is tracked (Lanczos); at most members and 8"))
+    lanczos_steps: int = Field(30, ge=0, description="Lanczos iterations per λmax estimate")
+    dtype: Literal["float64", "float32"] = Field("float64", description="floating type of the parameters")
+    compression: Literal["none", "gzip", "lzf"] = Field("none", description=(
+        "HDF5 compression of the snapshots (float snapshots hardly compress: none by default)"))
+    kernels: Literal["auto", "specialised", "generic"] = Field("auto", description=(
+        "training kernels: specialised (generated per architecture, ~3x faster, compiled once and cached), "
+        "generic (no compilation) or auto (specialised when compiled already or the run is large); "
+        "bit-identical results"))
+
+    @field_validator("snapshot_steps")
+    @classmethod
+    def _increasing(cls, v):
+        if v is not None and any(b <= a for a, b in zip(v, v[1:])):
+            raise ValueError("must be strictly increasing")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        opt = self.optimizer
+        if opt == "sgld" and self.temperature <= 0:
+            raise invalid("temperature", "must be > 0 for optimizer 'sgld'")
+        if opt != "sgld" and self.temperature > 0:
+            raise invalid("temperature", f"> 0 needs optimizer 'sgld', not {opt!r}")
+        if opt != "svag" and self.svag_l != 1:
+            raise invalid("svag_l", f"(SVAG amplification l) needs optimizer 'svag', not {opt!r}")
+        if opt == "svag" and self.sampling == "epochs":
+            raise invalid("sampling", "'epochs' is not supported with optimizer 'svag'; use 'iid'")
+        return self
+
+
+_DEFAULT_DATA = {"kind": "gaussian", "d": 8, "n": 512}
+
+
+class EnsembleSchema(Schema):
+    """An ensemble of networks trained by SGD / GD / SGLD / SVAG: `fpkit train FILE -o OUT.h5` and
+    ``fpkit.Ensemble(config)``."""
+
+    seed: int = Field(0, ge=0, description="seed of every random stream (initialisation, batches, data)")
+    model: ModelSchema = Field(default_factory=ModelSchema)
+    train: TrainSchema = Field(default_factory=TrainSchema)
+    data: DataSchema = Field(default_factory=lambda: GaussianData(**_DEFAULT_DATA))
+
+
+register_schema("ensemble", EnsembleSchema)
+
+DEFAULTS: dict = {"seed": 0, "model": ModelSchema().model_dump(), "data": dict(_DEFAULT_DATA),
+                  "train": TrainSchema().model_dump()}  # fmt: skip
+
+# flat keyword -> (section, key) for Ensemble(**kwargs)
+_FLAT = {k: ("model", k) for k in ModelSchema.model_fields if k != "kind"}
+_FLAT.update({k: ("train", k) for k in TrainSchema.model_fields})
+_FLAT.update(model=("model", "kind"), d=("data", "d"), n=("data", "n"))
+
+
+def snapshot_schedule(steps: int, n: int = 50, per_decade: float = 20.0) -> np.ndarray:
+    """Snapshot steps 0 = s_0 < ... < s_{n-1} = steps, geometric in (step + c).
+
+    c is chosen so that the late snapshots are ``per_decade`` per decade of step (log-spaced late,
+    nearly evenly spaced early, which a plain geometric grid would leave empty); duplicates after
+    rounding are removed, so fewer than n may result for small ``steps``.
+    """
+    steps = int(steps)
+    if steps < 1:
+        return np.zeros(1, dtype=np.int64)
+    n = max(2, int(n))
+    span = 10.0 ** ((n - 1) / per_decade)
+    c = max(steps / (span - 1.0), 1.0)
+    s = c * ((steps + c) / c) ** (np.arange(n) / (n - 1)) - c
+    s = np.unique(np.clip(np.rint(s), 0, steps).astype(np.int64))
+    s[0], s[-1] = 0, steps
+    return np.unique(s)
+
+
+# ------------------------------------------------------------------------------------------------ model
+@dataclass
+class _Arch:
+    sizes: np.ndarray  # (n_layers + 1,) int64
+    w_off: np.ndarray
+    b_off: np.ndarray  # -1: no bias
+    act: int
+    names: tuple
+    shapes: tuple
+    offsets: tuple  # flat row offset of each name
+    P: int
+
+    @classmethod
+    def build(cls, sizes, bias: bool, act: int):
+        sizes = np.asarray(sizes, dtype=np.int64)
+        L = len(sizes) - 1
+        w_off = np.zeros(L, np.int64)
+        b_off = np.full(L, -1, np.int64)
+        names, shapes, offsets = [], [], []
+        off = 0
+        for ell in range(L):
+            w_off[ell] = off
+            names.append(f"W{ell + 1}")
+            shapes.append((int(sizes[ell + 1]), int(sizes[ell])))
+            offsets.append(off)
+            off += int(sizes[ell] * sizes[ell + 1])
+        if bias:
+            for ell in range(L):
+                b_off[ell] = off
+                names.append(f"b{ell + 1}")
+                shapes.append((int(sizes[ell + 1]),))
+                offsets.append(off)
+                off += int(sizes[ell + 1])
+        return cls(sizes, w_off, b_off, act, tuple(names), tuple(shapes), tuple(offsets), off)
+
+    def split(self, flat: np.ndarray) -> dict:
+        """(..., P) -> {name: (..., *shape)} (copies)."""
+        out = {}
+        for name, shape, off in zip(self.names, self.shapes, self.offsets):
+            size = int(np.prod(shape))
+            out[name] = flat[..., off : off + size].reshape(flat.shape[:-1] + shape).copy()
+        return out
+
+
+# ------------------------------------------------------------------------------------------- validation
+def validate(config: dict, dataset: Dataset) -> _Arch:
+    """Checks that need the data set (types and single-section rules are in the schemas), and the
+    resolved values: gd samples the full batch, probes at most members and 8, steps reach the last
+    of snapshot_steps.
+
+    ``config`` is the parsed configuration (sections seed/model/data/train), whose ``train`` section is
+    completed in place; ``dataset`` the data set it was built with. Returns the architecture.
+    """
+    m, tr, ds = config["model"], config["train"], dataset
+    d = ds.d
+    if m["kind"] == "autoencoder":
+        if min(m["hidden"]) >= d:
+            raise ConfigError(
+                f"bottleneck width k = {min(m['hidden'])} (`model.hidden`/`k`) must be smaller than the "
+                f"data dimension d = {d}; choose k < d"
+            )
+        sizes = [d, *m["hidden"], d]
+    else:
+        if ds.d_out is None:
+            raise ConfigError(
+                "`model.kind = 'regression'` needs targets: use data kind 'regression' or arrays(x, y)"
+            )
+        sizes = [d, ds.d_out]
+    arch = _Arch.build(sizes, m["bias"], _ae.ACTIVATIONS[m["activation"]])
+
+    if tr["optimizer"] == "gd":
+        tr["sampling"] = "full"
+    sampling, B = tr["sampling"], tr["batch_size"]
+    if ds.online and sampling not in ("iid", "full"):
+        raise ConfigError(f"`train.sampling = {sampling!r}` needs a fixed data set; online data are iid")
+    if sampling in ("distinct", "epochs") and B > ds.n:
+        raise ConfigError(
+            f"`train.batch_size` = {B} is larger than the data set (`data.n` = {ds.n}) with sampling "
+            f"{sampling!r}; use a smaller batch or sampling = 'iid'"
+        )
+    tr["probes"] = min(tr["probes"], tr["members"], _ae.LANES)
+    if tr["snapshot_steps"] is not None:
+        tr["steps"] = max(tr["steps"], tr["snapshot_steps"][-1])
+    return arch

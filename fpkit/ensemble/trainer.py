@@ -1,0 +1,378 @@
+"""The SGD sampler's trainer: :class:`Ensemble` (initialisation, the training loop, the snapshot statistics,
+Lanczos λmax, the choice of kernels) and ``fpkit train`` (:func:`cli_train`).
+
+See the ``fpkit.ensemble`` docstring for the model, the optimisers, the recorded quantities and the file.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from ..config import load_toml, parse, plain
+from ..data import Dataset, make_dataset
+from ..errors import ConfigError, StabilityError
+from ..progress import progress
+from ..solvers import autoencoder as _ae
+from ..solvers.random import derive_seed, fill_normals, seed_streams
+from .results import EnsembleRun, _MemoryStore, _Writer
+from .spec import _DEFAULT_DATA, _FLAT, EnsembleSchema, snapshot_schedule, validate
+
+AUTO_SPECIALISE = 5e7  # per-sample gradients in a run above which kernels="auto" compiles specialised kernels
+
+
+class Ensemble:
+    """An ensemble of networks trained by SGD / GD / SGLD / SVAG (see the ``fpkit.ensemble`` docstring).
+
+    Parameters
+    ----------
+    config : dict, optional
+        Nested configuration with sections ``seed``, ``model``, ``data``, ``train`` (as in a TOML file);
+        missing keys take the defaults in ``fpkit.ensemble.DEFAULTS``. Every key is typed and checked by
+        ``EnsembleSchema`` (listed in docs/config.md; ``fpkit config show ensemble`` prints the defaults).
+    data : dict or fpkit.data.Dataset, optional
+        The data section, or a data set built with ``fpkit.data`` (e.g. ``fpkit.data.arrays(x, y)``).
+    seed : int, optional
+    **kwargs
+        Flat overrides: model keys (``model`` = "autoencoder"|"regression", ``k`` (hidden = [k, k]),
+        ``hidden``, ``activation``, ``bias``, ``init``, ``init_scale``, ``same_init``), ``d``/``n`` (data),
+        and train keys (``optimizer``, ``lr`` (η > 0), ``batch_size``, ``sampling``, ``momentum``,
+        ``weight_decay``, ``temperature``, ``svag_l``, ``members``, ``steps``, ``snapshots``,
+        ``per_decade``, ``snapshot_steps``, ``statistics``, ``probes``, ``lanczos_steps``, ``dtype``,
+        ``compression`` ("none" (default: float snapshots hardly compress), "gzip", "lzf"), ``kernels``
+        ("auto" (default), "specialised": generated for the architecture, ~3x faster, compiled once per
+        shape and cached; "generic": no per-shape compilation; all give bit-identical results)).
+
+    Examples
+    --------
+    >>> ens = Ensemble(d=8, k=3, activation="tanh", lr=0.02, batch_size=8, members=4000, steps=4000)
+    >>> run = ens.train("ensemble.h5")          # doctest: +SKIP
+    """
+
+    def __init__(self, config: dict | None = None, *, data=None, seed: int | None = None, **kwargs):
+        if config is not None and not isinstance(config, dict):
+            raise ConfigError(f"`config` must be a dict of sections (seed/model/data/train), got {config!r}")
+        raw = plain(config or {})
+        if seed is not None:
+            raw["seed"] = seed
+        self.dataset: Dataset | None = None
+        if isinstance(data, Dataset):
+            self.dataset = data
+            raw["data"] = dict(data.config)
+        elif data is not None:
+            raw["data"] = plain(data)
+        raw.setdefault("data", dict(_DEFAULT_DATA))
+        for key, value in kwargs.items():
+            if key == "k":
+                key, value = "hidden", [value, value]
+            if key not in _FLAT:
+                raise ConfigError(f"unknown argument {key!r}; allowed: {sorted([*_FLAT, 'k', 'data', 'seed'])}")
+            sec, k = _FLAT[key]
+            if sec == "data" and self.dataset is not None:
+                raise ConfigError(f"`{key}` cannot be set when `data` is a Dataset")
+            if raw.get(sec) is None:
+                raw[sec] = {}
+            if isinstance(raw[sec], dict):  # otherwise the schema reports the section
+                raw[sec][k] = plain(value)
+        spec = parse(EnsembleSchema, raw)
+        cfg = spec.model_dump()
+        # the data keys given, checked; the data set adds the values it resolved (seed, spectrum, ...)
+        cfg["data"] = {k: v for k, v in cfg["data"].items() if k in raw["data"]}
+        if self.dataset is None:
+            if cfg["data"].get("seed") is None:
+                cfg["data"]["seed"] = derive_seed(cfg["seed"], 3) & (2**63 - 1)
+            self.dataset = make_dataset(cfg["data"], cfg["seed"])
+            cfg["data"] = {**cfg["data"], **self.dataset.config}
+        self.config = cfg
+        self._validate()
+
+    # -------------------------------------------------------------------------------------- validation
+    def _validate(self):
+        """Checks that need the data set and the resolved values (``fpkit.ensemble.spec.validate``)."""
+        self.arch = validate(self.config, self.dataset)
+
+    # ---------------------------------------------------------------------------------------- helpers
+    @property
+    def kernels(self):
+        """The kernel module: generated for this architecture, or the generic one.
+
+        Both give bit-identical results (same operations in the same order). The specialised kernels are
+        ~3x faster but compile once per architecture (~10-30 s, then cached on disk); ``kernels = "auto"``
+        (default) uses them when they are already compiled or the run is large enough to repay the
+        compilation (more than ``AUTO_SPECIALISE`` per-sample gradients), so a small first run stays quick.
+        """
+        if getattr(self, "_kernels", None) is None:
+            a, tr = self.arch, self.config["train"]
+            choice = tr["kernels"]
+            if choice == "auto":
+                work = (
+                    tr["members"]
+                    * tr["steps"]
+                    * tr["batch_size"]
+                    * tr["svag_l"]
+                    * (2 if tr["svag_l"] > 1 else 1)
+                )
+                if self.dataset.n and tr["sampling"] == "full":
+                    work = tr["members"] * tr["steps"] * self.dataset.n
+                known = _ae.specialised_exists(a.sizes, a.w_off, a.b_off, a.act)
+                choice = "specialised" if (known or work >= AUTO_SPECIALISE) else "generic"
+            self._kernels = _ae if choice == "generic" else _ae.specialised(a.sizes, a.w_off, a.b_off, a.act)
+        return self._kernels
+
+    @property
+    def schedule(self) -> np.ndarray:
+        tr = self.config["train"]
+        if tr["snapshot_steps"] is not None:
+            return np.asarray(tr["snapshot_steps"], dtype=np.int64)
+        return snapshot_schedule(tr["steps"], int(tr["snapshots"]), float(tr["per_decade"]))
+
+    def _sampling_code(self) -> int:
+        if self.dataset.online and self.config["train"]["sampling"] != "full":
+            return _ae.SAMPLE_ONLINE
+        return _ae.SAMPLINGS[self.config["train"]["sampling"]]
+
+    def _train_data(self):
+        ds = self.dataset
+        x = ds.x_eval if ds.online else ds.x
+        y = ds.y_eval if ds.online else ds.y
+        auto = self.config["model"]["kind"] == "autoencoder"
+        X = np.ascontiguousarray(x, dtype=np.float64)
+        T = X if auto else np.ascontiguousarray(y, dtype=np.float64)
+        return X, T, auto
+
+    def _eval_data(self):
+        ds = self.dataset
+        auto = self.config["model"]["kind"] == "autoencoder"
+        X = np.ascontiguousarray(ds.x_eval, dtype=np.float64)
+        T = X if auto else np.ascontiguousarray(ds.y_eval, dtype=np.float64)
+        return X, T, auto
+
+    def initial_state(self) -> dict:
+        """Parameters (P, M), momentum buffer, per-member random streams (2, M) and permutations."""
+        cfg, arch = self.config, self.arch
+        M = cfg["train"]["members"]
+        dtype = np.dtype(cfg["train"]["dtype"])
+        Pw = int(sum(np.prod(s) for n, s in zip(arch.names, arch.shapes) if n.startswith("W")))
+        n_init = 1 if cfg["model"]["same_init"] else M
+        z = np.empty((n_init, Pw))
+        fill_normals(seed_streams(derive_seed(cfg["seed"], 2), n_init), z)
+        std = np.empty(Pw)
+        for ell in range(len(arch.sizes) - 1):
+            fi, fo = int(arch.sizes[ell]), int(arch.sizes[ell + 1])
+            s = 1.0 / np.sqrt(fi) if cfg["model"]["init"] == "lecun" else np.sqrt(2.0 / (fi + fo))
+            std[arch.w_off[ell] : arch.w_off[ell] + fi * fo] = s * cfg["model"]["init_scale"]
+        theta = np.zeros((arch.P, M), dtype=dtype)
+        theta[:Pw] = (z * std).T if n_init == M else (z[0] * std)[:, None]
+        vel = np.zeros((arch.P, M) if cfg["train"]["momentum"] > 0 else (1, 1), dtype=dtype)
+        rng = np.ascontiguousarray(seed_streams(derive_seed(cfg["seed"], 1), M).T)
+        if cfg["train"]["sampling"] == "epochs":
+            perm = np.tile(np.arange(self.dataset.n, dtype=np.int32), (M, 1))
+        else:
+            perm = np.zeros((1, 1), dtype=np.int32)
+        return {"theta": theta, "velocity": vel, "rng": rng, "perm": perm, "step": 0}
+
+    def advance(self, state: dict, n_steps: int) -> None:
+        """Run ``n_steps`` optimiser steps on ``state`` in place."""
+        if n_steps <= 0:
+            return
+        tr, arch, ds = self.config["train"], self.arch, self.dataset
+        X, T, auto = self._train_data()
+        if ds.online:
+            cdf = np.cumsum(ds.weights)
+            means, factors = ds.means, ds.factors
+            wstar = ds.w_star if ds.w_star is not None else np.zeros((1, ds.d))
+        else:
+            cdf, means, factors, wstar = (
+                np.ones(1),
+                np.zeros((1, ds.d)),
+                np.zeros((1, ds.d, ds.d)),
+                np.zeros((1, ds.d)),
+            )
+        self.kernels.train_steps(
+            state["theta"], state["velocity"], state["rng"], state["perm"], X, T, auto,
+            arch.sizes, arch.w_off, arch.b_off, arch.act, self._sampling_code(), tr["batch_size"],
+            tr["lr"], tr["momentum"], tr["weight_decay"], tr["temperature"], tr["svag_l"],
+            int(state["step"]), int(n_steps), np.ascontiguousarray(cdf), np.ascontiguousarray(means),
+            np.ascontiguousarray(factors), np.ascontiguousarray(wstar), float(ds.noise),
+        )  # fmt: skip
+        state["step"] += int(n_steps)
+
+    # ------------------------------------------------------------------------------------ statistics
+    def full_gradient(self, theta: np.ndarray, want_sq: bool = False):
+        """Full-batch data gradient (P, M), mean squared per-sample gradient (or None) and loss (M,)."""
+        X, T, auto = self._eval_data()
+        arch = self.arch
+        theta = np.ascontiguousarray(theta, dtype=np.float64)
+        P, M = theta.shape
+        g = np.empty((P, M))
+        sq = np.empty((P, M)) if want_sq else np.empty((1, 1))
+        loss = np.empty(M)
+        k = self.kernels
+        fn = k.data_gradient if M > 2 * _ae.LANES else k.data_gradient_serial
+        fn(theta, X, T, auto, arch.sizes, arch.w_off, arch.b_off, arch.act, want_sq, g, sq, loss)
+        return g, (sq if want_sq else None), loss
+
+    def _var_factor(self) -> float:
+        tr, ds = self.config["train"], self.dataset
+        B, samp = tr["batch_size"], tr["sampling"]
+        if samp == "full":
+            return 0.0
+        if ds.online:
+            ne = ds.x_eval.shape[0]
+            return ne / (ne - 1.0) / B
+        n = ds.n
+        if samp == "iid":
+            return 1.0 / B
+        return (n - B) / (B * (n - 1.0)) if n > 1 else 0.0
+
+    def statistics(self, theta: np.ndarray, probe_seed: int = 0) -> dict:
+        """grad, grad_var, hess_grad (P, M), loss (M,) and lam_max (n_probe,) at parameters theta."""
+        wd = self.config["train"]["weight_decay"]
+        th = np.asarray(theta, dtype=np.float64)
+        g, sq, loss = self.full_gradient(th, want_sq=True)
+        var = np.maximum(sq - g * g, 0.0) * self._var_factor()
+        grad = g + wd * th
+        hg = self._hess_vec(th, grad, g)
+        lam = self.lam_max(th[:, : self.config["train"]["probes"]], probe_seed)
+        return {"grad": grad, "grad_var": var, "hess_grad": hg, "loss": loss, "lam_max": lam}
+
+    def _hess_vec(self, theta: np.ndarray, v: np.ndarray, g0: np.ndarray | None = None) -> np.ndarray:
+        """H v per member (columns), H the Hessian of L + wd|w|²/2.
+
+        Forward difference of the full-batch gradient along v with a step of 1e-7 (1 + |theta|) in
+        parameter space: truncation ~1e-7 |third derivative|, rounding ~1e-16 sqrt(n) / 1e-7 relative,
+        so about 1e-7 relative accuracy at the cost of one gradient pass (``g0`` = data gradient at theta).
+        """
+        wd = self.config["train"]["weight_decay"]
+        if g0 is None:
+            g0, _, _ = self.full_gradient(theta)
+        vn = np.sqrt((v * v).sum(axis=0))
+        ok = vn > 0
+        h = 1e-7 * (1.0 + np.sqrt((theta * theta).sum(axis=0))) / np.where(ok, vn, 1.0)
+        gp, _, _ = self.full_gradient(theta + h * v)
+        return np.where(ok, (gp - g0) / h, 0.0) + wd * v
+
+    def lam_max(self, theta: np.ndarray, seed: int = 0) -> np.ndarray:
+        """Largest (algebraic) eigenvalue of the full-batch Hessian for each column of theta.
+
+        Lanczos iteration (the Krylov refinement of power iteration, whose Ritz values converge much
+        faster to the extreme eigenvalues) with full reorthogonalisation, ``lanczos_steps`` = m steps
+        (m = P gives the exact spectrum up to the finite-difference error of H v), from a random start
+        vector derived from the seed and snapshot index.
+        """
+        P, n = theta.shape
+        if n == 0:
+            return np.zeros(0)
+        m = max(1, min(self.config["train"]["lanczos_steps"], P))
+        g0, _, _ = self.full_gradient(theta)
+        v = np.random.default_rng(seed).standard_normal((P, n))
+        v /= np.sqrt((v * v).sum(axis=0))
+        V = np.zeros((m, P, n))
+        alpha = np.zeros((m, n))
+        beta = np.zeros((m, n))
+        for j in range(m):
+            V[j] = v
+            w = self._hess_vec(theta, v, g0)
+            alpha[j] = (w * v).sum(axis=0)
+            for _ in range(2):  # full reorthogonalisation, twice is enough (Kahan-Parlett)
+                w -= np.einsum("jpn,jn->pn", V[: j + 1], np.einsum("jpn,pn->jn", V[: j + 1], w))
+            b = np.sqrt((w * w).sum(axis=0))
+            if j + 1 < m:
+                beta[j] = b
+                v = w / np.where(b > 0, b, 1.0)
+        lam = np.empty(n)
+        for q in range(n):
+            k = m
+            for j in range(m - 1):  # an invariant subspace was found: stop there
+                if beta[j, q] <= 1e-12 * max(1.0, abs(alpha[: j + 1, q]).max()):
+                    k = j + 1
+                    break
+            Tq = np.diag(alpha[:k, q]) + np.diag(beta[: k - 1, q], 1) + np.diag(beta[: k - 1, q], -1)
+            lam[q] = np.linalg.eigvalsh(Tq)[-1]
+        return lam
+
+    # ---------------------------------------------------------------------------------------- training
+    def train(self, path=None, *, resume: bool = False, stop_after: int | None = None,
+              show_progress: bool | None = None, callback=None) -> EnsembleRun:  # fmt: skip
+        """Train the ensemble, taking snapshots on the schedule; returns an :class:`EnsembleRun`.
+
+        Parameters
+        ----------
+        path : str or Path, optional
+            Results file. Written crash-safely (``<path>.partial`` while running, renamed at the end or
+            on interruption); without a path the run is kept in memory only.
+        resume : bool
+            Continue the run stored in ``path`` (or ``<path>.partial`` after a crash) from its last
+            snapshot; the configuration must be the one stored there. Bit-identical to an uninterrupted run.
+        stop_after : int, optional
+            Take at most this many new snapshots, then stop (the file can be resumed later).
+        show_progress : bool, optional
+            Progress bar (default: when stderr is a terminal).
+        callback : callable, optional
+            ``callback(j, step)`` after snapshot ``j`` is stored (raising KeyboardInterrupt stops cleanly).
+        """
+        sched = self.schedule
+        writer = _Writer(path, self, sched) if path is not None else None
+        mem = None
+        try:
+            if resume:
+                if writer is None:
+                    raise ConfigError("`resume=True` needs `path`")
+                state, n_done = writer.open_resume()
+            else:
+                state, n_done = self.initial_state(), 0
+                if writer is not None:
+                    writer.create(state)
+            if writer is None:
+                mem = _MemoryStore(self, sched)
+            store = writer if writer is not None else mem
+            n_new = len(sched) - n_done if stop_after is None else min(int(stop_after), len(sched) - n_done)
+            total = int(sched[n_done + n_new - 1] - state["step"]) if n_new > 0 else 0
+            bar = progress(total * self.config["train"]["members"], "training", enable=show_progress,
+                           unit="member-step")  # fmt: skip
+            try:
+                for j in range(n_done, n_done + n_new):
+                    while state["step"] < sched[j]:
+                        chunk = int(min(sched[j] - state["step"], 256))
+                        self.advance(state, chunk)
+                        bar.update(chunk * self.config["train"]["members"])
+                    if not np.all(np.isfinite(state["theta"])):
+                        raise StabilityError(
+                            f"weights turned non-finite by step {state['step']} (t = "
+                            f"{self.config['train']['lr'] * state['step']:g}); lower `train.lr`",
+                            time=self.config["train"]["lr"] * state["step"],
+                        )
+                    store.put(j, state, self._snapshot(state, j))
+                    if callback is not None:
+                        callback(j, int(state["step"]))
+            finally:
+                bar.close()
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is not None:
+            return EnsembleRun.load(writer.path)
+        return mem.run()
+
+    def _snapshot(self, state: dict, j: int) -> dict:
+        th = state["theta"]
+        snap = {"weights": np.asarray(th, dtype=np.float64)}
+        if self.config["train"]["statistics"]:
+            snap.update(self.statistics(th, probe_seed=derive_seed(self.config["seed"], 4, j)))
+        return snap
+
+
+# -------------------------------------------------------------------------------------------------- CLI
+def cli_train(args) -> int:
+    """``fpkit train config.toml -o ensemble.h5 [--resume]``."""
+    ens = Ensemble(load_toml(args.config))
+    try:
+        run = ens.train(args.output, resume=bool(getattr(args, "resume", False)))
+    except KeyboardInterrupt:
+        print(
+            f"interrupted; {args.output} holds the snapshots so far (continue with --resume)", file=sys.stderr
+        )
+        return 130
+    print(f"wrote {args.output}: {run!r}")
+    return 0
