@@ -49,6 +49,7 @@ from .errors import ConfigError, check_choice, check_positive
 from .fokker_planck import FokkerPlanck
 from .grid import Grid
 from .solvers.random import derive_seed
+from .solvers.time_stepping import advance_to_outputs, stepwise
 
 MIN_MEMBERS = 100
 MIN_SNAPSHOTS = 3
@@ -64,16 +65,23 @@ DIFFUSION_DRIVEN_GAIN = 1.5
 """An entry is *diffusion-driven* when drift-only ends this many times worse than the FP, else
 *drift-dominated* (``Prediction.kind``): drift-only entries test A, not D."""
 
-_ENTRY = re.compile(r"^(W\d+|b\d+)\[(\d+)(?:,\s*(\d+))?\]$")
+# "<parameter name>[i,j,...]": a numba trainer's W2/b1 or a torch module's parameter name
+# ("encoder.0.weight"), one index per axis of the parameter (none for a 0-dimensional one: "scale[]")
+_ENTRY = re.compile(r"^([A-Za-z0-9_.]+)\[(\d+(?:,\d+)*)?\]$")
 
 
 # ------------------------------------------------------------------------------------------- entries
 def parse_entry(label: str) -> tuple[str, tuple]:
-    """'W2[0,1]' -> ('W2', (0, 1)); 'b1[3]' -> ('b1', (3,))."""
+    """An entry label ``<parameter name>[i,j,...]`` -> (name, index tuple): 'W2[0,1]' -> ('W2', (0, 1)),
+    'b1[3]' -> ('b1', (3,)), 'encoder.0.weight[1,5]' -> ('encoder.0.weight', (1, 5)), 'scale[]' ->
+    ('scale', ()). Names are letters, digits, '_' and '.' (torch parameter names); spaces are ignored."""
     m = _ENTRY.match(str(label).replace(" ", ""))
     if not m:
-        raise ConfigError(f"entry {label!r} is not of the form 'W2[0,1]' or 'b1[0]'")
-    idx = (int(m.group(2)),) if m.group(3) is None else (int(m.group(2)), int(m.group(3)))
+        raise ConfigError(
+            f"entry {label!r} is not of the form '<parameter name>[i,j,...]', e.g. 'W2[0,1]', 'b1[0]' or "
+            "'encoder.0.weight[1,5]'"
+        )
+    idx = () if m.group(2) is None else tuple(int(i) for i in m.group(2).split(","))
     return m.group(1), idx
 
 
@@ -209,24 +217,19 @@ def solve_density(series, p0: np.ndarray, t: np.ndarray, dt: float, *, drift: bo
 
 
 def transport_samples(series, x0: np.ndarray, t: np.ndarray, dt: float) -> np.ndarray:
-    """Carry samples along the characteristics dw/dt = A(w, t) (classical RK4, steps of at most ``dt``
-    between consecutive output times): the D = 0 prediction, (len(t), N)."""
+    """Carry samples along the characteristics dw/dt = A(w, t) (classical RK4, the fewest equal steps of at
+    most ``dt`` between consecutive output times): the D = 0 prediction, (len(t), N)."""
     A = series.drift_callable()
+
+    def rk4(x, s, h):
+        k1 = A(x, s)
+        k2 = A(x + 0.5 * h * k1, s + 0.5 * h)
+        k3 = A(x + 0.5 * h * k2, s + 0.5 * h)
+        k4 = A(x + h * k3, s + h)
+        return x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+
     out = np.empty((t.size, x0.size))
-    x = np.array(x0, dtype=float)
-    out[0] = x
-    for k in range(1, t.size):
-        t0, t1 = t[k - 1], t[k]
-        n = max(1, int(np.ceil((t1 - t0) / dt)))
-        h = (t1 - t0) / n
-        for i in range(n):
-            s = t0 + i * h
-            k1 = A(x, s)
-            k2 = A(x + 0.5 * h * k1, s + 0.5 * h)
-            k3 = A(x + 0.5 * h * k2, s + 0.5 * h)
-            k4 = A(x + h * k3, s + h)
-            x = x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
-        out[k] = x
+    advance_to_outputs(np.array(x0, dtype=float), t, stepwise(rk4), out.__setitem__, t0=t[0], dt=dt)
     return out
 
 

@@ -242,3 +242,38 @@ def test_floor_ratio_of_the_prediction_is_w1_over_the_judged_floor(pred):
     w1 = np.trapezoid(np.abs(np.interp(xs, pred.grid.edges[0], F) - G), xs)
     assert pred.w1[s] == pytest.approx(w1, rel=1e-4)
     assert pred.w1_floor[s] == pytest.approx(metrics.w1_floor(pred.judged.shape[1], samples=pred.judged[s]), rel=1e-14)
+
+
+def test_entry_labels_name_any_parameter():
+    """Labels are ``<parameter name>[i,j,...]``: the numba trainer's names and torch parameter names."""
+    assert P.parse_entry("W2[0,1]") == ("W2", (0, 1))
+    assert P.parse_entry("b1[ 3 ]") == ("b1", (3,))
+    assert P.parse_entry("encoder.0.weight[1,5]") == ("encoder.0.weight", (1, 5))
+    assert P.parse_entry("conv1.weight[2,0,1,1]") == ("conv1.weight", (2, 0, 1, 1))
+    assert P.parse_entry("scale[]") == ("scale", ())
+    for lab in ("encoder.0.weight[1,5]", "scale[]", "W3[7,0]"):
+        assert P.entry_label(*P.parse_entry(lab)) == lab
+    for bad in ("W2(0,0)", "W2[0,]", "enc oder[0]x", "w[-1]", "[0]", "a[b]"):
+        with pytest.raises(ConfigError, match="not of the form '<parameter name>"):
+            P.parse_entry(bad)
+
+
+def test_torch_parameter_names_predict_like_the_same_numbers_under_W_names(run):
+    """The same entry stored under a torch module's parameter name (a 3-D weight, and a 0-d scalar) gives
+    exactly the prediction it gives under the numba trainer's name."""
+    def rename(d, shape):
+        w = d["W2"][:, :, 0, 0]
+        enc = np.broadcast_to(w[:, :, None, None, None], w.shape + shape).copy()
+        return {"W2": d["W2"], "encoder.0.weight": enc, "scale": w.copy()}
+
+    fields = {f: rename(getattr(run, f), (2, 3, 1)) for f in ("weights", "grad", "grad_var", "hess_grad")}
+    torchy = EnsembleRun.from_arrays(t=run.t, eta=run.eta, batch_size=1, **fields)
+    ref = fpkit.predict(torchy, "W2[0,0]", dt=0.05, js=False)
+    for lab in ("encoder.0.weight[1,2,0]", "scale[]"):
+        p = fpkit.predict(torchy, lab, dt=0.05, js=False)
+        assert p.label == lab
+        np.testing.assert_array_equal(p.distance["fp"], ref.distance["fp"])
+    with pytest.raises(ConfigError, match=r"entry 'encoder.0.weight\[1,3,0\]' does not exist"):
+        fpkit.predict(torchy, "encoder.0.weight[1,3,0]")
+    with pytest.raises(ConfigError, match=r"entry 'scale\[0\]' does not exist"):
+        fpkit.predict(torchy, "scale[0]")
