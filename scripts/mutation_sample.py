@@ -1,7 +1,7 @@
 """Mutation testing of the experiment layer on a seeded sample of mutants (issue 23), with cosmic-ray.
 
-Reads cosmic-ray.toml at the repository root. The repository (tracked and untracked-but-not-ignored files)
-is copied to a temporary directory where solvers/ and validation/ become the plain sub-packages
+Reads cosmic-ray.toml at the repository root. The files of HEAD (or, with --worktree, of the working tree)
+are copied to a temporary directory where solvers/ and validation/ become the plain sub-packages
 fpkit/solvers and fpkit/validation, so cosmic-ray, which mutates files in place, never touches the working
 tree and the tests import the mutated copy (PYTHONPATH puts the copy ahead of the editable install). One
 cosmic-ray session per module (each with its own test files, run with -x); all mutants are generated, a
@@ -32,21 +32,27 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def copy_tree(dest: Path) -> None:
-    """Copy the repository's files into dest, with the package-dir mapping made into plain sub-packages."""
-    files = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True, capture_output=True
-    ).stdout.decode().split("\0")
+def copy_tree(dest: Path, worktree: bool = False) -> None:
+    """Copy the repository into dest, with the package-dir mapping made into plain sub-packages: the files of
+    HEAD (default; other people's uncommitted edits stay out), or with ``worktree`` the working tree's
+    tracked and untracked-but-not-ignored files."""
+    if worktree:
+        listing = ["git", "ls-files", "-co", "--exclude-standard", "-z"]
+    else:
+        listing = ["git", "ls-tree", "-r", "--name-only", "-z", "HEAD"]
+    files = subprocess.run(listing, cwd=ROOT, check=True, capture_output=True).stdout.decode().split("\0")
     for rel in files:
-        if not rel or not (ROOT / rel).is_file():
+        if not rel:
             continue
         parts = Path(rel).parts
-        if parts[0] in ("solvers", "validation"):
-            target = dest / "fpkit" / rel
-        else:
-            target = dest / rel
+        target = dest / "fpkit" / rel if parts[0] in ("solvers", "validation") else dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / rel, target)
+        if worktree:
+            if (ROOT / rel).is_file():
+                shutil.copy2(ROOT / rel, target)
+        else:
+            blob = subprocess.run(["git", "show", f"HEAD:{rel}"], cwd=ROOT, check=True, capture_output=True)
+            target.write_bytes(blob.stdout)
 
 
 def module_config(base: dict, path: str, command: str, timeout: float) -> str:
@@ -71,6 +77,7 @@ def main(argv=None) -> int:
     ap.add_argument("--modules", nargs="*", help="module paths (as in the config); default: those with ci = true")
     ap.add_argument("--per-module", action="store_true", help="draw --sample mutants from each module")
     ap.add_argument("--threshold", type=float)
+    ap.add_argument("--worktree", action="store_true", help="mutate a copy of the working tree, not of HEAD")
     ap.add_argument("--out", help="keep the session databases, survivors' diffs and a JSON summary here")
     args = ap.parse_args(argv)
 
@@ -91,7 +98,7 @@ def main(argv=None) -> int:
     env = dict(os.environ, PYTHONPATH=str(work) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env.setdefault("NUMBA_NUM_THREADS", "2")
     try:
-        copy_tree(work)
+        copy_tree(work, args.worktree)
         from cosmic_ray.work_db import WorkDB, use_db
         from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkResult
 

@@ -5,6 +5,7 @@ come from the construction of the inputs or hand computation, not from the imple
 import numpy as np
 import pytest
 
+import fpkit
 from fpkit import prediction as P
 from fpkit.ensemble import EnsembleRun
 from fpkit.errors import ConfigError
@@ -47,3 +48,44 @@ def test_joint_prediction_of_one_label_names_it_whole():
     run = autoencoder_like(constant(S, M, (2, 3), rng), constant(S, M, (2, 2), rng), constant(S, M, (3, 2), rng))
     with pytest.raises(ConfigError, match=r"exactly two entries, got \['W2\[0,0\]'\]"):
         P.predict(run, "W2[0,0]", joint=True)
+
+
+# ------------------------------------------------------------------- fp_histograms: the criteria
+from fpkit.validation.experiments import fp_histograms as ex  # noqa: E402
+
+TH = ex.THRESHOLDS
+
+
+def scored(label, fp, frozen, drift_only, diffusion_only):
+    """A Prediction with hand-set distances; only what the criteria read is meaningful."""
+    fp = np.asarray(fp, dtype=float)
+    S = fp.size
+    last = lambda v: np.concatenate([np.full(S - 1, 1.0), [v]])  # noqa: E731
+    g = fpkit.Grid.uniform(-1.0, 1.0, 4)
+    z = np.zeros((S, 4))
+    return P.Prediction(label, np.linspace(0, 80.0, S), g, z, z, np.zeros((S, 2)),
+                        {"fp": fp, "frozen": last(frozen), "drift_only": last(drift_only),
+                         "diffusion_only": last(diffusion_only)},
+                        fp, np.ones(S), fp, fp, {"drift": z, "diffusion": z, "supported": z > -1})  # fmt: skip
+
+
+@pytest.mark.parametrize("last", [2.0, 0.5])
+def test_criteria_scale_the_baselines_by_the_last_distance(last):
+    """The baseline thresholds are ratios to the last W1/floor: with last = 2 (or 0.5) a baseline passes at
+    exactly threshold x last and fails just below. (With last = 1, as in test_claims, `x last` and `/ last`
+    agree.) Kills `th[...] * last` -> `th[...] / last` in both criteria."""
+    fp = [0.0, last, last, last]
+    for key, name in (("frozen", "diffusion_vs_frozen"), ("drift_only", "diffusion_vs_drift_only")):
+        for factor, passes in ((1.0, True), (0.99, False)):
+            kw = {"frozen": 100.0, "drift_only": 100.0, "diffusion_only": 100.0}
+            kw[key] = TH[name] * last * factor
+            c = ex.diffusion_driven_criteria(scored("W1[0,5]", fp, **kw))
+            assert c["pass"] is passes, (key, factor, c)
+            assert c["last"] == last and c["vs_" + key] == pytest.approx(TH[name] * factor)
+    for key in ("frozen", "diffusion_only"):
+        for factor, passes in ((1.0, True), (0.99, False)):
+            kw = {"frozen": 100.0, "drift_only": 100.0, "diffusion_only": 100.0}
+            kw[key] = TH["drift_vs_baselines"] * last * factor
+            c = ex.drift_dominated_criteria(scored("W2[0,0]", fp, **kw))
+            assert c["pass"] is passes, (key, factor, c)
+            assert c["vs_" + key] == pytest.approx(TH["drift_vs_baselines"] * factor)
