@@ -99,13 +99,16 @@ def test_synthetic_ground_truth_prediction_within_noise_floor(synthetic_run):
 def test_langevin_sampler_agrees_with_the_fp_solve_on_estimated_coefficients(synthetic_run):
     """The numerics cross-check of the pipeline: the same estimated, time-interpolated coefficients evolved by
     the FP solver and by 20000 Euler paths of the Langevin sampler agree to sampling error (W1 over the
-    paths' own floor: ≈ 1 on average, max over the snapshots below 3)."""
+    paths' own floor). Null distribution measured over 24 path seeds: the median over the 24 snapshots has mean
+    0.99 and sd 0.27 (largest 1.57), the maximum mean 1.56 and sd 0.33 (largest 2.50); the bounds 2.0 and 3.0
+    sit 3.7 and 4.4 sd above the means (false-alarm rate ≈ 1e-3 allowing for the right skew), while paths
+    with twice the diffusion score a median of 9.0 and a maximum of 26 floors."""
     run = synthetic_run
     E, J = P.split_members(run.members, 0, "half")
     r = P.predict_entry(run, "W2[0,0]", E, J, dt=0.01, js=False)
     lg = ex.langevin_crosscheck(r, 20000, seed=3, dt=0.002)
     v = lg["w1_over_floor"][1:]
-    assert np.median(v) < 1.5 and v.max() < 3.0, v
+    assert np.median(v) < 2.0 and v.max() < 3.0, v
 
 
 # ------------------------------------------------------------------------------------- regression
@@ -278,32 +281,25 @@ def test_example_reproduce_config_resolves():
 
 # ------------------------------------------------------------------------------- trained ensembles
 @pytest.mark.slow
-def test_default_configuration_meets_the_criteria():
-    """Criteria of the main-job issue on the embedded default (4000 members, 4000 steps, out of sample):
-    drift-dominated entries (W2[0,0], W3[0,0], W3[7,0]); the three W1 entries with the largest diffusion
-    share (the "auto" choice), which must be diffusion-driven; and, against an SVAG l = 16 ensemble (the SDE
-    itself), the same prediction of W2[0,0]."""
-    cfg = resolved({"analysis": {"svag": [], "variants": ["standard"]}})
-    ens, run = ex.train_ensemble(cfg)
-    E, J = P.split_members(run.members, cfg["seed"], "half")
-    opts = ex.entry_options(cfg["analysis"])
-    results = {}
-    for lab in ("W2[0,0]", "W3[0,0]", "W3[7,0]"):
-        r = results[lab] = P.predict_entry(run, lab, E, J, js=False, **opts)
-        c = ex.drift_dominated_criteria(r)
-        assert c["pass"], (lab, c)
-    w1_entries = [lab for lab in P.auto_entries(run) if lab.startswith("W1")]
-    assert len(w1_entries) == 3
-    for lab in w1_entries:
-        r = P.predict_entry(run, lab, E, J, js=False, **opts)
-        c = ex.diffusion_driven_criteria(r)
-        assert r.kind == "diffusion-driven" and c["pass"], (lab, c)
-    _, svag = ex.train_ensemble(cfg, optimizer="svag", svag_l=16, members=1000)
-    r = results["W2[0,0]"]
-    judged = P.entry_arrays(svag, "W2[0,0]")["w"]
-    ratio = np.array([metrics.w1_samples(r.density[s], r.grid, judged[s]) / metrics.w1_floor(judged.shape[1],
-                      samples=judged[s]) for s in range(1, r.t.size)])  # fmt: skip
-    assert ratio.max() <= 5 and np.median(ratio) <= 2, ratio
+def test_default_configuration_meets_the_criteria_and_the_readme_numbers():
+    """The flagship on its default configuration (seed 0; the README states these numbers for seed 0): every
+    claim of the verdict holds (drift-dominated criteria for W2/W3, diffusion-driven criteria and the late goal
+    for the three W1 entries "auto" picks, which must be diffusion-driven), and the README's numbers: every
+    entry within 2.9 floors at all 50 snapshots, the W1 entries 4-7x better than drift-only and within 2.7
+    floors late; against an SVAG l = 16 ensemble (the SDE itself) the W2[0,0] prediction is within 5 floors at
+    every snapshot and 2 at the median."""
+    outcome = X.run(FLAGSHIP, config={"analysis": {"svag": [16], "variants": ["standard"], "langevin_paths": 2000}})
+    res, v = outcome.result, outcome.verdict
+    assert v.passed, [c.to_dict() for c in v.claims if not c.held]
+    w1 = [p for p in res.entries if p.label.startswith("W1")]
+    assert len(w1) == 3 and all(p.kind == "diffusion-driven" for p in w1)
+    assert res.t.size == 50
+    assert max(p.distance["fp"][1:].max() for p in res.entries) <= 2.9
+    gains = [p.distance["drift_only"][-1] / p.distance["fp"][-1] for p in w1]
+    assert 4 <= min(gains) and max(gains) <= 7, gains
+    assert max(ex.late_max(p) for p in w1) <= 2.7
+    svag = res.svag[0]["w1_over_floor"]["W2[0,0]"][1:]
+    assert svag.max() <= 5 and np.median(svag) <= 2, svag
 
 
 @pytest.mark.slow
