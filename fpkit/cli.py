@@ -1,7 +1,8 @@
 """The `fpkit` command.
 
-Sub-commands import their module only when run, so `fpkit --help` starts instantly. Errors print one line
-and exit with status 2 (bad configuration) or 1 (numerical failure); --debug shows the traceback.
+Sub-commands import their module only when run, so `fpkit --help` starts instantly. Every failure prints
+one line and exits with status 2 (bad configuration, unreadable input, unwritable output, a numerical
+failure); Ctrl-C exits with 130; --debug shows the traceback. Output paths are checked before any work.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import importlib
 import logging
 import sys
 
-from .errors import ConfigError, FpkitError
+from .errors import FpkitError
 
 # sub-command -> (module, function, help); each function takes the parsed arguments
 COMMANDS = {
@@ -66,6 +67,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_outputs(args) -> None:
+    """Refuse unusable output paths before any work: ``-o`` a folder, an input file or an unwritable place;
+    ``--out`` an existing file or an unwritable place."""
+    from .io import check_output_dir, check_output_file
+
+    inputs = [getattr(args, k, None) for k in ("config", "result")]
+    if getattr(args, "output", None) is not None:
+        check_output_file(args.output, inputs=inputs, what="--output")
+    if getattr(args, "out", None) is not None:
+        check_output_dir(args.out, what="--out")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -73,13 +86,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     module, func, _ = COMMANDS[args.command]
     try:
+        check_outputs(args)
         return int(getattr(importlib.import_module(module), func)(args) or 0)
     except FpkitError as exc:
         if args.debug:
             raise
         # one line whatever the number of problems (a configuration can have several, joined by " | ")
         print(f"fpkit {args.command}: error: {' | '.join(str(exc).splitlines())}", file=sys.stderr)
-        return 2 if isinstance(exc, ConfigError) else 1
+        return 2
     except KeyboardInterrupt:
         print(f"fpkit {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -333,6 +333,8 @@ def load_toml(path) -> dict:
         return tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+    except OSError as exc:  # a folder, no permission, an I/O error
+        raise ConfigError(f"config file {str(path)!r} cannot be read: {exc.strerror or exc}") from None
 
 
 def _toml_value(value) -> str:

@@ -30,6 +30,25 @@ class StabilityError(FpkitError, ArithmeticError):
         self.time = time
 
 
+class FileFormatError(ConfigError):
+    """A file given as input cannot be read as what it should be: missing, empty, truncated, damaged, another
+    format or another kind of result. ``path`` names the file."""
+
+    def __init__(self, message: str, path=None):
+        super().__init__(message)
+        self.path = None if path is None else str(path)
+
+
+class OutputError(FpkitError, OSError):
+    """An output cannot be written: the path is unusable (a folder, an input, not writable) or writing failed
+    (no space left, I/O error). The previous file at ``path``, if any, is left unchanged."""
+
+    def __init__(self, message: str, path=None, errno_: int | None = None):
+        super().__init__(message)
+        self.path = None if path is None else str(path)
+        self.errno = errno_
+
+
 class LandauPoleError(ConfigError):
     """A running coupling (a characteristic) diverges at a finite scale inside the requested range.
 
@@ -73,13 +92,29 @@ def check_positive(name: str, value, *, strict: bool = True) -> float:
     return v
 
 
+def check_seed(value, name: str = "seed") -> int:
+    """Return ``value`` as an int if it is an integer >= 0 (not a bool, float or string), else a ConfigError."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ConfigError(f"`{name}` must be an integer >= 0, got {value!r}")
+    return int(value)
+
+
 def check_times(t_eval, t0: float = 0.0, *, strict: bool = True) -> np.ndarray:
     """Return output times ``t_eval`` as a 1-D float array, checked against the start time ``t0``.
 
     They must be non-empty, finite, increasing (strictly, unless ``strict=False``: repeats allowed) and
-    start at or after ``t0``; otherwise a ConfigError names `t_eval`.
+    start at or after ``t0``, a finite number; otherwise a ConfigError names `t_eval` (or `t0`).
     """
-    t = np.atleast_1d(np.asarray(t_eval, dtype=float))
+    try:
+        t0 = float(t0)
+    except (TypeError, ValueError):
+        raise ConfigError(f"`t0` must be a number, got {t0!r}") from None
+    if not np.isfinite(t0):
+        raise ConfigError(f"`t0` must be finite, got {t0!r}")
+    try:
+        t = np.atleast_1d(np.asarray(t_eval, dtype=float))
+    except (TypeError, ValueError):
+        raise ConfigError(f"`t_eval` must be a sequence of numbers, got {t_eval!r}") from None
     order = "strictly increasing" if strict else "non-decreasing"
     if t.ndim != 1 or t.size == 0 or not np.all(np.isfinite(t)):
         raise ConfigError(f"`t_eval` must be a non-empty 1-D sequence of finite, {order} times")

@@ -342,6 +342,10 @@ def run(name_or_path, *, quick: bool = False, config=None, overrides: dict | Non
     results.h5, report.md and the figures into the folder ``out``."""
     exp = name_or_path if isinstance(name_or_path, Experiment) else load(name_or_path)
     cfg = resolve_config(exp, quick=quick, config=config, overrides=overrides, seed=seed)
+    if out is not None:  # an unusable output folder is refused before any work
+        from .io import check_output_dir
+
+        check_output_dir(out)
     ctx = RunContext(show_progress=show_progress, client=client)
     result = exp.run(cfg, ctx)
     verdict = exp.verdict(cfg, result)
@@ -352,16 +356,19 @@ def run(name_or_path, *, quick: bool = False, config=None, overrides: dict | Non
 
 
 def write_outputs(outcome: Outcome, out_dir) -> dict:
-    """The one writer of every experiment: figures, then results.h5 (config, verdict, timings and the
-    experiment's own layout under ``/``), then report.md — each atomically (temporary file, rename)."""
-    from .io import atomic_h5, set_json_attr
+    """The one writer of every experiment: results.h5 first (config, verdict, timings and the experiment's own
+    layout under ``/``), so a failure later (a figure) loses no result, then the figures, then report.md —
+    each through fpkit's one atomic-write path (temporary file, fsync, verify, rename)."""
+    from .io import atomic_h5, check_output_dir, set_json_attr
 
     exp, cfg, res = outcome.experiment, outcome.config, outcome.result
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    figures = {k: v for k, v in exp.figures(cfg, res, out).items() if v is not None}
-    outcome.timings["figures_and_files"] = time.perf_counter() - t0
+    out = check_output_dir(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        from .io import write_error
+
+        raise write_error(out, exc) from exc
     with atomic_h5(out / "results.h5") as f:
         f.attrs["kind"] = RESULTS_KIND
         f.attrs["experiment"] = exp.name
@@ -369,6 +376,9 @@ def write_outputs(outcome: Outcome, out_dir) -> dict:
         set_json_attr(f, "timings", outcome.timings)
         set_json_attr(f, "verdict", outcome.verdict.to_dict())
         exp.save(f, cfg, res)
+    t0 = time.perf_counter()
+    figures = {k: v for k, v in exp.figures(cfg, res, out).items() if v is not None}
+    outcome.timings["figures_and_files"] = time.perf_counter() - t0
     text = f"# {exp.title}\n\n" + exp.report(cfg, res, outcome.verdict, figures).strip() + "\n\n" + outcome.verdict.markdown()
     text += "\n## Run time\n\n| stage | seconds |\n|---|---|\n" + "".join(
         f"| {k} | {v:.1f} |\n" for k, v in outcome.timings.items())  # fmt: skip
@@ -379,16 +389,11 @@ def write_outputs(outcome: Outcome, out_dir) -> dict:
 
 
 def write_text_atomic(path: Path, text: str) -> Path:
-    """Write a text file that appears only once complete (temporary name in the same folder, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    """Write a text file (UTF-8) through fpkit's one atomic-write path (temporary file, fsync, verified by
+    reading it back, rename); the previous file is unchanged after any error."""
+    from .io import write_bytes_atomic
+
+    return write_bytes_atomic(path, text.encode("utf-8"))
 
 
 # ------------------------------------------------------------------------------------------------ CLI

@@ -1,35 +1,147 @@
-"""Results files: atomic HDF5 writing and attribute (de)serialisation shared by every result type."""
+"""Files: the one atomic-write path of fpkit (HDF5, PNG, text: temporary file, fsync, verify, rename), output
+path checks made before any work, reading with errors that name the file, and attribute (de)serialisation
+shared by every result type."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from .errors import ConfigError
+from .errors import FileFormatError, FpkitError, OutputError
 
 FORMAT_VERSION = 1
 
 
-@contextlib.contextmanager
-def atomic_h5(path, mode: str = "w"):
-    """Open an HDF5 file for writing that appears at ``path`` only once complete.
+# ------------------------------------------------------------------------------------------ writing
+def is_no_space(exc: BaseException) -> bool:
+    """True for "no space left on device" (or quota exceeded), also when HDF5 reports it only in its text."""
+    if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(exc)
+    return "No space left on device" in text or "errno = 28" in text or "Disk quota exceeded" in text
 
-    The file is written to a temporary name in the same folder and renamed over ``path`` on success;
-    on any error the temporary file is removed and ``path`` is left as it was.
+
+def write_error(path, exc: BaseException) -> OutputError:
+    """The one error of a failed write of ``path`` (the previous file there is unchanged)."""
+    path = Path(path)
+    if is_no_space(exc):
+        return OutputError(f"no space left on device while writing {path}; the previous {path.name} is unchanged",
+                           path, errno.ENOSPC)  # fmt: skip
+    why = getattr(exc, "strerror", None) or str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+    return OutputError(f"could not write {path} ({why}); the previous {path.name} is unchanged", path,
+                       getattr(exc, "errno", None))  # fmt: skip
+
+
+def check_output_file(path, inputs=(), what: str = "output") -> Path:
+    """Refuse an output file path before any work: an existing folder, one of the ``inputs``, or a place that
+    cannot be written (folder not writable, a file in the way of the folder)."""
+    path = Path(path)
+    if str(path) == "" or path.name in ("", ".", ".."):
+        raise OutputError(f"`{what}` {str(path)!r} is not a file name", path)
+    if path.is_dir():
+        raise OutputError(f"`{what}` {str(path)!r} is a folder; give a file name", path)
+    for inp in inputs:
+        if inp is not None and Path(inp).exists() and path.exists() and os.path.samefile(path, inp):
+            raise OutputError(f"`{what}` {str(path)!r} is the input file {str(inp)!r}; give another name", path)
+    _check_writable_folder(path.parent, what, path)
+    if path.exists() and not os.access(path, os.W_OK) and not os.access(path.parent, os.W_OK):
+        raise OutputError(f"`{what}` {str(path)!r} is not writable", path)
+    return path
+
+
+def check_output_dir(path, what: str = "out") -> Path:
+    """Refuse an output folder before any work: an existing file, or a place that cannot be written."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"`{what}` {str(path)!r} is an existing file, not a folder; give a folder name", path)
+    _check_writable_folder(path, what, path)
+    return path
+
+
+def _check_writable_folder(folder: Path, what: str, path: Path) -> None:
+    folder = Path(folder) if str(folder) else Path(".")
+    probe = folder
+    while not probe.exists():  # the nearest existing ancestor must be a writable folder
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise OutputError(f"`{what}` {str(path)!r}: {str(probe)!r} is a file, not a folder", path)
+    if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
+        raise OutputError(f"`{what}` {str(path)!r}: the folder {str(probe)!r} is not writable", path)
+
+
+def _fsync(path, directory: bool = False) -> None:
+    fd = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(path, verify: Callable[[Path], None] | None = None):
+    """The one atomic-write path of fpkit: yields a temporary file name in ``path``'s folder to write to.
+
+    On success the temporary file is flushed to disk (fsync), checked by ``verify(tmp)`` (which re-opens it
+    and raises if it is not what was written), and renamed over ``path``. On any error the temporary file is
+    removed, ``path`` is left as it was, and an ``OSError`` (no space left, I/O error, ...) becomes one
+    :class:`fpkit.errors.OutputError` ("no space left on device while writing X; the previous X is
+    unchanged"); fpkit errors and interrupts pass through unchanged.
     """
     path = Path(path)
-    if path.parent and not path.parent.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    os.close(fd)
+    check_output_file(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    tmp = None
     try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=folder)
+        os.close(fd)
+        tmp = Path(name)
+        yield tmp
+        _fsync(tmp)
+        if verify is not None:
+            verify(tmp)
+        os.replace(tmp, path)
+        tmp = None
+        with contextlib.suppress(OSError):  # the rename itself reaches the disk (not possible everywhere)
+            _fsync(folder, directory=True)
+    except BaseException as exc:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, FpkitError):
+            raise write_error(path, exc) from exc
+        raise
+
+
+def _verify_h5(tmp: Path) -> None:
+    try:
+        with h5py.File(tmp, "r") as f:
+            if "fpkit_format" not in f.attrs:
+                raise OSError(errno.EIO, "the written file lacks its fpkit_format attribute")
+    except OSError as exc:
+        raise OSError(getattr(exc, "errno", None) or errno.EIO, f"re-reading the written file failed: {exc}") from exc
+
+
+@contextlib.contextmanager
+def atomic_h5(path, mode: str = "w"):
+    """Open an HDF5 file for writing that appears at ``path`` only once complete and verified.
+
+    ``mode = "a"`` starts from a copy of the existing file. Written through :func:`atomic_path`; the h5py
+    file is closed before the temporary file is renamed or removed, also after an error.
+    """
+    path = Path(path)
+    with atomic_path(path, verify=_verify_h5) as tmp:
         if mode == "a" and path.exists():
             import shutil
 
@@ -37,15 +149,37 @@ def atomic_h5(path, mode: str = "w"):
             f = h5py.File(tmp, "a")
         else:
             f = h5py.File(tmp, "w")
-        with f:
+        try:
             f.attrs["fpkit_format"] = FORMAT_VERSION
             f.attrs["created"] = datetime.now(timezone.utc).isoformat()
             yield f
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+            f.flush()
+        finally:
+            _close_h5(f)
+
+
+def _close_h5(f) -> None:
+    """Close an h5py file, also one whose last write failed (its error has been raised already): an h5py
+    object left open after a failed write can crash the interpreter at exit."""
+    try:
+        f.close()
+    except Exception:
+        with contextlib.suppress(Exception):
+            f.id.close()
+
+
+def write_bytes_atomic(path, data: bytes) -> Path:
+    """Write bytes through :func:`atomic_path`, verified by reading them back."""
+
+    def verify(tmp: Path) -> None:
+        if tmp.read_bytes() != data:
+            raise OSError(errno.EIO, "the written file differs from what was written")
+
+    with atomic_path(path, verify) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+    return Path(path)
 
 
 def set_json_attr(obj, key: str, value) -> None:
@@ -67,14 +201,54 @@ def _json_default(o):
     return repr(o)
 
 
+@contextlib.contextmanager
+def reading(path, what: str = "results file"):
+    """Read a file: an error of the reader (h5py, json, a missing dataset) becomes a
+    :class:`fpkit.errors.FileFormatError` naming the file; fpkit errors pass through."""
+    path = Path(path)
+    try:
+        yield
+    except FpkitError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError, IndexError, AttributeError, RuntimeError) as exc:
+        detail = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise FileFormatError(
+            f"{what} {str(path)!r} cannot be read (empty, truncated, damaged or not an fpkit file): {detail}", path
+        ) from exc
+
+
+def open_h5(path, what: str = "results file"):
+    """Open an HDF5 file for reading; a missing, empty, truncated or foreign file is a FileFormatError."""
+    path = Path(path)
+    if not path.exists():
+        raise FileFormatError(f"`path` {str(path)!r} does not exist", path)
+    if path.is_dir():
+        raise FileFormatError(f"`path` {str(path)!r} is a folder, not a {what}", path)
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise FileFormatError(
+            f"{str(path)!r} is not a readable HDF5 {what} (empty, truncated or another format)", path
+        ) from exc
+
+
+def read_kind(path) -> str | None:
+    """The ``kind`` attribute of a results file (None if it has none)."""
+    with open_h5(path) as f, reading(path):
+        kind = f.attrs.get("kind", None)
+    return kind.decode() if isinstance(kind, bytes) else kind
+
+
 def open_results(path, kind: str):
     """Open a results file for reading and check that it holds a result of ``kind``."""
     path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"`path` {str(path)!r} does not exist")
-    f = h5py.File(path, "r")
-    found = f.attrs.get("kind", None)
+    f = open_h5(path)
+    try:
+        found = f.attrs.get("kind", None)
+    except Exception as exc:
+        _close_h5(f)
+        raise FileFormatError(f"results file {str(path)!r} cannot be read: {exc}", path) from exc
     if found != kind:
-        f.close()
-        raise ConfigError(f"`path` {str(path)!r} holds {found!r}, not a {kind!r} result")
+        _close_h5(f)
+        raise FileFormatError(f"`path` {str(path)!r} holds {found!r}, not a {kind!r} result", path)
     return f

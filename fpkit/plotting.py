@@ -6,7 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ConfigError, FileFormatError
+
+FIGURE_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg")
 
 
 def _pyplot():
@@ -19,16 +21,39 @@ def _pyplot():
 
 
 def save_figure(fig, path) -> Path:
-    """Save atomically (temporary name, then rename) and close."""
-    import os
+    """Save through fpkit's one atomic-write path (temporary file, fsync, verify, rename) and close the
+    figure, also when saving fails (then the previous file at ``path`` is unchanged)."""
+    from .io import atomic_path
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    os.replace(tmp, path)
-    _pyplot().close(fig)
+    path = check_figure_path(path)
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    try:
+        with atomic_path(path, verify=_verify_image) as tmp:
+            fig.savefig(tmp, dpi=120, bbox_inches="tight", format=fmt)
+    finally:
+        _pyplot().close(fig)
     return path
+
+
+def check_figure_path(path) -> Path:
+    """A figure's file name: its suffix must be a format fpkit writes (png by default)."""
+    path = Path(path)
+    if path.suffix.lstrip(".").lower() not in ("", *FIGURE_FORMATS):
+        raise ConfigError(f"figure {str(path)!r}: unknown format {path.suffix!r}; use one of {list(FIGURE_FORMATS)}")
+    return path
+
+
+_SIGNATURES = {".png": b"\x89PNG\r\n\x1a\n", ".pdf": b"%PDF", ".svg": b"<?xml"}
+
+
+def _verify_image(tmp: Path) -> None:
+    import errno
+
+    sig = _SIGNATURES.get("." + tmp.name.rsplit(".", 1)[-1].lower())
+    with open(tmp, "rb") as fh:
+        head = fh.read(16)
+    if not head or (sig is not None and not head.startswith(sig)):
+        raise OSError(errno.EIO, "the written figure is empty or not the format asked for")
 
 
 def plot_solution(sol, path=None, title: str | None = None):
@@ -107,15 +132,17 @@ PLOTTERS = {
 def cli_plot(args) -> int:
     import importlib
 
-    import h5py
+    from .io import check_output_file, read_kind
 
     path = Path(args.result)
-    if not path.exists():
-        raise ConfigError(f"results file {str(path)!r} does not exist")
-    with h5py.File(path, "r") as f:
-        kind = f.attrs.get("kind")
+    check_output_file(args.output, inputs=[path], what="--output")
+    check_figure_path(args.output)
+    kind = read_kind(path)  # a FileFormatError naming the file if it is not a readable results file
     if kind not in PLOTTERS:
-        raise ConfigError(f"`fpkit plot` does not know results of kind {kind!r}; known: {sorted(PLOTTERS)}")
+        raise FileFormatError(
+            f"`fpkit plot` does not know results of kind {kind!r} in {str(path)!r}; known: {sorted(PLOTTERS)}",
+            path,
+        )
     module, cls, plotter = PLOTTERS[kind]
     result = getattr(importlib.import_module(module), cls).load(path)
     mod, func = plotter.split(":")

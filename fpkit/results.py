@@ -13,7 +13,7 @@ from typing import ClassVar
 import numpy as np
 
 from .grid import Grid
-from .io import atomic_h5, get_json_attr, open_results, set_json_attr
+from .io import atomic_h5, get_json_attr, open_results, reading, set_json_attr
 
 
 class Result:
@@ -45,12 +45,13 @@ class Result:
     @classmethod
     def load(cls, path):
         """Read a result written by ``save``."""
-        with open_results(path, cls.kind) as f:
+        with open_results(path, cls.kind) as f, reading(path):
             fields = {name: f[name][()] for name in cls._datasets if name in f}
             meta = get_json_attr(f, "meta", {})
             g = get_json_attr(f, "grid")
-        grid = Grid.from_dict(g) if g is not None else None
-        return cls._from_stored(fields, meta, grid)
+        with reading(path):
+            grid = Grid.from_dict(g) if g is not None else None
+            return cls._from_stored(fields, meta, grid)
 
     @classmethod
     def _from_stored(cls, fields: dict, meta: dict, grid: Grid | None):
