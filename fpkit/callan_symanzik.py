@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from .coefficients import check_components, check_values
 from .errors import ConfigError, LandauPoleError, StabilityError, check_choice, check_positive
 from .grid import Grid
 from .results import Result
@@ -189,21 +190,9 @@ class CallanSymanzik:
                     out = spec(*args)
                 except Exception as exc:
                     raise ConfigError(f"`{name}` callable failed: {exc!r}") from exc
-                try:
-                    if vector and nd > 1:
-                        if len(out) != nd:
-                            raise ValueError(f"got {len(out)} components")
-                        return np.stack(
-                            [np.broadcast_to(np.asarray(o, dtype=float), y.shape[1:]) for o in out]
-                        )
-                    out = np.broadcast_to(np.asarray(out, dtype=float), y.shape[1:])
-                except (TypeError, ValueError) as exc:
-                    want = (
-                        f"{nd} components of shape {y.shape[1:]}"
-                        if vector and nd > 1
-                        else f"shape {y.shape[1:]}"
-                    )
-                    raise ConfigError(f"`{name}` must return {want} for points of that shape: {exc}") from exc
+                if vector and nd > 1:
+                    return np.stack(check_components(out, nd, y.shape[1:], name, s))
+                out = check_values(out, y.shape[1:], name, s)
                 return out[None] if vector else out
 
             return fn
@@ -241,9 +230,10 @@ class CallanSymanzik:
     def _kappa(self, spec: Any) -> np.ndarray:
         if callable(spec):
             try:
-                vals = np.broadcast_to(np.asarray(spec(*self.grid.meshgrid()), dtype=float), self.grid.shape)
+                out = spec(*self.grid.meshgrid())
             except Exception as exc:
                 raise ConfigError(f"`kappa` callable failed: {exc!r}") from exc
+            vals = check_values(out, self.grid.shape, "kappa", 0.0)
         elif np.ndim(spec) == 0:
             vals = np.full(self.grid.shape, check_positive("kappa", spec, strict=False))
         else:
@@ -555,7 +545,10 @@ class CallanSymanzik:
         """
         check_choice("method", method, METHODS)
         check_choice("limiter", limiter, tr.LIMITERS)
-        s_eval = np.atleast_1d(np.asarray(s_eval, dtype=float))
+        try:
+            s_eval = np.atleast_1d(np.asarray(s_eval, dtype=float))
+        except (TypeError, ValueError):
+            raise ConfigError(f"`s_eval` must be a sequence of numbers, got {s_eval!r}") from None
         if s_eval.ndim != 1 or s_eval.size == 0 or not np.all(np.isfinite(s_eval)):
             raise ConfigError("`s_eval` must be a non-empty 1-D sequence of finite scales")
         if s_eval[0] < 0 or np.any(np.diff(s_eval) <= 0):

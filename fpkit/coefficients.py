@@ -67,9 +67,11 @@ class Coefficient:
     def _call(self, coords: list[np.ndarray], t: float) -> np.ndarray:
         try:
             out = self._value(*coords, t)
+        except ConfigError:
+            raise
         except Exception as exc:  # the user's function failed: say which argument
             raise ConfigError(f"`{self.name}` callable failed at t={t}: {exc!r}") from exc
-        return np.broadcast_to(np.asarray(out, dtype=float), coords[0].shape)
+        return check_values(out, coords[0].shape, self.name, t)
 
     def _probe_time_dependence(self) -> bool:
         coords = self.grid.meshgrid()
@@ -129,7 +131,7 @@ def _per_axis(value: Any, name: str, grid: Grid, nonnegative: bool) -> list[Coef
         return [Coefficient(value, name, grid, nonnegative=nonnegative)]
     if callable(value):
         # a callable returning all components at once, shape (ndim, *grid)
-        comps = [_component(value, a) for a in range(nd)]
+        comps = [_component(value, a, name) for a in range(nd)]
         return [Coefficient(c, f"{name}[{a}]", grid, nonnegative=nonnegative) for a, c in enumerate(comps)]
     if np.ndim(value) == 0:
         return [Coefficient(value, f"{name}[{a}]", grid, nonnegative=nonnegative) for a in range(nd)]
@@ -143,9 +145,53 @@ def _per_axis(value: Any, name: str, grid: Grid, nonnegative: bool) -> list[Coef
     )
 
 
-def _component(fn: Callable, axis: int) -> Callable:
+def check_values(out, shape: tuple, name: str, t: float) -> np.ndarray:
+    """A callable's return value as a float array of ``shape``: a number (broadcast) or an array of exactly
+    that shape; anything else (strings, None, a wrong shape) is a ConfigError naming ``name``."""
+    try:
+        arr = np.asarray(out, dtype=float)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"`{name}` callable must return numbers, got {type(out).__name__} {str(out)[:40]!r} at t={t}"
+        ) from None
+    if arr.shape == tuple(shape):
+        return arr
+    if arr.ndim == 0:
+        return np.broadcast_to(arr, shape)
+    raise ConfigError(
+        f"`{name}` callable returned shape {arr.shape} at t={t}; expected a number or the shape of its "
+        f"coordinate arguments {tuple(shape)}"
+    )
+
+
+def check_components(out, nd: int, shape: tuple, name: str, t) -> list[np.ndarray]:
+    """A vector callable's return value in ``nd`` dimensions: a sequence of ``nd`` components or an array of
+    shape (nd, *shape) (each component a number or an array of ``shape``); anything else (one component
+    instead of nd, a wrong shape) is a ConfigError naming ``name``."""
+    if isinstance(out, (list, tuple)):
+        parts = list(out)
+    else:
+        try:
+            arr = np.asarray(out, dtype=float)
+        except (TypeError, ValueError):
+            raise ConfigError(f"`{name}` callable must return {nd} components of numbers, got {out!r:.60}") from None
+        if arr.ndim not in (1, 1 + len(shape)):
+            raise ConfigError(
+                f"`{name}` callable on a {nd}-D problem returned shape {arr.shape} at t={t}; expected {nd} "
+                f"components: a sequence of {nd} arrays or an array of shape {(nd, *shape)}"
+            )
+        parts = list(arr)
+    if len(parts) != nd:
+        raise ConfigError(
+            f"`{name}` callable on a {nd}-D problem returned {len(parts)} components at t={t}; expected {nd}"
+        )
+    return [check_values(c, shape, f"{name}[{a}]", t) for a, c in enumerate(parts)]
+
+
+def _component(fn: Callable, axis: int, name: str = "coefficient") -> Callable:
     def comp(*args):
-        return np.asarray(fn(*args), dtype=float)[axis]
+        coords, t = args[:-1], args[-1]
+        return check_components(fn(*args), len(coords), np.shape(coords[0]), name, t)[axis]
 
     comp.__qualname__ = f"{getattr(fn, '__qualname__', 'f')}[{axis}]"
     return comp

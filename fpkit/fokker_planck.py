@@ -87,14 +87,8 @@ class FokkerPlanck:
         detected = any(c.time_dependent for c in coefs)
         self.time_dependent = detected if time_dependent is None else bool(time_dependent)
         self._full_tensor = grid.ndim == 2 and self.diffusion[0][1] is not None
-        if self.scheme == "exponential":
-            for a in range(grid.ndim):
-                d = self.diffusion[a][a]
-                if not d.time_dependent and np.any(d.on_grid() <= 0):
-                    raise ConfigError(
-                        f"`diffusion` must be > 0 everywhere for scheme='exponential' (axis {a} has zeros);"
-                        " use a positive floor, scheme='central', or CallanSymanzik for pure transport"
-                    )
+        # scheme='exponential' accepts D >= 0: where D vanishes on a face the Scharfetter-Gummel flux takes
+        # its limit D -> 0, the upwind flux (see _faces); faces on reflecting walls carry no flux at all
         self._faces_cache: list | None = None
         self._nodes_cache: dict = {}
 
@@ -179,15 +173,33 @@ class FokkerPlanck:
             alpha = np.empty(d_left.shape)
             beta = np.empty(d_left.shape)
             if self.scheme == "exponential":
-                a_q, d_q = A.at(nodes, t), D.at(nodes, t)
-                if np.any(d_q <= 0) or not np.all(np.isfinite(a_q)):
+                a_q = A.at(nodes, t).reshape(nodes_shape)
+                d_q = D.at(nodes, t).reshape(nodes_shape)
+                # faces on a reflecting wall carry no flux: their coefficients (evaluated outside the domain)
+                # are not used, so a diffusion that vanishes at the wall (CIR/Feller) is fine
+                used = np.ones(d_left.shape, dtype=bool)
+                if self.bc[a] == "reflecting":
+                    wall = [slice(None)] * g.ndim
+                    wall[a] = [0, n]
+                    used[tuple(wall)] = False
+                if np.any(d_q[used] < 0) or not np.all(np.isfinite(a_q[used])) or not np.all(
+                    np.isfinite(d_q[used])
+                ):
                     raise ConfigError(
-                        f"`diffusion` must be > 0 and `drift` finite along axis {a} at t={t} "
+                        f"`diffusion` must be finite and >= 0 and `drift` finite along axis {a} at t={t} "
                         "for scheme='exponential'"
                     )
-                ratio = (a_q / d_q).reshape(nodes_shape)
-                peclet = (ratio @ _GAUSS_WEIGHTS) * dist_b
+                with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                    peclet = ((a_q / d_q) @ _GAUSS_WEIGHTS) * dist_b
+                # D -> 0 on a face: Pe = ∫A/D diverges and the Scharfetter-Gummel flux tends to the upwind flux
+                # J = A⁺ p_left − A⁻ p_right (A the face's mean drift)
+                degenerate = used & (np.any(d_q <= 0, axis=-1) | ~np.isfinite(peclet))
+                peclet = np.where(used & ~degenerate, peclet, 0.0)
                 fv.exponential_fitting_faces(d_left, d_right, np.ascontiguousarray(peclet), dist_b, alpha, beta)
+                if np.any(degenerate):
+                    a_face = a_q @ _GAUSS_WEIGHTS
+                    alpha = np.where(degenerate, np.maximum(a_face, 0.0), alpha)
+                    beta = np.where(degenerate, np.maximum(-a_face, 0.0), beta)
             else:
                 a_face = A.at(nodes, t).reshape(d_left.shape)
                 fv.central_faces(d_left, d_right, np.ascontiguousarray(a_face), dist_b, alpha, beta)

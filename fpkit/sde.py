@@ -34,8 +34,8 @@ from typing import Any
 import numpy as np
 from numpy.polynomial import Polynomial
 
-from .coefficients import Coefficient
-from .errors import ConfigError, StabilityError, check_choice, check_positive, check_times
+from .coefficients import Coefficient, check_components, check_values
+from .errors import ConfigError, StabilityError, check_choice, check_positive, check_seed, check_times
 from .grid import Grid
 from .paths import Paths
 from .progress import progress
@@ -132,7 +132,7 @@ class _Coef1D:
             K.eval_coef(mode, par, fn, xs, float(t), out)
             return out.reshape(np.shape(x))
         out = _call_vectorised(self.value, (x, t), self.name)
-        return self.scale * np.broadcast_to(np.asarray(out, dtype=float), np.shape(x))
+        return self.scale * check_values(out, np.shape(x), self.name, t)
 
     def derivative(self):
         """A ``_Coef1D``-like object for d/dx, or None when it must be computed numerically."""
@@ -216,17 +216,16 @@ class _CoefND:
         if self.kind == "constant":
             return np.broadcast_to(self.const, (n, self.ndim)).copy()
         if self.kind == "vector-callable":
-            out = np.asarray(_call_vectorised(self.value, (*coords, t), self.name), dtype=float)
-            if out.shape[0] != self.ndim:
-                raise ConfigError(f"`{self.name}` must return {self.ndim} components, got shape {out.shape}")
-            return self.scale * np.stack([np.broadcast_to(o, (n,)) for o in out], axis=1)
+            out = check_components(_call_vectorised(self.value, (*coords, t), self.name), self.ndim, (n,),
+                                   self.name, t)  # fmt: skip
+            return self.scale * np.stack(out, axis=1)
         cols = []
         for kind, v in self.parts:
             if kind == "constant":
                 cols.append(np.full(n, v))
             elif kind == "callable":
                 out = _call_vectorised(v, (*coords, t), self.name)
-                cols.append(self.scale * np.broadcast_to(np.asarray(out, dtype=float), (n,)))
+                cols.append(self.scale * check_values(out, (n,), self.name, t))
             else:
                 cols.append(self.scale * v.at(x, t))
         return np.stack(cols, axis=1)
@@ -507,15 +506,13 @@ class SDE:
         """
         method = check_choice("method", method, METHODS)
         engine = check_choice("engine", engine, ENGINES)
+        t_eval = check_times(t_eval, t0, strict=False)  # t0 a finite number too
         t0 = float(t0)
-        if not math.isfinite(t0):
-            raise ConfigError(f"`t0` must be finite, got {t0!r}")
-        t_eval = check_times(t_eval, t0, strict=False)
         span = float(t_eval[-1] - t0)
         if dt is None:
             dt = span / 1000.0 if span > 0 else 1.0
         dt = check_positive("dt", dt)
-        seed = int(seed)
+        seed = check_seed(seed)
         if method != "euler" and self.alpha is not None:
             raise ConfigError(f"`method`={method!r} is not defined for α-stable noise: use method='euler'")
         if method == "baoab" and self.friction is None:

@@ -142,14 +142,24 @@ def integrate_characteristics(
         events=blowup,
         max_step=max_step,
     )
-    if sol.status == 1 or sol.status == -1 or sol.t.size < np.count_nonzero(~at_start):
+    t_out, y_out = _solution_arrays(sol.t, sol.y, z0.size)
+    if sol.status == 1 or sol.status == -1 or t_out.size < np.count_nonzero(~at_start):
         # diverged (event) or the step size collapsed (a pole too steep for the event to catch)
-        if sol.status == 1 and sol.t_events[0].size:
+        if sol.status == 1 and np.size(sol.t_events[0]):
             s_ev = float(sol.t_events[0][0])
-            z_ev = sol.y_events[0][0]
+            z_ev = np.asarray(sol.y_events[0][0], dtype=float)
         else:
-            s_ev = float(sol.t[-1]) if sol.t.size else s_start
-            z_ev = sol.y[:, -1] if sol.t.size else z0
+            # the last state reached: after a failed step (scipy then returns lists, not arrays, and only
+            # the requested scales reached), integrate again without output scales to find where it stopped
+            steps = solve_ivp(rhs, (s_start, s_end), z0, method="DOP853", rtol=rtol, atol=atol * scale,
+                              events=blowup, max_step=max_step)  # fmt: skip
+            t_all, y_all = _solution_arrays(steps.t, steps.y, z0.size)
+            finite = np.all(np.isfinite(y_all), axis=0) if t_all.size else np.zeros(0, bool)
+            if np.any(finite):
+                last = int(np.nonzero(finite)[0][-1])
+                s_ev, z_ev = float(t_all[last]), y_all[:, last]
+            else:
+                s_ev, z_ev = s_start, z0
         y_ev = z_ev[:n_y].reshape(n_coup, m)
         j = int(np.argmax(np.max(np.abs(y_ev), axis=0)))
         s_pole = s_ev
@@ -165,9 +175,19 @@ def integrate_characteristics(
             y0[:, j],
             s_start,
         )
-    out_y[~at_start] = sol.y[:n_y].T.reshape(-1, n_coup, m)
-    out_i[~at_start] = sol.y[n_y:].T.reshape(-1, m)
+    out_y[~at_start] = y_out[:n_y].T.reshape(-1, n_coup, m)
+    out_i[~at_start] = y_out[n_y:].T.reshape(-1, m)
     return out_y, out_i
+
+
+def _solution_arrays(t, y, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``solve_ivp``'s ``t`` (k,) and ``y`` (n, k) as arrays: after a failed integration scipy leaves them as
+    lists of pieces (possibly empty)."""
+    if isinstance(t, list):
+        t = np.hstack(t) if t else np.zeros(0)
+    if isinstance(y, list):
+        y = np.hstack(y) if y else np.zeros((n, 0))
+    return np.asarray(t, dtype=float), np.asarray(y, dtype=float).reshape(n, -1)
 
 
 def _fmt(v: np.ndarray) -> str:
