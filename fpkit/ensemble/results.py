@@ -6,6 +6,8 @@ See the ``fpkit.ensemble`` docstring for every attribute and the file format.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import shutil
@@ -16,8 +18,8 @@ from typing import TYPE_CHECKING
 import h5py
 import numpy as np
 
-from ..errors import ConfigError, check_positive
-from ..io import FORMAT_VERSION, get_json_attr, set_json_attr
+from ..errors import ConfigError, FileFormatError, StabilityError, check_positive
+from ..io import FORMAT_VERSION, _fsync, check_output_file, get_json_attr, set_json_attr
 
 if TYPE_CHECKING:
     from .trainer import Ensemble
@@ -32,8 +34,10 @@ class _MemoryStore:
         self.ens, self.sched = ens, sched
         self.snaps: list = []
 
-    def put(self, j, state, snap):
+    def put(self, j, state, snap, alive=None):
         self.snaps.append({k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in snap.items()})
+        if alive is not None:
+            self.snaps[-1]["alive"] = np.array(alive, dtype=bool)
 
     def run(self) -> EnsembleRun:
         ens, arch = self.ens, self.ens.arch
@@ -44,6 +48,8 @@ class _MemoryStore:
                 flat = np.stack([s[f].T for s in self.snaps])  # (n, M, P)
                 fields[f] = arch.split(flat)
         stats = "loss" in self.snaps[0]
+        alive = (np.stack([s.get("alive", np.ones(ens.config["train"]["members"], bool)) for s in self.snaps])
+                 if any("alive" in s for s in self.snaps) else None)  # fmt: skip
         return EnsembleRun(
             t=ens.config["train"]["lr"] * self.sched[:n].astype(float), step=self.sched[:n].copy(),
             eta=ens.config["train"]["lr"], batch_size=ens.config["train"]["batch_size"], config=ens.config,
@@ -52,8 +58,8 @@ class _MemoryStore:
             loss=np.stack([s["loss"] for s in self.snaps]) if stats else None,
             lam_max=np.stack([s["lam_max"] for s in self.snaps]) if stats else None,
             probe_members=np.arange(ens.config["train"]["probes"]) if stats else None,
-            data={"x": ens.dataset.x_eval, "y": ens.dataset.y_eval},
-        )  # fmt: skip
+            data={"x": ens.dataset.x_eval, "y": ens.dataset.y_eval}, alive=alive,
+        ).without_diverged()  # fmt: skip
 
 
 def _meta(config, names, shapes, eta, B, M, n_snap, n_done, probes, complete):
@@ -85,13 +91,23 @@ def _create_layout(f, names, shapes, M, n_snap, n_probe, t, step, with_stats, co
 
 
 class _Writer:
-    """Crash-safe incremental HDF5 writer: ``<path>.partial`` flushed per snapshot, renamed on close."""
+    """Crash-safe incremental HDF5 writer: ``<path>.partial`` flushed per snapshot.
+
+    ``close`` gives the partial file the output's name when the run is complete, or when it is incomplete
+    (interrupted, stopped, failed) and no complete file is at the output; an incomplete run never replaces a
+    complete file: the ``.partial`` then stays beside it and ``note`` says how to resume or discard it. A
+    failed write (no space left, I/O error) removes the ``.partial`` and raises one OutputError; a refused
+    resume leaves every file as it was.
+    """
 
     def __init__(self, path, ens: Ensemble, sched):
         self.path = Path(path)
         self.partial = self.path.with_name(self.path.name + ".partial")
         self.ens, self.sched = ens, sched
         self.f = None
+        self.n_done = 0
+        self.note = None
+        self._failed = False
 
     def _meta(self, n_done):
         ens = self.ens
@@ -99,79 +115,177 @@ class _Writer:
         return _meta(ens.config, ens.arch.names, ens.arch.shapes, tr["lr"], tr["batch_size"], tr["members"],
                      len(self.sched), n_done, tr["probes"], n_done == len(self.sched))  # fmt: skip
 
+    def _write_failed(self, exc):
+        """Close and remove the .partial after a failed write; the one error to raise."""
+        from ..io import write_error
+
+        self._failed = True
+        self._close_file()
+        with contextlib.suppress(OSError):
+            os.unlink(self.partial)
+        err = write_error(self.partial, exc)
+        what = "no space left on device" if err.errno == errno.ENOSPC else f"could not write ({exc})"
+        err.args = (f"{what} while writing {self.partial}; removed it, the previous {self.path.name} (if any) is "
+                    "unchanged",)  # fmt: skip
+        return err
+
+    def _close_file(self):
+        from ..io import _close_h5
+
+        if self.f is not None:
+            f, self.f = self.f, None
+            _close_h5(f)
+
     def create(self, state):
         ens = self.ens
-        if self.path.parent and not self.path.parent.exists():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        f = self.f = h5py.File(self.partial, "w")
-        f.attrs["fpkit_format"] = FORMAT_VERSION
-        f.attrs["kind"] = KIND
-        from datetime import datetime
+        check_output_file(self.path, what="path")
+        check_output_file(self.partial, what="path")
+        try:
+            if self.path.parent and not self.path.parent.exists():
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            f = self.f = h5py.File(self.partial, "w")
+            f.attrs["fpkit_format"] = FORMAT_VERSION
+            f.attrs["kind"] = KIND
+            from datetime import datetime
 
-        f.attrs["created"] = datetime.now(UTC).isoformat()
-        set_json_attr(f, "meta", self._meta(0))
-        tr = ens.config["train"]
-        _create_layout(f, ens.arch.names, ens.arch.shapes, tr["members"], len(self.sched), tr["probes"],
-                       tr["lr"] * self.sched.astype(float), self.sched, bool(tr["statistics"]),
-                       tr["compression"])  # fmt: skip
-        g = f.create_group("data")
-        ds = ens.dataset
-        for key, arr in (("x", ds.x_eval), ("y", ds.y_eval)):  # = the training set unless online
-            if arr is not None:
-                g.create_dataset(key, data=arr, compression="gzip", compression_opts=1)
-        st = f.create_group("state")
-        for key in ("theta", "velocity", "rng", "perm"):
-            st.create_dataset(key, data=state[key])
-        st.attrs["step"] = int(state["step"])
-        f.flush()
+            f.attrs["created"] = datetime.now(UTC).isoformat()
+            set_json_attr(f, "meta", self._meta(0))
+            tr = ens.config["train"]
+            _create_layout(f, ens.arch.names, ens.arch.shapes, tr["members"], len(self.sched), tr["probes"],
+                           tr["lr"] * self.sched.astype(float), self.sched, bool(tr["statistics"]),
+                           tr["compression"])  # fmt: skip
+            g = f.create_group("data")
+            ds = ens.dataset
+            for key, arr in (("x", ds.x_eval), ("y", ds.y_eval)):  # = the training set unless online
+                if arr is not None:
+                    g.create_dataset(key, data=arr, compression="gzip", compression_opts=1)
+            st = f.create_group("state")
+            for key in ("theta", "velocity", "rng", "perm"):
+                st.create_dataset(key, data=state[key])
+            st.attrs["step"] = int(state["step"])
+            f.flush()
+        except OSError as exc:
+            raise self._write_failed(exc) from exc
 
     def open_resume(self):
+        from ..io import reading
+
         src = self.partial if self.partial.exists() else self.path
         if not src.exists():
             raise ConfigError(f"`resume`: no file {str(self.path)!r} (or .partial) to resume from")
-        if src == self.path:
-            shutil.copyfile(self.path, self.partial)
+        check_output_file(self.path, what="path")
+        copied = src == self.path
         try:
-            f = self.f = h5py.File(self.partial, "a")
-        except OSError as exc:
-            raise ConfigError(f"`resume`: {str(src)!r} is not a readable ensemble file ({exc})") from None
-        if f.attrs.get("kind") != KIND:
-            raise ConfigError(f"`resume`: {str(src)!r} is not an ensemble file")
-        meta = get_json_attr(f, "meta")
-        if json.loads(json.dumps(meta["config"])) != json.loads(json.dumps(self.ens.config, default=_jd)):
-            raise ConfigError("`resume`: the configuration differs from the one stored in the file")
-        st = f["state"]
-        state = {k: st[k][()] for k in ("theta", "velocity", "rng", "perm")}
-        state["step"] = int(st.attrs["step"])
-        n_done = int(meta["n_done"])
-        if n_done > 0 and state["step"] != int(self.sched[n_done - 1]):
-            raise ConfigError(
-                "`resume`: the stored state does not match the last snapshot; the file is damaged"
-            )
+            if copied:
+                try:
+                    shutil.copyfile(self.path, self.partial)
+                except OSError as exc:
+                    raise self._write_failed(exc) from exc
+            try:
+                f = self.f = h5py.File(self.partial, "a")
+            except OSError as exc:
+                raise FileFormatError(f"`resume`: {str(src)!r} is not a readable ensemble file ({exc})",
+                                      src) from None  # fmt: skip
+            with reading(src, "ensemble file"):
+                if f.attrs.get("kind") != KIND:
+                    raise FileFormatError(f"`resume`: {str(src)!r} is not an ensemble file", src)
+                meta = get_json_attr(f, "meta")
+                stored = json.loads(json.dumps(meta["config"]))
+                for key, value in RESUME_DEFAULTS.items():  # files written before these keys existed
+                    stored.get("train", {}).setdefault(key, value)
+                if stored != json.loads(json.dumps(self.ens.config, default=_jd)):
+                    raise ConfigError(
+                        f"`resume`: the configuration differs from the one stored in {str(src)!r}; resume with "
+                        "the stored configuration, or start afresh without --resume"
+                    )
+                st = f["state"]
+                state = {k: st[k][()] for k in ("theta", "velocity", "rng", "perm")}
+                state["step"] = int(st.attrs["step"])
+                state["alive"] = st["alive"][()].astype(bool) if "alive" in st else None
+                n_done = int(meta["n_done"])
+            if n_done > 0 and state["step"] != int(self.sched[n_done - 1]):
+                raise FileFormatError(
+                    f"`resume`: the stored state in {str(src)!r} does not match its last snapshot; the file is "
+                    "damaged", src,
+                )  # fmt: skip
+        except BaseException:
+            # a refused resume changes nothing: close, and remove the copy made for it
+            self._failed = True
+            self._close_file()
+            if copied:
+                with contextlib.suppress(OSError):
+                    os.unlink(self.partial)
+            raise
+        self.n_done = n_done
         return state, n_done
 
-    def put(self, j, state, snap):
+    def put(self, j, state, snap, alive=None):
         f, arch = self.f, self.ens.arch
-        for fld in FIELDS:
-            if fld in snap:
-                flat = snap[fld].T  # (M, P)
-                for name, arr in arch.split(flat).items():
-                    f[fld][name][j] = arr
-        if "loss" in snap:
-            f["loss"][j] = snap["loss"]
-            f["lam_max"][j] = snap["lam_max"]
-        st = f["state"]
-        for key in ("theta", "velocity", "rng", "perm"):
-            st[key][...] = state[key]
-        st.attrs["step"] = int(state["step"])
-        set_json_attr(f, "meta", self._meta(j + 1))
-        f.flush()
+        try:
+            for fld in FIELDS:
+                if fld in snap:
+                    flat = snap[fld].T  # (M, P)
+                    for name, arr in arch.split(flat).items():
+                        f[fld][name][j] = arr
+            if "loss" in snap:
+                f["loss"][j] = snap["loss"]
+                f["lam_max"][j] = snap["lam_max"]
+            st = f["state"]
+            for key in ("theta", "velocity", "rng", "perm"):
+                st[key][...] = state[key]
+            st.attrs["step"] = int(state["step"])
+            if alive is not None and ("alive" in f or not np.all(alive)):
+                # divergence: stored as a mask (members dropped from then on), never as NaN/inf
+                if "alive" not in f:
+                    M = alive.size
+                    f.create_dataset("alive", shape=(len(self.sched), M), dtype=bool, fillvalue=True)
+                    st.create_dataset("alive", data=np.ones(M, dtype=bool))
+                f["alive"][j] = alive
+                st["alive"][...] = alive
+            set_json_attr(f, "meta", self._meta(j + 1))
+            f.flush()
+        except OSError as exc:
+            raise self._write_failed(exc) from exc
+        self.n_done = j + 1
 
     def close(self):
-        if self.f is not None:
-            self.f.close()
-            self.f = None
+        """Close the file and give it the output's name unless that would replace a complete file with an
+        incomplete one (see the class docstring); ``note`` then says where the incomplete run is."""
+        if self.f is None or self._failed:
+            self._close_file()
+            return
+        try:
+            self.f.flush()
+            self._close_file()
+            _fsync(self.partial)  # on disk before it takes the output's name
+        except OSError as exc:
+            raise self._write_failed(exc) from exc
+        complete = self.n_done == len(self.sched)
+        if complete or not _is_complete_file(self.path):
             os.replace(self.partial, self.path)
+            return
+        self.note = (
+            f"{self.path} is a complete run and was left unchanged; the incomplete run ({self.n_done} of "
+            f"{len(self.sched)} snapshots) is in {self.partial}: continue it with --resume (resume=True), "
+            "or delete it"
+        )
+
+
+# keys added to the train section after files were written: a stored configuration without them had these
+RESUME_DEFAULTS = {"on_divergence": "stop", "divergence_bound": 1e6}
+
+
+def _is_complete_file(path: Path) -> bool:
+    """True if ``path`` is a file that is not an incomplete ensemble run (a complete run or any other file)."""
+    if not path.exists():
+        return False
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("kind") != KIND:
+                return True
+            return bool(get_json_attr(f, "meta").get("complete", True))
+    except Exception:  # not readable as an ensemble run: not ours to replace
+        return True
 
 
 def _jd(o):
@@ -190,7 +304,7 @@ class EnsembleRun:
     kind = KIND
 
     def __init__(self, *, t, step, eta, batch_size, config, weights, grad=None, grad_var=None, hess_grad=None,
-                 loss=None, lam_max=None, probe_members=None, data=None):  # fmt: skip
+                 loss=None, lam_max=None, probe_members=None, data=None, alive=None, member_ids=None):  # fmt: skip
         self.t = np.asarray(t, dtype=float)
         self.step = np.asarray(step, dtype=np.int64)
         self.eta = float(eta)
@@ -201,6 +315,39 @@ class EnsembleRun:
         self.loss, self.lam_max = loss, lam_max
         self.probe_members = None if probe_members is None else np.asarray(probe_members, dtype=np.int64)
         self.data = data or {}
+        # divergence (train.on_divergence = "drop"): alive (n_snap, M) says which members were still healthy at
+        # each snapshot; member_ids the original index of every member kept (see without_diverged)
+        self.alive = None if alive is None else np.asarray(alive, dtype=bool)
+        self.member_ids = np.arange(self.members) if member_ids is None else np.asarray(member_ids, np.int64)
+        self.dropped = np.zeros(0, dtype=np.int64)
+
+    def without_diverged(self) -> EnsembleRun:
+        """The run without the members that diverged at some snapshot (dropped by ``on_divergence = "drop"``),
+        so that every statistic and estimate made from it uses only healthy members; ``dropped`` lists the
+        original indices of the members left out, ``member_ids`` those of the members kept. Returns self when
+        no member diverged."""
+        if self.alive is None or self.alive.size == 0 or np.all(self.alive):
+            return self
+        keep = np.all(self.alive, axis=0)
+        if not np.any(keep):
+            raise StabilityError("every member of the ensemble diverged: nothing is left to analyse; lower "
+                                 "`train.lr`")  # fmt: skip
+
+        def sel(d):
+            return None if d is None else {k: v[:, keep] for k, v in d.items()}
+
+        lam, probes = self.lam_max, self.probe_members
+        if lam is not None and probes is not None:
+            ok = keep[probes]
+            lam = lam[:, ok]
+            probes = (np.cumsum(keep) - 1)[probes[ok]]
+        out = EnsembleRun(t=self.t, step=self.step, eta=self.eta, batch_size=self.batch_size, config=self.config,
+                          weights=sel(self.weights), grad=sel(self.grad), grad_var=sel(self.grad_var),
+                          hess_grad=sel(self.hess_grad), loss=None if self.loss is None else self.loss[:, keep],
+                          lam_max=lam, probe_members=probes, data=self.data, alive=None,
+                          member_ids=self.member_ids[keep])  # fmt: skip
+        out.dropped = self.member_ids[~keep]
+        return out
 
     @property
     def names(self) -> tuple:
@@ -296,27 +443,36 @@ class EnsembleRun:
         return path
 
     @classmethod
-    def load(cls, path, fields=FIELDS) -> EnsembleRun:
-        """Read an ensemble file (only its completed snapshots); ``fields`` limits which groups are read."""
+    def load(cls, path, fields=FIELDS, *, drop_diverged: bool = True) -> EnsembleRun:
+        """Read an ensemble file (only its completed snapshots); ``fields`` limits which groups are read.
+
+        Members that diverged in a run with ``on_divergence = "drop"`` are left out (``drop_diverged=False``
+        keeps them, with their stored values (zeros from the divergence on) and the mask ``alive``). A missing,
+        empty, truncated or foreign file is a FileFormatError naming it.
+        """
+        from ..io import open_h5, reading
+
         path = Path(path)
-        if not path.exists():
-            raise ConfigError(f"`path` {str(path)!r} does not exist")
-        with h5py.File(path, "r") as f:
+        with open_h5(path, "ensemble file") as f, reading(path, "ensemble file"):
             if f.attrs.get("kind") != KIND:
-                raise ConfigError(f"`path` {str(path)!r} holds {f.attrs.get('kind')!r}, not an ensemble")
+                raise FileFormatError(f"`path` {str(path)!r} holds {f.attrs.get('kind')!r}, not an ensemble", path)
             meta = get_json_attr(f, "meta")
             n = int(meta["n_done"])
+            if n < 1:
+                raise FileFormatError(f"ensemble file {str(path)!r} holds no snapshot yet (resume it)", path)
             out = {}
             for fld in FIELDS:
                 if fld in f and (fld == "weights" or fld in fields):
                     out[fld] = {name: f[fld][name][:n] for name in meta["names"]}
             data = {k: f["data"][k][()] for k in f["data"]} if "data" in f else {}
-            return cls(t=f["t"][:n], step=f["step"][:n], eta=meta["eta"], batch_size=meta["batch_size"],
-                       config=meta["config"], weights=out["weights"], grad=out.get("grad"),
-                       grad_var=out.get("grad_var"), hess_grad=out.get("hess_grad"),
-                       loss=f["loss"][:n] if "loss" in f else None,
-                       lam_max=f["lam_max"][:n] if "lam_max" in f else None,
-                       probe_members=meta.get("probe_members"), data=data)  # fmt: skip
+            run = cls(t=f["t"][:n], step=f["step"][:n], eta=meta["eta"], batch_size=meta["batch_size"],
+                      config=meta["config"], weights=out["weights"], grad=out.get("grad"),
+                      grad_var=out.get("grad_var"), hess_grad=out.get("hess_grad"),
+                      loss=f["loss"][:n] if "loss" in f else None,
+                      lam_max=f["lam_max"][:n] if "lam_max" in f else None,
+                      probe_members=meta.get("probe_members"), data=data,
+                      alive=f["alive"][:n] if "alive" in f else None)  # fmt: skip
+        return run.without_diverged() if drop_diverged else run
 
     def __repr__(self) -> str:
         return (f"EnsembleRun({self.t.size} snapshots, M={self.members}, names={self.names}, eta={self.eta}, "

@@ -68,6 +68,13 @@ class TrainSchema(Schema):
     probes: int = Field(4, ge=0, description=(
         "members whose Hessian λmax is tracked (Lanczos); at most members and 8"))
     lanczos_steps: int = Field(30, ge=0, description="Lanczos iterations per λmax estimate")
+    on_divergence: Literal["stop", "drop"] = Field("stop", description=(
+        "members whose weights turn non-finite or exceed divergence_bound (checked every ≤ 256 steps, and "
+        "their snapshot statistics) are named (count, step, member ids) and either stop the run (stop: a "
+        "StabilityError; the snapshots so far are kept) or are dropped (drop: masked out of every statistic "
+        "and estimate from then on, stored as the boolean mask `alive`, never as NaN/inf)"))
+    divergence_bound: float = Field(1e6, gt=0, description=(
+        "|w| above which a member's weights count as diverged (see on_divergence)"))
     dtype: Literal["float64", "float32"] = Field("float64", description="floating type of the parameters")
     compression: Literal["none", "gzip", "lzf"] = Field("none", description=(
         "HDF5 compression of the snapshots (float snapshots hardly compress: none by default)"))

@@ -6,18 +6,22 @@ See the ``fpkit.ensemble`` docstring for the model, the optimisers, the recorded
 
 from __future__ import annotations
 
+import logging
+import signal
 import sys
 
 import numpy as np
 
 from ..config import load_toml, parse, plain
 from ..data import Dataset, make_dataset
-from ..errors import ConfigError, StabilityError
+from ..errors import ConfigError, FpkitError, StabilityError
 from ..progress import progress
 from ..solvers import autoencoder as _ae
 from ..solvers.random import derive_seed, fill_normals, seed_streams
 from .results import EnsembleRun, _MemoryStore, _Writer
 from .spec import _DEFAULT_DATA, _FLAT, EnsembleSchema, snapshot_schedule, validate
+
+logger = logging.getLogger(__name__)
 
 AUTO_SPECIALISE = 5e7  # per-sample gradients in a run above which kernels="auto" compiles specialised kernels
 
@@ -103,22 +107,22 @@ class Ensemble:
         compilation (more than ``AUTO_SPECIALISE`` per-sample gradients), so a small first run stays quick.
         """
         if getattr(self, "_kernels", None) is None:
-            a, tr = self.arch, self.config["train"]
-            choice = tr["kernels"]
-            if choice == "auto":
-                work = (
-                    tr["members"]
-                    * tr["steps"]
-                    * tr["batch_size"]
-                    * tr["svag_l"]
-                    * (2 if tr["svag_l"] > 1 else 1)
-                )
-                if self.dataset.n and tr["sampling"] == "full":
-                    work = tr["members"] * tr["steps"] * self.dataset.n
-                known = _ae.specialised_exists(a.sizes, a.w_off, a.b_off, a.act)
-                choice = "specialised" if (known or work >= AUTO_SPECIALISE) else "generic"
+            a = self.arch
+            choice = self._kernel_choice()
             self._kernels = _ae if choice == "generic" else _ae.specialised(a.sizes, a.w_off, a.b_off, a.act)
         return self._kernels
+
+    def _kernel_choice(self) -> str:
+        """"specialised" or "generic": ``train.kernels``, with "auto" resolved (see ``kernels``)."""
+        a, tr = self.arch, self.config["train"]
+        choice = tr["kernels"]
+        if choice == "auto":
+            work = tr["members"] * tr["steps"] * tr["batch_size"] * tr["svag_l"] * (2 if tr["svag_l"] > 1 else 1)
+            if self.dataset.n and tr["sampling"] == "full":
+                work = tr["members"] * tr["steps"] * self.dataset.n
+            known = _ae.specialised_exists(a.sizes, a.w_off, a.b_off, a.act)
+            choice = "specialised" if (known or work >= AUTO_SPECIALISE) else "generic"
+        return choice
 
     @property
     def schedule(self) -> np.ndarray:
@@ -126,6 +130,39 @@ class Ensemble:
         if tr["snapshot_steps"] is not None:
             return np.asarray(tr["snapshot_steps"], dtype=np.int64)
         return snapshot_schedule(tr["steps"], int(tr["snapshots"]), float(tr["per_decade"]))
+
+    # ------------------------------------------------------------------------------------------ shards
+    member_offset = 0  # global index of this ensemble's first member (non-zero for a shard)
+
+    def shard(self, first: int, stop: int) -> Ensemble:
+        """The members ``first .. stop - 1`` of this ensemble as an ensemble of their own (``fpkit.distributed``).
+
+        Every member keeps the random streams of its global index, so training the shard gives bit-identical
+        values to the same members of the whole ensemble when ``first`` is a multiple of the kernels' lane
+        width (``fpkit.solvers.autoencoder.LANES``). The probe members (λmax) are the first ones: only the
+        shard starting at member 0 tracks them, and it must hold them all. The shard's configuration says
+        which members it holds (section ``shard``) and uses the whole ensemble's choice of kernels.
+        """
+        import copy
+
+        tr = self.config["train"]
+        M, probes = tr["members"], tr["probes"]
+        if not (0 <= first < stop <= M):
+            raise ConfigError(f"`shard`: members {first}..{stop} are not a non-empty range within 0..{M}")
+        if first % _ae.LANES or (stop % _ae.LANES and stop != M):
+            raise ConfigError(f"`shard`: the range {first}..{stop} must start and end on a multiple of "
+                              f"{_ae.LANES} members (or at the last member)")  # fmt: skip
+        if first == 0 and stop < probes:
+            raise ConfigError(f"`shard`: the first shard must hold the {probes} probe members")
+        out = copy.copy(self)
+        cfg = copy.deepcopy(self.config)
+        cfg["train"].update(members=stop - first, probes=probes if first == 0 else 0,
+                            kernels=self._kernel_choice())  # fmt: skip
+        cfg["shard"] = {"first": int(first), "stop": int(stop), "members": int(M)}
+        out.config = cfg
+        out.member_offset = int(first)
+        out._kernels = None
+        return out
 
     def _sampling_code(self) -> int:
         if self.dataset.online and self.config["train"]["sampling"] != "full":
@@ -155,8 +192,9 @@ class Ensemble:
         dtype = np.dtype(cfg["train"]["dtype"])
         Pw = int(sum(np.prod(s) for n, s in zip(arch.names, arch.shapes) if n.startswith("W")))
         n_init = 1 if cfg["model"]["same_init"] else M
+        first = self.member_offset  # a shard's members keep the streams of their global indices
         z = np.empty((n_init, Pw))
-        fill_normals(seed_streams(derive_seed(cfg["seed"], 2), n_init), z)
+        fill_normals(seed_streams(derive_seed(cfg["seed"], 2), n_init, first if n_init == M else 0), z)
         std = np.empty(Pw)
         for ell in range(len(arch.sizes) - 1):
             fi, fo = int(arch.sizes[ell]), int(arch.sizes[ell + 1])
@@ -165,7 +203,7 @@ class Ensemble:
         theta = np.zeros((arch.P, M), dtype=dtype)
         theta[:Pw] = (z * std).T if n_init == M else (z[0] * std)[:, None]
         vel = np.zeros((arch.P, M) if cfg["train"]["momentum"] > 0 else (1, 1), dtype=dtype)
-        rng = np.ascontiguousarray(seed_streams(derive_seed(cfg["seed"], 1), M).T)
+        rng = np.ascontiguousarray(seed_streams(derive_seed(cfg["seed"], 1), M, first).T)
         if cfg["train"]["sampling"] == "epochs":
             perm = np.tile(np.arange(self.dataset.n, dtype=np.int32), (M, 1))
         else:
@@ -289,12 +327,16 @@ class Ensemble:
                     k = j + 1
                     break
             Tq = np.diag(alpha[:k, q]) + np.diag(beta[: k - 1, q], 1) + np.diag(beta[: k - 1, q], -1)
+            if not np.all(np.isfinite(Tq)):  # a diverging member: NaN, which the divergence check reports
+                lam[q] = np.nan
+                continue
             lam[q] = np.linalg.eigvalsh(Tq)[-1]
         return lam
 
     # ---------------------------------------------------------------------------------------- training
     def train(self, path=None, *, resume: bool = False, stop_after: int | None = None,
-              show_progress: bool | None = None, callback=None) -> EnsembleRun:  # fmt: skip
+              show_progress: bool | None = None, callback=None, client=None,
+              shards: int | None = None) -> EnsembleRun:  # fmt: skip
         """Train the ensemble, taking snapshots on the schedule; returns an :class:`EnsembleRun`.
 
         Parameters
@@ -311,10 +353,21 @@ class Ensemble:
             Progress bar (default: when stderr is a terminal).
         callback : callable, optional
             ``callback(j, step)`` after snapshot ``j`` is stored (raising KeyboardInterrupt stops cleanly).
+        client : dask.distributed.Client, optional
+            Train shards of members as Dask tasks on the client's cluster and merge them into ``path``
+            (``fpkit.distributed.train``; needs ``fpkit[distributed]``): the same file as without a client.
+        shards : int, optional
+            With ``client``: the number of shards (default: two per worker).
         """
+        if client is not None:
+            from ..distributed import train as _train_distributed
+
+            return _train_distributed(self, path, client=client, shards=shards, resume=resume,
+                                      stop_after=stop_after, show_progress=show_progress)  # fmt: skip
         sched = self.schedule
         writer = _Writer(path, self, sched) if path is not None else None
         mem = None
+        tr = self.config["train"]
         try:
             if resume:
                 if writer is None:
@@ -324,55 +377,140 @@ class Ensemble:
                 state, n_done = self.initial_state(), 0
                 if writer is not None:
                     writer.create(state)
+            alive = state.pop("alive", None)
+            alive = np.ones(tr["members"], dtype=bool) if alive is None else np.asarray(alive, dtype=bool)
             if writer is None:
                 mem = _MemoryStore(self, sched)
             store = writer if writer is not None else mem
             n_new = len(sched) - n_done if stop_after is None else min(int(stop_after), len(sched) - n_done)
             total = int(sched[n_done + n_new - 1] - state["step"]) if n_new > 0 else 0
-            bar = progress(total * self.config["train"]["members"], "training", enable=show_progress,
+            bar = progress(total * tr["members"], "training", enable=show_progress,
                            unit="member-step")  # fmt: skip
             try:
                 for j in range(n_done, n_done + n_new):
                     while state["step"] < sched[j]:
                         chunk = int(min(sched[j] - state["step"], 256))
+                        start = int(state["step"])
                         self.advance(state, chunk)
-                        bar.update(chunk * self.config["train"]["members"])
-                    if not np.all(np.isfinite(state["theta"])):
-                        raise StabilityError(
-                            f"weights turned non-finite by step {state['step']} (t = "
-                            f"{self.config['train']['lr'] * state['step']:g}); lower `train.lr`",
-                            time=self.config["train"]["lr"] * state["step"],
-                        )
-                    store.put(j, state, self._snapshot(state, j))
+                        bar.update(chunk * tr["members"])
+                        self._check_divergence(state, alive, _diverged(state["theta"], tr["divergence_bound"]),
+                                               start, "weights")  # fmt: skip
+                    snap = self._snapshot(state, j)
+                    bad = _bad_statistics(snap, tr["members"]) & alive
+                    if np.any(bad):
+                        self._check_divergence(state, alive, bad, int(state["step"]), "statistics")
+                    if not np.all(alive):  # dropped members: zeros, masked out (never NaN/inf in the file)
+                        _zero_members(snap, ~alive)
+                        store.put(j, state, snap, alive.copy())
+                    else:
+                        store.put(j, state, snap)
                     if callback is not None:
                         callback(j, int(state["step"]))
             finally:
                 bar.close()
-        finally:
+        except BaseException as exc:
             if writer is not None:
                 writer.close()
+                if writer.note:
+                    exc.fpkit_note = writer.note
+                    if isinstance(exc, FpkitError):
+                        exc.args = (f"{exc.args[0] if exc.args else exc}; {writer.note}", *exc.args[1:])
+            raise
         if writer is not None:
+            writer.close()
+            if writer.note:  # stopped early (stop_after) next to a complete file
+                logger.warning(writer.note)
+                return EnsembleRun.load(writer.partial)
             return EnsembleRun.load(writer.path)
         return mem.run()
+
+    def _check_divergence(self, state: dict, alive: np.ndarray, bad: np.ndarray, start: int, what: str):
+        """Members ``bad`` (among ``alive``) diverged between step ``start`` and now: stop (a StabilityError
+        naming them) or drop them (``alive`` updated, their state set to zeros so they stay finite)."""
+        bad = bad & alive
+        if not np.any(bad):
+            return
+        tr = self.config["train"]
+        ids = np.nonzero(bad)[0]
+        step = int(state["step"])
+        where = f"at step {step}" if start == step else f"between step {start} and step {step}"
+        shown = ", ".join(str(i) for i in ids[:12]) + (", ..." if ids.size > 12 else "")
+        what = ("weights turned non-finite or exceeded |w| > " f"{tr['divergence_bound']:g}" if what == "weights"
+                else "snapshot statistics (gradient, loss or λmax) turned non-finite")  # fmt: skip
+        msg = (f"{ids.size} of {alive.size} members diverged ({what}) {where} (t = {tr['lr'] * step:g}): "
+               f"members [{shown}]")  # fmt: skip
+        if tr["on_divergence"] == "stop":
+            raise StabilityError(
+                f"{msg}; lower `train.lr`, or set `train.on_divergence = \"drop\"` to continue without them",
+                time=tr["lr"] * step,
+            )
+        alive[bad] = False
+        if not np.any(alive):
+            raise StabilityError(f"{msg}: every member has diverged; lower `train.lr`", time=tr["lr"] * step)
+        state["theta"][:, bad] = 0.0
+        if state["velocity"].shape == state["theta"].shape:
+            state["velocity"][:, bad] = 0.0
+        logger.warning("%s; dropped (train.on_divergence = 'drop'), %d members left", msg, int(alive.sum()))
 
     def _snapshot(self, state: dict, j: int) -> dict:
         th = state["theta"]
         snap = {"weights": np.asarray(th, dtype=np.float64)}
         if self.config["train"]["statistics"]:
-            snap.update(self.statistics(th, probe_seed=derive_seed(self.config["seed"], 4, j)))
+            with np.errstate(over="ignore", invalid="ignore"):  # a diverging member is reported by the caller
+                snap.update(self.statistics(th, probe_seed=derive_seed(self.config["seed"], 4, j)))
         return snap
+
+
+def _diverged(theta: np.ndarray, bound: float) -> np.ndarray:
+    """Members (columns) whose parameters are non-finite or exceed ``bound`` in absolute value."""
+    with np.errstate(invalid="ignore"):
+        big = np.abs(theta).max(axis=0) if theta.size else np.zeros(theta.shape[1])
+    return ~(big <= bound)  # NaN compares False: non-finite counts as diverged
+
+
+def _bad_statistics(snap: dict, M: int) -> np.ndarray:
+    """Members whose snapshot values (weights, gradients, loss; λmax of the probe members) are non-finite."""
+    bad = np.zeros(M, dtype=bool)
+    for key, v in snap.items():
+        v = np.asarray(v)
+        if v.ndim == 2 and v.shape[1] == M:
+            bad |= ~np.all(np.isfinite(v), axis=0)
+        elif key == "loss":
+            bad |= ~np.isfinite(v)
+        elif key == "lam_max":
+            bad[: v.size] |= ~np.isfinite(v)
+    return bad
+
+
+def _zero_members(snap: dict, dead: np.ndarray) -> None:
+    """Zeros in place of the values of dropped members (the mask ``alive`` says which)."""
+    for key, v in snap.items():
+        if v.ndim == 2 and v.shape[1] == dead.size:
+            snap[key] = np.where(dead[None, :], 0.0, v)
+        elif key == "loss":
+            snap[key] = np.where(dead, 0.0, v)
+        elif key == "lam_max":
+            snap[key] = np.where(dead[: v.size], 0.0, v)
 
 
 # -------------------------------------------------------------------------------------------------- CLI
 def cli_train(args) -> int:
-    """``fpkit train config.toml -o ensemble.h5 [--resume]``."""
+    """``fpkit train config.toml -o ensemble.h5 [--resume]``; SIGTERM stops like Ctrl-C (snapshots kept)."""
     ens = Ensemble(load_toml(args.config))
+
+    def terminate(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, terminate)
     try:
         run = ens.train(args.output, resume=bool(getattr(args, "resume", False)))
-    except KeyboardInterrupt:
-        print(
-            f"interrupted; {args.output} holds the snapshots so far (continue with --resume)", file=sys.stderr
-        )
+    except KeyboardInterrupt as exc:
+        note = getattr(exc, "fpkit_note", None) or (
+            f"{args.output} holds the snapshots so far (continue with --resume)")  # fmt: skip
+        print(f"fpkit train: interrupted; {note}", file=sys.stderr)
         return 130
-    print(f"wrote {args.output}: {run!r}")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    dropped = f"; {run.dropped.size} diverged members dropped" if run.dropped.size else ""
+    print(f"wrote {args.output}: {run!r}{dropped}")
     return 0

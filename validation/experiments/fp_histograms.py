@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 import fpkit
 from fpkit import estimators as est
@@ -57,6 +57,20 @@ class Analysis(Schema):
 
     entries: Literal["auto"] | list[str] = Field("auto", description="entries to judge: 'auto' (all of W2, the W1 entries with the largest diffusion share, three W3 entries) or a list such as ['W2[0,0]', 'W1[1,2]']")
     auto_limit: dict[Literal["W1", "W2", "W3"], int] = Field(default_factory=lambda: {"W2": 9, "W1": 3, "W3": 3}, description="how many entries 'auto' judges per layer")
+
+    @field_validator("entries")
+    @classmethod
+    def _labels(cls, v):
+        """A non-empty list of labels such as 'W2[0,1]' (checked before training, not after it)."""
+        import re
+
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("must name at least one entry (or be 'auto')")
+            bad = [e for e in v if not re.fullmatch(r"[Wb]\d+\[\d+(,\s*\d+)?\]", e)]
+            if bad:
+                raise ValueError(f"labels must look like 'W2[0,1]' or 'b1[0]', got {bad}")
+        return v
     split: Literal["half", "in-sample"] = Field("half", description="'half': estimate A, D on one half of the members and judge the other; 'in-sample': both on all members")
     cells: int = Field(400, ge=3, description="at least this many grid cells per entry")
     cells_per_sd: float = Field(25.0, gt=0, description="resolve the narrowest snapshot's standard deviation by this many cells")
