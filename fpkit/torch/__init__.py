@@ -22,7 +22,7 @@ minibatch-mean gradient, whose diagonal is recorded as ``grad_var`` (never σ). 
 ``grad_var``   per-entry variance of the minibatch-mean gradient: per-sample variance over the data / B
                (iid), × (n − B)/(n − 1) (distinct, epochs), 0 (full)
 ``hess_grad``  H·grad, H the Hessian of L + wd|w|²/2, **exact** (forward-over-reverse: ``jvp`` of
-               ``grad``; the numba trainer uses a forward difference, ~1e-7 relative)
+               ``grad``, no step size)
 ``loss``       full-batch data loss L; ``lam_max``: largest Hessian eigenvalue of the probe members by
                Lanczos with exact H·v (η·lam_max → 2 is the edge of stability)
 
