@@ -99,7 +99,7 @@ def pair():
     run = ens.train(show_progress=False)
     E, J = P.split_members(run.members, 0, "half")
     labels = ["W2[0,0]", "W2[0,1]"]
-    return run, J, P.predict_pair(run, labels, E, J, dt=0.05, cells=24)
+    return run, J, P.predict_pair(run, labels, E, J, dt=0.05, cells=24), ens, E
 
 
 def test_pair_prediction_histograms_and_l1_against_numpy(pair):
@@ -107,7 +107,7 @@ def test_pair_prediction_histograms_and_l1_against_numpy(pair):
     columns against sums over those histograms; the prediction is a density (non-negative, integrates to one
     with the cell areas from the edges) starting from the first histogram. predict_pair has no fast test
     otherwise (the flagship's pair runs in the slow tests only)."""
-    run, J, p = pair
+    run, J, p, *_ = pair
     ex_, ey = (np.asarray(e) for e in p.grid.edges)
     area = np.outer(np.diff(ex_), np.diff(ey))
     w = np.stack([run.weights["W2"][:, J, 0, 0], run.weights["W2"][:, J, 0, 1]], axis=-1)
@@ -131,7 +131,7 @@ def test_pair_prediction_marginals_are_within_the_noise_of_the_judged_members(pa
     prediction within noise stays below 4 over 12 correlated snapshots (measured max 2.4), while wrong drift,
     diffusion or member indices put it far off. The 1-D predictions of the same entries (measured max 1.4)
     and the frozen baseline at the end (2.3-2.7) bracket it."""
-    run, J, p = pair
+    run, J, p, *_ = pair
     assert len(p.marginal_distance) == 2
     for d in p.marginal_distance:
         assert d[0] < 1.0 and np.all(np.isfinite(d)) and d.max() < 4.0, d
@@ -185,3 +185,28 @@ def test_langevin_crosscheck_of_an_exact_ou_density_scores_about_one_floor():
     v = lg["w1_over_floor"][1:]
     assert lg["label"] == "W2[0,0]" and lg["n_paths"] == 20000
     assert 0.3 < np.median(v) < 2.0 and v.max() < 3.0, v
+
+
+# ------------------------------------------------------ fp_histograms: the output distributions
+def test_output_distribution_columns_against_scipy(pair):
+    """The W1/floor and KS columns of output_distributions against scipy on the error arrays it returns: W1
+    of two samples over the two-sample floor sqrt(2) x w1_floor(M) (the floor of each sample against the
+    law, independent errors add in quadrature), KS = scipy.stats.ks_2samp. Kills the sqrt(2) -> sqrt(1) and
+    `* floor` -> `** floor` mutants."""
+    import scipy.stats
+
+    from fpkit import metrics
+
+    run, J, _, ens, E = pair
+    preds = [P.predict_entry(run, lab, E, J, dt=0.05, js=False, ks=False) for lab in ("W2[0,0]", "W2[0,1]")]
+    cfg = {"analysis": {"heldout": 300}, "model": {"activation": "tanh"}}
+    out = ex.output_distributions(run, ens, cfg, preds, J, seed=0)
+    trained = out["trained"]
+    floor2 = np.sqrt(2) * metrics.w1_floor(J.size, samples=trained)
+    for key, col in (("quantile_mapped", "w1_quantile_over_floor"), ("predicted", "w1_pred_over_floor"),
+                     ("shuffled", "w1_shuffled_over_floor")):  # fmt: skip
+        ref = scipy.stats.wasserstein_distance(trained, out[key]) / floor2
+        assert out[col] == pytest.approx(ref, rel=1e-9), col
+    assert out["ks_pred"] == pytest.approx(scipy.stats.ks_2samp(trained, out["predicted"]).statistic, rel=1e-12)
+    assert out["ks_quantile"] == pytest.approx(scipy.stats.ks_2samp(trained, out["quantile_mapped"]).statistic,
+                                               rel=1e-12)  # fmt: skip
