@@ -210,3 +210,28 @@ def test_output_distribution_columns_against_scipy(pair):
     assert out["ks_pred"] == pytest.approx(scipy.stats.ks_2samp(trained, out["predicted"]).statistic, rel=1e-12)
     assert out["ks_quantile"] == pytest.approx(scipy.stats.ks_2samp(trained, out["quantile_mapped"]).statistic,
                                                rel=1e-12)  # fmt: skip
+
+
+# --------------------------------------------------- diagnostics and the late goal on hand-set distances
+def test_worse_than_frozen_beyond_noise_means_by_more_than_one_floor():
+    """fp = 2.0, 3.5, 5.0 against frozen = 1.5, 2.0, 5.5: snapshots 1 and 2 are worse than frozen, only
+    snapshot 2 by more than BEYOND_NOISE = 1 floor (3.5 > 3.0; 2.0 < 2.5). Kills `frozen + BEYOND_NOISE` ->
+    `frozen // BEYOND_NOISE`."""
+    assert P.BEYOND_NOISE == 1.0
+    p = scored("W2[0,0]", [0.0, 2.0, 3.5, 5.0], frozen=5.5, drift_only=9.0, diffusion_only=9.0)
+    p.distance["frozen"] = np.array([0.0, 1.5, 2.0, 5.5])
+    d = P.diagnose(p)
+    assert d["worse_than_frozen_snapshots"] == [1, 2]
+    assert d["worse_than_frozen_beyond_noise"] == [2]
+    assert any("worse than the frozen" in m for m in d["messages"])
+
+
+@pytest.mark.parametrize("S, q", [(12, 3), (9, 2), (3, 1), (2, 1)])
+def test_late_max_is_over_the_last_quarter_of_the_snapshots(S, q):
+    """late_max = max of W1/floor over the last max(1, S // 4) snapshots: a large value just before them
+    does not count, the first of them does. Kills `S // 4` -> `S | 4` and similar."""
+    fp = np.ones(S)
+    fp[S - q - 1] = 50.0  # just before the last quarter
+    assert ex.late_max(scored("W1[0,0]", fp, 9.0, 9.0, 9.0)) == 1.0
+    fp[S - q] = 7.0  # the first snapshot of the last quarter
+    assert ex.late_max(scored("W1[0,0]", fp, 9.0, 9.0, 9.0)) == 7.0
