@@ -558,6 +558,196 @@ def data_gradient_serial(theta, X, T, auto, sizes, w_off, b_off, act, want_sq, g
         _gradient_block(theta, blk * LANES, X, T, auto, sizes, w_off, b_off, act, want_sq, gsum, gsq, loss)
 
 
+
+# ----------------------------------------------------------------------------------------------------------
+# exact Hessian-vector products: forward-over-reverse (Pearlmutter's R-operator) through the same lane layout
+@kernel
+def _forward_r(th, vt, nl, sizes, w_off, b_off, act, h, rh):
+    """``_forward`` plus the directional derivative ``rh`` = R{h} of every layer along the parameters ``vt``.
+
+    R{z} = V h_in + W R{h_in} (+ R{b}), R{h_out} = act'(z) R{z}; act' from the stored output: 1 − h² (tanh),
+    [h > 0] (relu: the a.e. derivative, 0 at the kink as in ``_backward``), 1 (linear and the output layer).
+    """
+    n_layers = sizes.shape[0] - 1
+    r0 = rh[0]
+    for i in range(sizes[0]):
+        for l in range(nl):
+            r0[i, l] = 0.0
+    _forward(th, nl, sizes, w_off, b_off, act, h)
+    for ell in range(n_layers):
+        nin = sizes[ell]
+        nout = sizes[ell + 1]
+        wo = w_off[ell]
+        bo = b_off[ell]
+        hin = h[ell]
+        rin = rh[ell]
+        hout = h[ell + 1]
+        rout = rh[ell + 1]
+        for j in range(nout):
+            acc = rout[j]
+            if bo >= 0:
+                vb = vt[bo + j]
+                for l in range(nl):
+                    acc[l] = vb[l]
+            else:
+                for l in range(nl):
+                    acc[l] = 0.0
+            for i in range(nin):
+                w = th[wo + j * nin + i]
+                v = vt[wo + j * nin + i]
+                xi = hin[i]
+                ri = rin[i]
+                for l in range(nl):
+                    acc[l] += v[l] * xi[l] + w[l] * ri[l]
+            if ell < n_layers - 1:
+                hj = hout[j]
+                if act == ACT_TANH:
+                    for l in range(nl):
+                        acc[l] *= 1.0 - hj[l] * hj[l]
+                elif act == ACT_RELU:
+                    for l in range(nl):
+                        if hj[l] <= 0.0:
+                            acc[l] = 0.0
+
+
+@kernel
+def _backward_r(th, vt, nl, sizes, w_off, b_off, act, h, rh, target, scale, hv, dcur, dprev, rcur, rprev):
+    """Add ``scale`` × R{∇θ 0.5 |out − target|²} (= H v for the sample) to hv (P, LANES).
+
+    With δ the back-propagated error (δ_out = out − target; δ_in = act'(z) ⊙ Wᵀδ) and ∇W = δ h_inᵀ:
+    R{∇W} = R{δ} h_inᵀ + δ R{h_in}ᵀ, R{∇b} = R{δ}, R{δ_in} = act'(z) ⊙ (Vᵀδ + Wᵀ R{δ}) + act''(z) R{z} ⊙ Wᵀδ,
+    where for tanh act''(z) R{z} = −2 h R{h} and for relu and linear act'' = 0 (a.e.). Needs h, rh of
+    ``_forward_r``; dcur/dprev/rcur/rprev are (max width, LANES) work arrays.
+    """
+    n_layers = sizes.shape[0] - 1
+    nout = sizes[n_layers]
+    out = h[n_layers]
+    rout = rh[n_layers]
+    for j in range(nout):
+        for l in range(nl):
+            dcur[j, l] = (out[j, l] - target[j, l]) * scale
+            rcur[j, l] = rout[j, l] * scale
+    for ell in range(n_layers - 1, -1, -1):
+        nin = sizes[ell]
+        nout = sizes[ell + 1]
+        wo = w_off[ell]
+        bo = b_off[ell]
+        hin = h[ell]
+        rin = rh[ell]
+        for j in range(nout):
+            dj = dcur[j]
+            rj = rcur[j]
+            for i in range(nin):
+                gw = hv[wo + j * nin + i]
+                xi = hin[i]
+                ri = rin[i]
+                for l in range(nl):
+                    gw[l] += rj[l] * xi[l] + dj[l] * ri[l]
+            if bo >= 0:
+                gb = hv[bo + j]
+                for l in range(nl):
+                    gb[l] += rj[l]
+        if ell > 0:
+            for i in range(nin):
+                di = dprev[i]
+                ri = rprev[i]
+                for l in range(nl):
+                    di[l] = 0.0
+                    ri[l] = 0.0
+            for j in range(nout):
+                dj = dcur[j]
+                rj = rcur[j]
+                for i in range(nin):
+                    w = th[wo + j * nin + i]
+                    v = vt[wo + j * nin + i]
+                    di = dprev[i]
+                    ri = rprev[i]
+                    for l in range(nl):
+                        di[l] += w[l] * dj[l]
+                        ri[l] += v[l] * dj[l] + w[l] * rj[l]
+            for i in range(nin):
+                di = dprev[i]
+                ri = rprev[i]
+                xi = hin[i]
+                rx = rin[i]
+                if act == ACT_TANH:
+                    for l in range(nl):
+                        a1 = 1.0 - xi[l] * xi[l]
+                        ri[l] = a1 * ri[l] - 2.0 * xi[l] * rx[l] * di[l]
+                        di[l] *= a1
+                elif act == ACT_RELU:
+                    for l in range(nl):
+                        if xi[l] <= 0.0:
+                            di[l] = 0.0
+                            ri[l] = 0.0
+            dcur, dprev = dprev, dcur
+            rcur, rprev = rprev, rcur
+
+
+@kernel
+def _hess_vec_block(theta, V, m0, X, T, auto, sizes, w_off, b_off, act, out):
+    """Full-batch H v for the lane of members m0 .. m0 + LANES - 1 (see ``data_hess_vec``)."""
+    P, M = theta.shape
+    n = X.shape[0]
+    maxw = 0
+    for q in range(sizes.shape[0]):
+        maxw = max(maxw, sizes[q])
+    n_layers = sizes.shape[0] - 1
+    d = sizes[0]
+    dout = sizes[n_layers]
+    inv_n = 1.0 / n
+    nl = min(LANES, M - m0)
+    th = np.zeros((P, LANES))
+    vt = np.zeros((P, LANES))
+    hv = np.zeros((P, LANES))
+    h = np.zeros((n_layers + 1, maxw, LANES))
+    rh = np.zeros((n_layers + 1, maxw, LANES))
+    tg = np.zeros((maxw, LANES))
+    dcur = np.zeros((maxw, LANES))
+    dprev = np.zeros((maxw, LANES))
+    rcur = np.zeros((maxw, LANES))
+    rprev = np.zeros((maxw, LANES))
+    for l in range(nl):
+        for p in range(P):
+            th[p, l] = theta[p, m0 + l]
+            vt[p, l] = V[p, m0 + l]
+    h0 = h[0]
+    for s in range(n):
+        for i in range(d):
+            v = X[s, i]
+            for l in range(nl):
+                h0[i, l] = v
+        tgt = h0
+        if not auto:
+            for j in range(dout):
+                v = T[s, j]
+                for l in range(nl):
+                    tg[j, l] = v
+            tgt = tg
+        _forward_r(th, vt, nl, sizes, w_off, b_off, act, h, rh)
+        _backward_r(th, vt, nl, sizes, w_off, b_off, act, h, rh, tgt, 1.0, hv, dcur, dprev, rcur, rprev)
+    for l in range(nl):
+        for p in range(P):
+            out[p, m0 + l] = hv[p, l] * inv_n
+
+
+@kernel(parallel=True)
+def data_hess_vec(theta, V, X, T, auto, sizes, w_off, b_off, act, out):
+    """``out[:, m]`` = H_m V[:, m], H_m the Hessian of the full-batch data loss (mean over the n samples of
+    0.5 |out − target|²) of member m, exactly (forward-over-reverse; for relu the almost-everywhere Hessian,
+    the activation pattern held fixed)."""
+    n_blocks = (theta.shape[1] + LANES - 1) // LANES
+    for blk in prange(n_blocks):
+        _hess_vec_block(theta, V, blk * LANES, X, T, auto, sizes, w_off, b_off, act, out)
+
+
+@kernel
+def data_hess_vec_serial(theta, V, X, T, auto, sizes, w_off, b_off, act, out):
+    """``data_hess_vec`` on the calling thread only (a few members: the Lanczos probes)."""
+    n_blocks = (theta.shape[1] + LANES - 1) // LANES
+    for blk in range(n_blocks):
+        _hess_vec_block(theta, V, blk * LANES, X, T, auto, sizes, w_off, b_off, act, out)
+
 # ----------------------------------------------------------------------------------------------------------
 # kernels specialised to one architecture (generated source, compiled once per shape, cached on disk)
 #

@@ -51,8 +51,8 @@ attribute              shape                meaning
                                             full batch; online: unbiased variance over the
                                             evaluation sample ``run.data['x']`` / B.
                                             Standard SDE: D = (η/2) grad_var (+ T for SGLD).
-``hess_grad[name]``    (n_snap, M, *shape)  H·grad (H the Hessian of L + wd|w|²/2), by a forward
-                                            difference of full-batch gradients (~1e-7 relative);
+``hess_grad[name]``    (n_snap, M, *shape)  H·grad (H the Hessian of L + wd|w|²/2), exact: forward-over-
+                                            reverse in the kernels (relu: the a.e. Hessian);
                                             the order-2 drift correction of Li-Tai-E is −(η/4)∇|∇L|² = −(η/2) H·∇L.
 ``loss``               (n_snap, M)          full-batch data loss L (without the weight-decay term)
 ``lam_max``            (n_snap, n_probe)    largest eigenvalue of H for members ``probe_members``

@@ -1,0 +1,244 @@
+"""The lane kernels of the numba trainer on general MLPs: exact H·v (forward-over-reverse) against finite
+differences and dense Hessians, λmax by Lanczos on it (issue 17, item 1)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fpkit.ensemble import Ensemble
+from fpkit.ensemble.spec import _Arch
+from fpkit.solvers import autoencoder as ae
+
+ACTS = {"linear": ae.ACT_LINEAR, "tanh": ae.ACT_TANH, "relu": ae.ACT_RELU}
+
+
+def rel(a, b):
+    return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+
+
+def problem(sizes, bias, act, auto, M=11, n=13, scale=0.8, seed=0):
+    rng = np.random.default_rng(seed)
+    arch = _Arch.build(sizes, bias, ACTS[act])
+    X = rng.normal(size=(n, sizes[0]))
+    T = X if auto else rng.normal(size=(n, sizes[-1]))
+    theta = scale * rng.normal(size=(arch.P, M))
+    return arch, X, T, theta
+
+
+def grad(arch, X, T, auto, theta):
+    g, sq, loss = np.empty_like(theta), np.empty((1, 1)), np.empty(theta.shape[1])
+    ae.data_gradient_serial(theta, X, T, auto, arch.sizes, arch.w_off, arch.b_off, arch.act, False, g, sq, loss)
+    return g
+
+
+def hess_vec(arch, X, T, auto, theta, V, parallel=False):
+    out = np.empty_like(theta)
+    fn = ae.data_hess_vec if parallel else ae.data_hess_vec_serial
+    fn(theta, V, X, T, auto, arch.sizes, arch.w_off, arch.b_off, arch.act, out)
+    return out
+
+
+def fd_hess_vec(arch, X, T, auto, theta, V, eps=1e-3):
+    """Central differences of the exact gradient, Richardson-extrapolated (error O(eps^4))."""
+
+    def c(e):
+        return (grad(arch, X, T, auto, theta + e * V) - grad(arch, X, T, auto, theta - e * V)) / (2 * e)
+
+    return (4.0 * c(eps / 2) - c(eps)) / 3.0
+
+
+@pytest.mark.parametrize("act", ["tanh", "linear"])
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("auto", [True, False])
+def test_hess_vec_against_central_differences_for_smooth_activations(act, bias, auto):
+    sizes = [5, 4, 3, 4, 5] if auto else [4, 6, 3, 2]
+    arch, X, T, theta = problem(sizes, bias, act, auto)
+    V = np.random.default_rng(1).normal(size=theta.shape)
+    hv = hess_vec(arch, X, T, auto, theta, V)
+    assert rel(hv, fd_hess_vec(arch, X, T, auto, theta, V)) < 1e-7
+    assert np.array_equal(hv, hess_vec(arch, X, T, auto, theta, V, parallel=True))  # lanes and threads
+    # linear in V, and columns are independent members (a member's result ignores the others' vectors)
+    V2 = V.copy()
+    V2[:, 1:] *= -3.0
+    hv2 = hess_vec(arch, X, T, auto, theta, V2)
+    assert np.array_equal(hv2[:, 0], hv[:, 0])
+    assert rel(hv2[:, 1:], -3.0 * hv[:, 1:]) < 1e-14
+
+
+def pre_activations(arch, X, theta_m):
+    """Hidden pre-activations of one member for every sample (to keep finite differences off the kinks)."""
+    p = arch.split(theta_m[None, :])
+    h, zs = X.T, []
+    L = len(arch.sizes) - 1
+    for ell in range(L):
+        z = p[f"W{ell + 1}"][0] @ h
+        if f"b{ell + 1}" in p:
+            z = z + p[f"b{ell + 1}"][0][:, None]
+        if ell < L - 1:
+            zs.append(z.ravel())
+            h = np.maximum(z, 0.0)
+    return np.concatenate(zs)
+
+
+def dense_fd_hessian(arch, X, T, auto, theta, m, eps=1e-6):
+    """The member's Hessian column by column from central differences of the exact gradient."""
+    P = theta.shape[0]
+    H = np.empty((P, P))
+    th = np.repeat(theta[:, m : m + 1], 2 * P, axis=1)
+    for p in range(P):
+        th[p, 2 * p] += eps
+        th[p, 2 * p + 1] -= eps
+    g = grad(arch, X, T, auto, th)
+    for p in range(P):
+        H[:, p] = (g[:, 2 * p] - g[:, 2 * p + 1]) / (2 * eps)
+    return 0.5 * (H + H.T)
+
+
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("auto", [True, False])
+def test_relu_hess_vec_equals_the_dense_hessian_away_from_kinks(bias, auto):
+    """For relu the loss is piecewise polynomial: off the kinks a central difference of the exact gradient with
+    a step below the distance to the nearest kink is the Hessian up to O(eps²) (no kink crossed)."""
+    sizes = [5, 4, 3, 4, 5] if auto else [4, 6, 3, 2]
+    arch, X, T, theta = problem(sizes, bias, "relu", auto, M=3)
+    for m in range(theta.shape[1]):
+        z = pre_activations(arch, X, theta[:, m])
+        # off every kink by far more than the step; z = 0 exactly only where a whole layer below is dead for a
+        # sample (no bias), and then it stays 0 under every small perturbation (no kink crossed either)
+        assert np.abs(z[z != 0.0]).min() > 1e-4
+        H = dense_fd_hessian(arch, X, T, auto, theta, m)
+        E = np.eye(arch.P)
+        Hk = hess_vec(arch, X, T, auto, np.repeat(theta[:, m : m + 1], arch.P, axis=1), E)
+        assert rel(Hk, H) < 1e-7
+        assert np.allclose(Hk, Hk.T, rtol=0, atol=1e-12 * np.abs(Hk).max())
+
+
+def test_relu_on_the_kink_is_the_almost_everywhere_hessian():
+    """A unit dead for every sample (weights and bias 0: z = 0 exactly, the kink) contributes the a.e. value:
+    zero curvature through it, finite (the forward difference gave |Hv| ~ 1/step)."""
+    arch, X, T, theta = problem([5, 4, 3, 4, 5], True, "relu", True, M=2)
+    j = 1  # second unit of the first hidden layer: z = 0 for every sample
+    row0 = arch.offsets[arch.names.index("W1")] + j * 5
+    theta[row0 : row0 + 5] = 0.0
+    theta[arch.offsets[arch.names.index("b1")] + j] = 0.0
+    V = np.random.default_rng(2).normal(size=theta.shape)
+    hv = hess_vec(arch, X, T, True, theta, V)
+    assert np.all(np.isfinite(hv))
+    # the dead unit's incoming weights get no curvature (their gradient is identically zero nearby on one side)
+    assert np.all(hv[row0 : row0 + 5] == 0.0)
+
+
+def test_trainer_statistics_use_the_exact_product_and_weight_decay():
+    ens = Ensemble(d=6, k=3, activation="tanh", n=32, members=20, probes=3, weight_decay=0.01, seed=2,
+                   lanczos_steps=64, kernels="generic")  # fmt: skip
+    th = ens.initial_state()["theta"]
+    s = ens.statistics(th)
+    X, T, auto = ens._eval_data()
+    hv = hess_vec(ens.arch, X, T, auto, th, s["grad"], parallel=True)
+    assert np.array_equal(s["hess_grad"], hv + 0.01 * s["grad"])
+    lam = s["lam_max"]
+    for q in range(3):  # Lanczos with m = P steps: the dense Hessian's top eigenvalue up to rounding
+        H = hess_vec(ens.arch, X, T, auto, np.repeat(th[:, q : q + 1], ens.arch.P, axis=1), np.eye(ens.arch.P))
+        top = np.linalg.eigvalsh(0.5 * (H + H.T))[-1] + 0.01
+        assert abs(lam[q] - top) < 1e-6 * top
+
+
+def masked_relu_hessian(arch, X, T, th, eps=1e-5):
+    """An autograd-free reference: numpy forward/backward of one member with the relu activation pattern of
+    the base point held fixed (the a.e. Hessian's definition), differentiated by central differences. With
+    the pattern fixed the gradient is a polynomial in the parameters, so the difference is exact to O(eps²)."""
+    L = len(arch.sizes) - 1
+
+    def unpack(flat):
+        return {n: flat[o : o + int(np.prod(s))].reshape(s) for n, s, o in zip(arch.names, arch.shapes, arch.offsets)}
+
+    def forward(flat, masks=None):
+        p, hs, ms = unpack(flat), [X], []
+        for ell in range(L):
+            z = hs[-1] @ p[f"W{ell + 1}"].T + (p[f"b{ell + 1}"] if f"b{ell + 1}" in p else 0.0)
+            if ell < L - 1:
+                m = (z > 0.0) if masks is None else masks[ell]
+                ms.append(m)
+                z = np.where(m, z, 0.0)
+            hs.append(z)
+        return p, hs, ms
+
+    masks = forward(th)[2]
+
+    def gradient(flat):
+        p, hs, _ = forward(flat, masks)
+        g = {}
+        d = (hs[-1] - T) / X.shape[0]
+        for ell in range(L - 1, -1, -1):
+            g[f"W{ell + 1}"] = d.T @ hs[ell]
+            if f"b{ell + 1}" in p:
+                g[f"b{ell + 1}"] = d.sum(axis=0)
+            if ell > 0:
+                d = np.where(masks[ell - 1], d @ p[f"W{ell + 1}"], 0.0)
+        return np.concatenate([g[n].ravel() for n in arch.names])
+
+    P = th.size
+    H = np.empty((P, P))
+    for q in range(P):
+        e = np.zeros(P)
+        e[q] = eps
+        H[:, q] = (gradient(th + e) - gradient(th - e)) / (2 * eps)
+    return 0.5 * (H + H.T)
+
+
+def test_relu_lam_max_acceptance_issue_17():
+    """ReLU 6 → 4 → 2 → 4 → 6 with biases, η = 0.05, B = 4 (issue 17): η·λmax finite and within 10 % of the
+    dense Hessian's λmax on the probe members, at the start (biases 0: units on the kink, where the forward
+    difference gave η·λmax ~ 10⁴–10⁵) and after 1500 steps (near the edge of stability). References: a numpy
+    Hessian with the activation pattern held fixed (torch's autograd Hessian: the slow test below)."""
+    cfg = {"model": {"hidden": [4, 2, 4], "activation": "relu", "bias": True},
+           "data": {"kind": "gaussian", "d": 6, "n": 256, "ratio": 0.7},
+           "train": {"lr": 0.05, "batch_size": 4, "members": 16, "probes": 4, "snapshot_steps": [0, 1500],
+                     "kernels": "generic"}}  # fmt: skip
+    ens = Ensemble(cfg, seed=0)
+    run = ens.train()
+    X, T, auto = ens._eval_data()
+    P = ens.arch.P
+    for j in range(2):
+        for q in range(4):
+            th = np.concatenate([run.weights[n][j, q].ravel() for n in ens.arch.names])  # offsets in order
+            H = masked_relu_hessian(ens.arch, X, T, th)
+            top = np.linalg.eigvalsh(H)[-1]
+            assert np.isfinite(0.05 * run.lam_max[j, q])
+            assert abs(run.lam_max[j, q] - top) <= 0.1 * abs(top), (j, q, run.lam_max[j, q], top)
+            Hk = hess_vec(ens.arch, X, T, auto, np.repeat(th[:, None], P, axis=1), np.eye(P))
+            assert rel(Hk, H) < 1e-8
+
+
+@pytest.mark.slow
+def test_relu_hessian_against_torch_autograd():
+    """The same a.e. Hessian from torch.func.hessian (reverse over reverse) on kinks and off them."""
+    torch = pytest.importorskip("torch")
+    arch, X, T, theta = problem([6, 4, 2, 4, 6], True, "relu", True, M=2, n=64)
+    theta[arch.offsets[arch.names.index("b1")] :] = 0.0  # biases 0, and a dead unit: z = 0 exactly
+    theta[0:6, 1] = 0.0
+    for m in range(2):
+        th = theta[:, m]
+        Hk = hess_vec(arch, X, T, True, np.repeat(th[:, None], arch.P, axis=1), np.eye(arch.P))
+        assert rel(Hk, torch_hessian(torch, arch, X, T, th)) < 1e-12
+        assert rel(Hk, masked_relu_hessian(arch, X, T, th)) < 1e-8
+
+
+def torch_hessian(torch, arch, X, T, th):
+    """The autograd Hessian (reverse over reverse) of the mean 0.5|out − target|² for relu layers."""
+    Xt, Tt = torch.tensor(X), torch.tensor(T)
+    L = len(arch.sizes) - 1
+
+    def loss(flat):
+        p = {n: flat[o : o + int(np.prod(s))].reshape(s) for n, s, o in zip(arch.names, arch.shapes, arch.offsets)}
+        h = Xt
+        for ell in range(L):
+            h = h @ p[f"W{ell + 1}"].T
+            if f"b{ell + 1}" in p:
+                h = h + p[f"b{ell + 1}"]
+            if ell < L - 1:
+                h = torch.relu(h)
+        return 0.5 * ((h - Tt) ** 2).sum(-1).mean()
+
+    return torch.func.hessian(loss)(torch.tensor(th)).numpy()
