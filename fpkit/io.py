@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -80,6 +82,21 @@ def _check_writable_folder(folder: Path, what: str, path: Path) -> None:
         raise OutputError(f"`{what}` {str(path)!r}: the folder {str(probe)!r} is not writable", path)
 
 
+def ensure_space(path, nbytes: int) -> None:
+    """Raise OSError(ENOSPC) unless the file system of ``path`` has room for ``nbytes`` (with a margin of half
+    as much again and 256 KiB). For writers that let HDF5 write to disk incrementally: HDF5 meeting a full disk
+    itself loses the data silently and can crash the interpreter, so it must not get there."""
+    folder = Path(path).parent if str(Path(path).parent) else Path(".")
+    try:
+        st = os.statvfs(folder)
+    except (OSError, AttributeError):
+        return
+    free = st.f_bavail * st.f_frsize
+    need = int(1.5 * nbytes) + 2**18
+    if free < need:
+        raise OSError(errno.ENOSPC, f"No space left on device ({free} bytes free, {need} needed)")
+
+
 def _fsync(path, directory: bool = False) -> None:
     fd = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0))
     try:
@@ -134,38 +151,81 @@ def _verify_h5(tmp: Path) -> None:
 
 
 @contextlib.contextmanager
+def h5_write_errors():
+    """Raise the first OSError that h5py could only report as "Exception ignored": a write that fails while
+    h5py releases a dataset (its chunk cache is written then) is otherwise lost silently, and the file looks
+    complete with zeros where the data should be (measured on a full tmpfs). What h5py prints about it on
+    stderr meanwhile is held back and shown only if no error is raised; an h5py RuntimeError about a failed
+    write (e.g. "Unable to synchronously flush file ... errno = 28") becomes an OSError with that errno."""
+    caught: list[BaseException] = []
+    previous_hook, previous_err = sys.unraisablehook, sys.stderr
+    held = io.StringIO()
+
+    def hook(unraisable):
+        if isinstance(unraisable.exc_value, OSError):
+            caught.append(unraisable.exc_value)
+        else:
+            previous_hook(unraisable)
+
+    sys.unraisablehook, sys.stderr = hook, held
+    try:
+        yield caught
+    except RuntimeError as exc:
+        raise as_os_error(exc) from exc
+    finally:
+        sys.unraisablehook, sys.stderr = previous_hook, previous_err
+        if not caught and held.getvalue():
+            previous_err.write(held.getvalue())
+    if caught:
+        raise caught[0]
+
+
+def as_os_error(exc: BaseException) -> BaseException:
+    """An h5py RuntimeError that reports a failed write (its text holds "errno = N") as an OSError."""
+    import re
+
+    m = re.search(r"errno = (\d+)", str(exc))
+    if isinstance(exc, RuntimeError) and (m or "write failed" in str(exc)):
+        return OSError(int(m.group(1)) if m else errno.EIO, str(exc).splitlines()[0])
+    return exc
+
+
+@contextlib.contextmanager
 def atomic_h5(path, mode: str = "w"):
     """Open an HDF5 file for writing that appears at ``path`` only once complete and verified.
 
-    ``mode = "a"`` starts from a copy of the existing file. Written through :func:`atomic_path`; the h5py
-    file is closed before the temporary file is renamed or removed, also after an error.
+    The file is built in memory (HDF5's core driver) and its image written to disk through
+    :func:`atomic_path`, so a full disk is an ordinary Python OSError: HDF5 itself never meets it (a write that
+    failed inside HDF5 was lost silently and crashed the interpreter at exit, measured on a full tmpfs).
+    ``mode = "a"`` starts from the existing file's contents.
     """
     path = Path(path)
     with atomic_path(path, verify=_verify_h5) as tmp:
         if mode == "a" and path.exists():
-            import shutil
-
-            shutil.copyfile(path, tmp)
-            f = h5py.File(tmp, "a")
+            f = h5py.File(path, "r+", driver="core", backing_store=False)
         else:
-            f = h5py.File(tmp, "w")
+            f = h5py.File(str(tmp), "w", driver="core", backing_store=False)
         try:
-            f.attrs["fpkit_format"] = FORMAT_VERSION
-            f.attrs["created"] = datetime.now(timezone.utc).isoformat()
-            yield f
-            f.flush()
+            with h5_write_errors():
+                f.attrs["fpkit_format"] = FORMAT_VERSION
+                f.attrs["created"] = datetime.now(timezone.utc).isoformat()
+                yield f
+                f.flush()
+                image = f.id.get_file_image()
         finally:
             _close_h5(f)
+        with open(tmp, "wb") as fh:
+            fh.write(image)
+            fh.flush()
 
 
 def _close_h5(f) -> None:
-    """Close an h5py file, also one whose last write failed (its error has been raised already): an h5py
-    object left open after a failed write can crash the interpreter at exit."""
+    """Close an h5py file, also one whose last write failed (its error has been raised already)."""
     try:
         f.close()
     except Exception:
         with contextlib.suppress(Exception):
-            f.id.close()
+            f.close()
 
 
 def write_bytes_atomic(path, data: bytes) -> Path:

@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 
 from ..errors import ConfigError, FileFormatError, StabilityError, check_positive
-from ..io import FORMAT_VERSION, _fsync, check_output_file, get_json_attr, set_json_attr
+from ..io import FORMAT_VERSION, _fsync, check_output_file, ensure_space, get_json_attr, set_json_attr
 
 if TYPE_CHECKING:
     from .trainer import Ensemble
@@ -143,6 +143,9 @@ class _Writer:
         try:
             if self.path.parent and not self.path.parent.exists():
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+            ds = ens.dataset
+            ensure_space(self.partial, sum(np.asarray(v).nbytes for v in (*state.values(), ds.x_eval, ds.y_eval)
+                                           if v is not None))  # fmt: skip
             f = self.f = h5py.File(self.partial, "w")
             f.attrs["fpkit_format"] = FORMAT_VERSION
             f.attrs["kind"] = KIND
@@ -222,6 +225,7 @@ class _Writer:
     def put(self, j, state, snap, alive=None):
         f, arch = self.f, self.ens.arch
         try:
+            ensure_space(self.partial, sum(np.asarray(v).nbytes for v in (*snap.values(), *state.values())))
             for fld in FIELDS:
                 if fld in snap:
                     flat = snap[fld].T  # (M, P)
