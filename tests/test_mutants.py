@@ -235,3 +235,21 @@ def test_late_max_is_over_the_last_quarter_of_the_snapshots(S, q):
     assert ex.late_max(scored("W1[0,0]", fp, 9.0, 9.0, 9.0)) == 1.0
     fp[S - q] = 7.0  # the first snapshot of the last quarter
     assert ex.late_max(scored("W1[0,0]", fp, 9.0, 9.0, 9.0)) == 7.0
+
+
+def test_prediction_plot_shows_the_snapshots_nearest_to_fractions_of_the_run():
+    """With no ``snapshots``, Prediction.plot draws the snapshots nearest to 1 %, 10 %, 1/3 and all of the
+    run: on t = 0, 1, ..., 30 those are t = 0, 3, 10 and 30 (one line each, labelled with t). Kills the
+    `1 / 3` -> `1 >> 3` mutant (which drops t = 10)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fp = np.linspace(0.0, 2.0, 31)
+    p = scored("W2[0,0]", fp, 9.0, 9.0, 9.0)
+    p.t[:] = np.arange(31.0)
+    fig = p.plot()
+    ax = fig.axes[0]
+    assert [ln.get_label() for ln in ax.lines] == ["t = 0", "t = 3", "t = 10", "t = 30"]
+    plt.close(fig)
