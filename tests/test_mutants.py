@@ -253,3 +253,11 @@ def test_prediction_plot_shows_the_snapshots_nearest_to_fractions_of_the_run():
     ax = fig.axes[0]
     assert [ln.get_label() for ln in ax.lines] == ["t = 0", "t = 3", "t = 10", "t = 30"]
     plt.close(fig)
+
+
+@pytest.mark.parametrize("drift_only, kind", [(6.0, "drift-dominated"), (6.01, "diffusion-driven")])
+def test_kind_compares_the_last_snapshots_when_fp_changes_at_the_end(drift_only, kind):
+    """kind reads the last snapshot of both: fp ends at 4 (after 1s), so drift-only must exceed 1.5 x 4 = 6,
+    not 1.5 x 1. Kills `distance['fp'][-1]` -> `[-2]`."""
+    assert P.DIFFUSION_DRIVEN_GAIN == 1.5
+    assert scored("W1[0,0]", [0.0, 1.0, 1.0, 4.0], 9.0, drift_only, 9.0).kind == kind
