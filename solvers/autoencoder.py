@@ -757,7 +757,8 @@ def data_hess_vec_serial(theta, V, X, T, auto, sizes, w_off, b_off, act, out):
 # one multiply-add and reloads the accumulator). Only _forward/_backward are generated; the drivers
 # (sampling, optimiser updates, statistics) are the generic ones above, re-bound to the generated pieces,
 # so both paths share every other line. Summation orders equal the generic kernels'.
-_DRIVERS = ("_batch_gradient", "train_steps", "_gradient_block", "data_gradient", "data_gradient_serial")
+_DRIVERS = ("_batch_gradient", "train_steps", "_gradient_block", "data_gradient", "data_gradient_serial",
+            "_hess_vec_block", "data_hess_vec", "data_hess_vec_serial")
 _GEN_MAX_PARAMS = 3000  # larger networks: compile time grows with P; use the generic kernels
 
 
@@ -865,6 +866,92 @@ def _gen_source(sizes, w_off, b_off, act, sq=False) -> str:
     return "\n".join(out) + "\n\n\n@kernel\n" + sq_src
 
 
+
+def _gen_hv_source(sizes, w_off, b_off, act) -> str:
+    """``_forward_r`` and ``_backward_r`` (exact H·v) written out for one architecture, with the generic
+    kernels' summation orders (bit-identical results) and the flat compile-time indexing of ``_gen_source``."""
+    L = len(sizes) - 1
+    W = LANES
+    mw = int(max(sizes))
+
+    def H(q, j):
+        return f"hf[{(q * mw + j) * W} + l]"
+
+    def R(q, j):
+        return f"rf[{(q * mw + j) * W} + l]"
+
+    def T(p):
+        return f"tf[{p * W} + l]"
+
+    def V(p):
+        return f"vf[{p * W} + l]"
+
+    flat = ["    tf = th.reshape(th.size)", "    vf = vt.reshape(vt.size)", "    hf = h.reshape(h.size)",
+            "    rf = rh.reshape(rh.size)"]  # fmt: skip
+    out = ["@kernel", "def _forward_r(th, vt, nl, sizes, w_off, b_off, act, h, rh):"] + flat
+    out += _lane_loops([(f"{R(0, i)} = 0.0", 1) for i in range(int(sizes[0]))])
+    for ell in range(L):
+        nin, nout, wo, bo = int(sizes[ell]), int(sizes[ell + 1]), int(w_off[ell]), int(b_off[ell])
+        stmts = []
+        for j in range(nout):
+            terms = [T(bo + j)] if bo >= 0 else []
+            terms += [f"{T(wo + j * nin + i)} * {H(ell, i)}" for i in range(nin)]
+            z = " + ".join(terms)
+            rterms = [V(bo + j)] if bo >= 0 else []
+            rterms += [f"({V(wo + j * nin + i)} * {H(ell, i)} + {T(wo + j * nin + i)} * {R(ell, i)})"
+                       for i in range(nin)]  # fmt: skip
+            rz = " + ".join(rterms)
+            if ell < L - 1 and act == ACT_TANH:
+                stmt = f"{H(ell + 1, j)} = vtanh({z}); {R(ell + 1, j)} = ({rz}) * (1.0 - {H(ell + 1, j)} * {H(ell + 1, j)})"
+            elif ell < L - 1 and act == ACT_RELU:
+                stmt = f"{H(ell + 1, j)} = max({z}, 0.0); {R(ell + 1, j)} = ({rz}) if {H(ell + 1, j)} > 0.0 else 0.0"
+            else:
+                stmt = f"{H(ell + 1, j)} = {z}; {R(ell + 1, j)} = {rz}"
+            stmts.append((stmt, 3 * nin + 12))
+        out += _lane_loops(stmts)
+    out += ["", "", "@kernel",
+            "def _backward_r(th, vt, nl, sizes, w_off, b_off, act, h, rh, target, scale, hv, dcur, dprev, rcur, rprev):"]  # fmt: skip
+    out += flat + ["    gf = hv.reshape(hv.size)", "    xf = target.reshape(target.size)",
+                   "    df = dcur.reshape(dcur.size)", "    ef = dprev.reshape(dprev.size)",
+                   "    sf = rcur.reshape(rcur.size)", "    qf = rprev.reshape(rprev.size)"]  # fmt: skip
+    out += _lane_loops(
+        [(f"df[{j * W} + l] = ({H(L, j)} - xf[{j * W} + l]) * scale; sf[{j * W} + l] = {R(L, j)} * scale", 6)
+         for j in range(int(sizes[L]))]
+    )  # fmt: skip
+    cur, nxt, rcur, rnxt = "df", "ef", "sf", "qf"
+    for ell in range(L - 1, -1, -1):
+        nin, nout, wo, bo = int(sizes[ell]), int(sizes[ell + 1]), int(w_off[ell]), int(b_off[ell])
+        stmts = []
+        for j in range(nout):
+            dj, rj = f"{cur}[{j * W} + l]", f"{rcur}[{j * W} + l]"
+            for i in range(nin):
+                p = (wo + j * nin + i) * W
+                stmts.append((f"gf[{p} + l] += {rj} * {H(ell, i)} + {dj} * {R(ell, i)}", 20))
+            if bo >= 0:
+                stmts.append((f"gf[{(bo + j) * W} + l] += {rj}", 14))
+        out += _lane_loops(stmts)
+        if ell > 0:
+            stmts = []
+            for i in range(nin):
+                u = " + ".join(f"{T(wo + j * nin + i)} * {cur}[{j * W} + l]" for j in range(nout))
+                ru = " + ".join(f"({V(wo + j * nin + i)} * {cur}[{j * W} + l] + {T(wo + j * nin + i)} * "
+                                f"{rcur}[{j * W} + l])" for j in range(nout))  # fmt: skip
+                h_, r_ = H(ell, i), R(ell, i)
+                if act == ACT_TANH:
+                    stmt = (f"u{i} = {u}; ru{i} = {ru}; a{i} = 1.0 - {h_} * {h_}; "
+                            f"{rnxt}[{i * W} + l] = a{i} * ru{i} - 2.0 * {h_} * {r_} * u{i}; "
+                            f"{nxt}[{i * W} + l] = u{i} * a{i}")  # fmt: skip
+                elif act == ACT_RELU:
+                    stmt = (f"{nxt}[{i * W} + l] = ({u}) if {h_} > 0.0 else 0.0; "
+                            f"{rnxt}[{i * W} + l] = ({ru}) if {h_} > 0.0 else 0.0")  # fmt: skip
+                else:
+                    stmt = f"{nxt}[{i * W} + l] = {u}; {rnxt}[{i * W} + l] = {ru}"
+                stmts.append((stmt, 4 * nout + 6))
+            out += _lane_loops(stmts)
+            cur, nxt, rcur, rnxt = nxt, cur, rnxt, rcur
+    return "\n".join(out) + "\n"
+
+
 _SPECIALISED: dict = {}
 
 
@@ -890,7 +977,7 @@ def _module_source(key) -> str:
         f"from fpkit.solvers.autoencoder import {', '.join(names)}\n\n\n"
     )
     drivers = "\n\n".join(inspect.getsource(getattr(this, n).py_func) for n in _DRIVERS)
-    return head + _gen_source(*key) + "\n\n" + drivers
+    return head + _gen_source(*key) + "\n\n" + _gen_hv_source(*key) + "\n\n" + drivers
 
 
 def _key(sizes, w_off, b_off, act):

@@ -242,3 +242,17 @@ def torch_hessian(torch, arch, X, T, th):
         return 0.5 * ((h - Tt) ** 2).sum(-1).mean()
 
     return torch.func.hessian(loss)(torch.tensor(th)).numpy()
+
+
+@pytest.mark.slow
+def test_specialised_hess_vec_is_bit_identical_to_the_generic_kernel():
+    """The generated (per-architecture) H·v kernels keep the generic kernels' summation orders."""
+    for sizes, bias, act, auto in [([6, 4, 2, 4, 6], True, "relu", True), ([4, 5, 3], False, "tanh", False)]:
+        arch, X, T, theta = problem(sizes, bias, act, auto, M=19, n=23)
+        V = np.random.default_rng(4).normal(size=theta.shape)
+        k = ae.specialised(arch.sizes, arch.w_off, arch.b_off, arch.act)
+        a = hess_vec(arch, X, T, auto, theta, V, parallel=True)
+        for fn in (k.data_hess_vec, k.data_hess_vec_serial):
+            b = np.empty_like(theta)
+            fn(theta, V, X, T, auto, arch.sizes, arch.w_off, arch.b_off, arch.act, b)
+            assert np.array_equal(a, b)

@@ -288,7 +288,8 @@ class Ensemble:
         theta = np.ascontiguousarray(theta, dtype=np.float64)
         v = np.ascontiguousarray(v, dtype=np.float64)
         out = np.empty_like(theta)
-        fn = _ae.data_hess_vec if theta.shape[1] > 2 * _ae.LANES else _ae.data_hess_vec_serial
+        k = self.kernels
+        fn = k.data_hess_vec if theta.shape[1] > 2 * _ae.LANES else k.data_hess_vec_serial
         fn(theta, v, X, T, auto, arch.sizes, arch.w_off, arch.b_off, arch.act, out)
         return out + self.config["train"]["weight_decay"] * v
 
