@@ -78,8 +78,16 @@ gives the same dict); group ``state`` the resume state (``theta``
 (P, M), ``velocity``, ``rng`` (2, M) uint64, ``perm``; attribute ``step``).
 
 Writing is crash-safe: a run writes ``<output>.partial``, flushed after every snapshot, and renames it to
-the output when it finishes or is interrupted (Ctrl-C), so the output is always a valid file;
+the output when it finishes, or when it stops early (Ctrl-C, SIGTERM, a divergence) and no complete run is at
+the output; an incomplete run never replaces a complete file (the ``.partial`` then stays beside it and the
+message says so). A failed write (no space left) removes the ``.partial`` and raises one OutputError.
 ``resume=True`` (``fpkit train --resume``) continues from the last snapshot bit-identically.
+
+Divergence (``train.on_divergence``): members whose weights turn non-finite or exceed
+``train.divergence_bound`` (checked every ≤ 256 steps, and their snapshot statistics) are named; ``"stop"``
+raises a StabilityError (the snapshots so far are kept), ``"drop"`` zeroes them from then on and stores the
+mask ``alive`` (n_snap, M) (state ``alive`` (M,)), never NaN/inf. ``EnsembleRun.load`` leaves the dropped
+members out (``run.dropped``, ``run.member_ids``; ``drop_diverged=False`` keeps them with ``run.alive``).
 """
 
 # every name importable from ``fpkit.ensemble`` before it became a package, private helpers included

@@ -513,6 +513,7 @@ def cli_train(args) -> int:
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
-    dropped = f"; {run.dropped.size} diverged members dropped" if run.dropped.size else ""
+    n_dropped = len(getattr(run, "dropped", ()))
+    dropped = f"; {n_dropped} diverged members dropped" if n_dropped else ""
     print(f"wrote {args.output}: {run!r}{dropped}")
     return 0
