@@ -53,7 +53,7 @@ from .solvers.time_stepping import advance_to_outputs, stepwise
 
 MIN_MEMBERS = 100
 MIN_SNAPSHOTS = 3
-ROUTES = ("mechanistic", "kramers-moyal")
+ROUTES = ("mechanistic", "kramers-moyal", "auto")
 VARIANT_OPTIONS = {
     "standard": {},
     "discrete": {"diffusion": "discrete"},
@@ -186,7 +186,7 @@ def split_members(M: int, seed: int, mode="half") -> tuple[np.ndarray, np.ndarra
 def estimate_series(run, arrays: dict, members: np.ndarray, grid: Grid, variant: str = "standard",
                     route: str = "mechanistic") -> est.CoefficientSeries:  # fmt: skip
     """Drift and diffusion of one entry on ``grid`` at every snapshot, from ``members`` (module docstring)."""
-    check_choice("route", route, ROUTES)
+    check_choice("route", route, ROUTES[:2])
     sub = lambda a: None if a is None else a[:, members]  # noqa: E731
     # predictions do not use the smoothing's standard errors: skip their second pass over the samples
     if route == "kramers-moyal":
@@ -461,8 +461,9 @@ def predict(run, entries="auto", *, split="half", route: str = "mechanistic", va
     split : "half" | "in-sample" | (estimate_members, judged_members)
         Estimate A and D on one half of the members and judge the other (default), or use all members for
         both, or give the two index arrays.
-    route : "mechanistic" | "kramers-moyal"
-        Where A and D come from (module docstring).
+    route : "mechanistic" | "kramers-moyal" | "auto"
+        Where A and D come from (module docstring); "auto" takes the mechanistic route unless its diagnostics
+        say the FP picture fails with it (then Kramers-Moyal; ``diagnostics["route_choice"]`` says why).
     variant : "standard" | "discrete" | "second_order" | "symmetric"
         Variant of the mechanistic route used for the prediction.
     seed : int
@@ -506,6 +507,11 @@ def predict_entry(run, label: str, est_members, judge_members, *, route: str = "
                   cells: int = 400, cells_per_sd: float = 25, max_cells: int = 4000, ks: bool = True,
                   js: bool = True, seed: int = 0) -> Prediction:  # fmt: skip
     """``predict`` for one entry on a given split (the members' index arrays); see ``predict``."""
+    check_choice("route", route, ROUTES)
+    if route == "auto":
+        return _predict_auto(run, label, est_members, judge_members, variant=variant, compare_with=compare_with,
+                             dt=dt, cells=cells, cells_per_sd=cells_per_sd, max_cells=max_cells, ks=ks, js=js,
+                             seed=seed)  # fmt: skip
     if len(run.t) < MIN_SNAPSHOTS:
         raise ConfigError(f"the run has {len(run.t)} snapshots: at least {MIN_SNAPSHOTS} are needed to estimate from")
     for name in compare_with:
@@ -528,10 +534,11 @@ def predict_entry(run, label: str, est_members, judge_members, *, route: str = "
     distance["drift_only"] = judge(judged, grid, samples=transport_samples(series, judged[0], tp, dt), floors=floors)
     distance["diffusion_only"] = judge(judged, grid, density=solve_density(series, p0, tp, dt, drift=False)[0],
                                        floors=floors)  # fmt: skip
+    # the Kramers-Moyal estimate on the estimation half: a comparison and a diagnostic of the drift
+    km = series if route == "kramers-moyal" else estimate_series(run, arrays, est_members, grid, route="kramers-moyal")
     for name in compare_with:
         if name == "kramers-moyal":
-            sv = estimate_series(run, arrays, est_members, grid, route="kramers-moyal")
-            distance["fp_kramers_moyal"] = judge(judged, grid, density=solve_density(sv, p0, t[:-1], dt)[0], floors=floors)
+            distance["fp_kramers_moyal"] = judge(judged, grid, density=solve_density(km, p0, t[:-1], dt)[0], floors=floors)
         elif name != variant or route != "mechanistic":
             sv = estimate_series(run, arrays, est_members, grid, name)
             distance[f"fp_{name}"] = judge(judged, grid, density=solve_density(sv, p0, t, dt)[0], floors=floors)
@@ -555,8 +562,26 @@ def predict_entry(run, label: str, est_members, judge_members, *, route: str = "
     pred = Prediction(label, t, grid, p_pred, p_emp, judged, distance, w1, floors, ks_ratio, js_ratio, coefficients,
                       samples=w, split={"estimate": np.asarray(est_members), "judge": np.asarray(judge_members)},
                       options=options)  # fmt: skip
-    pred.diagnostics = diagnose(pred, clipped)
+    mech = series if route == "mechanistic" else None
+    pred.diagnostics = diagnose(pred, clipped, evidence(run, arrays, est_members, len(judge_members), km, mech))
     return pred
+
+
+def _predict_auto(run, label, est_members, judge_members, **kwargs) -> Prediction:
+    """route='auto': the mechanistic route unless its diagnostics (estimation half only, so the choice does
+    not peek at the judged members) say the FP picture fails with it, or the run has no gradient statistics;
+    then Kramers-Moyal. ``diagnostics["route_choice"]`` says which and why."""
+    if run.grad is None or run.grad_var is None:
+        pred = predict_entry(run, label, est_members, judge_members, route="kramers-moyal", **kwargs)
+        pred.diagnostics["route_choice"] = "kramers-moyal: the run has no gradient statistics"
+        return pred
+    pred = predict_entry(run, label, est_members, judge_members, route="mechanistic", **kwargs)
+    if pred.diagnostics.get("verdict") != "fails":
+        pred.diagnostics["route_choice"] = "mechanistic: its diagnostics do not say it fails"
+        return pred
+    alt = predict_entry(run, label, est_members, judge_members, route="kramers-moyal", **kwargs)
+    alt.diagnostics["route_choice"] = "kramers-moyal: with the mechanistic route " + "; ".join(pred.diagnostics["reasons"])
+    return alt
 
 
 CLIPPED_MASS_WARN = 1e-3
@@ -565,12 +590,116 @@ probability than the noise floor of 10⁴ members could see)."""
 BEYOND_NOISE = 1.0
 """W1/floor margin by which a prediction must trail the frozen baseline before the diagnostics call it out
 (the two distances' sampling noise is about one floor)."""
+U_HOLDS, U_FAILS = 0.75, 1.9
+"""Drift-uncertainty thresholds (``drift_uncertainty``), applied to entries that move mainly by drift
+(``diffusion_share`` < ``DIFFUSION_SHARE_DRIVEN``): a prototype on tanh and ReLU autoencoders held within the
+noise floor for U ≤ 0.75 and always failed for U ≥ 1.9. Where diffusion dominates, it smooths the drift's
+errors away (the default run's W1 entries hold at U = 5-8)."""
+DIFFUSION_SHARE_DRIVEN = 1.0
+"""An entry whose diffusion alone would have made more than its final spread is diffusion-driven."""
+EOS_DOUBTFUL, EOS_FAILS = 1.0, 2.0
+"""η·λmax(H) thresholds: 2 is the edge of stability of gradient descent (steps oscillate); from 1 on, the
+one-step dynamics is far from the continuous-time flow the FP equation describes."""
+DISAGREEMENT_DOUBTFUL, DISAGREEMENT_FAILS = 0.5, 0.8
+"""Relative rms difference between the mechanistic and Kramers-Moyal drifts on the estimation half: measured
+0.07-0.14 on the default tanh run (every entry holds), 0.97-0.99 on the W2/W3 entries of the ReLU run of issue
+17 (8-14 floors) and 0.7 on its W1 entries (3.5 floors)."""
 
 
-def diagnose(pred: Prediction, clipped_mass: float = 0.0) -> dict:
-    """Validity checks of a prediction, each a number with the threshold it is read against; ``messages``
-    says in words which need attention (a prediction worse than the frozen baseline by more than
-    ``BEYOND_NOISE`` floors always gets one)."""
+def drift_uncertainty(t: np.ndarray, increments_se: np.ndarray, floor: float) -> float:
+    """U = √(Σⱼ ((σⱼ² + σⱼ₊₁²)/2)) / floor: how far the uncertainty of the drift, held over each lag between
+    snapshots, can move the predicted density, in units of the W1 noise floor of the judged members at the
+    end. ``increments_se`` (S,) is the standard error of the displacement over the lag that starts at each
+    snapshot (for the mechanistic route Δtⱼ · the spread of −∂L/∂w around the estimated drift across the
+    members / √M; Kramers-Moyal: the spread of the increments around Δtⱼ times its drift / √M)."""
+    lag = 0.5 * (increments_se[:-1] ** 2 + increments_se[1:] ** 2)
+    return float(np.sqrt(np.sum(lag)) / floor)
+
+
+def evidence(run, arrays: dict, est_members, n_judged: int, km, mech=None) -> dict:
+    """Numbers that say whether the FP picture should hold for an entry, from the estimation members only
+    (so they predict the out-of-sample outcome instead of restating it): drift uncertainty U for both routes,
+    η·λmax, the gradient noise-to-signal ratio, the entry's diffusion share, the mechanistic/Kramers-Moyal
+    drift disagreement and the lag-1 autocorrelation of the increments between snapshots. ``km`` and ``mech``
+    are the two routes' coefficient series on the same grid (``mech`` None: the mechanistic numbers are
+    skipped)."""
+    w = arrays["w"][:, est_members]
+    t = np.asarray(run.t, dtype=float)
+    M = w.shape[1]
+    floor = metrics.w1_floor(n_judged, samples=w[-1])
+    dt = np.diff(t)
+    out: dict = {}
+    inc = np.diff(w, axis=0)
+    x = km.grid.x
+
+    def at_members(field, s):  # an estimated coefficient at the members' own values
+        return np.interp(w[s], x, field[s])
+
+    # the residual spread around the estimated drift is what the estimate cannot average away
+    res_km = np.array([(inc[s] - dt[s] * at_members(km.drift, s)).std() for s in range(km.drift.shape[0])])
+    se_km = np.concatenate([res_km, np.zeros(t.size - res_km.size)]) / np.sqrt(M)
+    out["drift_uncertainty_km"] = drift_uncertainty(t, se_km, floor)
+    if mech is not None:
+        g = arrays["g"][:, est_members]
+        res = np.array([(-g[s] - at_members(mech.drift, s)).std() for s in range(t.size)])
+        se = np.concatenate([dt, [0.0]]) * res / np.sqrt(M)
+        out["drift_uncertainty"] = drift_uncertainty(t, se, floor)
+        v = arrays["v"][:, est_members]
+        out["noise_to_signal"] = float(np.median(v[-1] / np.maximum(g[-1] ** 2, 1e-300)))
+        D = 0.5 * run.eta * v.mean(axis=1)
+        out["diffusion_share"] = float(np.sum(0.5 * (D[1:] + D[:-1]) * dt) * 2 / max(float(w[-1].var()), 1e-300))
+    out["eta_lam_max"] = None if run.lam_max is None else float(np.max(np.median(run.eta * run.lam_max, axis=1)))
+    # the drifts where the estimation half has support, weighted by its histogram
+    rel = []
+    for s in range(km.drift.shape[0] if mech is not None else 0):
+        m = mech.supported[s] & km.supported[s]
+        wts = est.histogram_density(w[s], km.grid)[m]
+        a, b = mech.drift[s][m], km.drift[s][m]
+        scale = np.sqrt(np.sum(wts * a**2))
+        if scale > 0:
+            rel.append(np.sqrt(np.sum(wts * (a - b) ** 2)) / scale)
+    out["drift_disagreement"] = float(np.median(rel)) if rel else None
+    if inc.shape[0] >= 2:
+        c = [np.corrcoef(inc[j], inc[j + 1])[0, 1] for j in range(inc.shape[0] - 1) if inc[j].std() > 0 and inc[j + 1].std() > 0]
+        out["increment_autocorrelation"] = float(np.median(c)) if c else None
+    return out
+
+
+def validity(ev: dict, route: str) -> tuple[str, list[str]]:
+    """``holds`` | ``doubtful`` | ``fails`` for the FP picture of one entry from its ``evidence``, with the
+    reasons in words (thresholds: ``U_HOLDS``/``U_FAILS``, ``EOS_DOUBTFUL``/``EOS_FAILS``,
+    ``DISAGREEMENT_DOUBTFUL``/``DISAGREEMENT_FAILS``). Calibrated on the default tanh run and the ReLU run of
+    issue 17; a validity map over architectures is still to test it broadly."""
+    reasons, level = [], 0
+
+    def flag(value, doubtful, fails, text):
+        nonlocal level
+        if value is not None and value >= doubtful:
+            level = max(level, 2 if value >= fails else 1)
+            reasons.append(text)
+
+    if route == "mechanistic":
+        d = ev.get("drift_disagreement")
+        flag(d, DISAGREEMENT_DOUBTFUL, DISAGREEMENT_FAILS,
+             f"the mechanistic and Kramers-Moyal drifts differ by {d or 0:.0%} (rms, median over snapshots): the "
+             "snapshot gradient does not represent the motion over the lag; route='kramers-moyal' or 'auto'")  # fmt: skip
+        u, share = ev.get("drift_uncertainty"), ev.get("diffusion_share")
+        if share is not None and share < DIFFUSION_SHARE_DRIVEN:
+            flag(u, U_HOLDS, U_FAILS,
+                 f"the drift's uncertainty over the lags between snapshots could move this drift-driven entry by "
+                 f"U = {u or 0:.2f} noise floors: record snapshots more densely or use more members")  # fmt: skip
+    e = ev.get("eta_lam_max")
+    flag(e, EOS_DOUBTFUL, EOS_FAILS,
+         f"η·λmax(H) reaches {e or 0:.2f} (the edge of stability is 2): SGD's steps oscillate instead of "
+         "following a diffusion")  # fmt: skip
+    return ("holds", "doubtful", "fails")[level], reasons
+
+
+def diagnose(pred: Prediction, clipped_mass: float = 0.0, ev: dict | None = None) -> dict:
+    """Validity checks of a prediction: the evidence (``evidence``) with its verdict ``holds | doubtful |
+    fails`` and the reasons, and what the judged members show (snapshots worse than the frozen baseline, the
+    solver's clipped mass). ``messages`` says in words what needs attention: a prediction worse than the frozen
+    baseline by more than ``BEYOND_NOISE`` floors always gets one."""
     fp, frozen = pred.distance["fp"], pred.distance["frozen"]
     worse = np.flatnonzero(fp[1:] > frozen[1:]) + 1
     beyond = worse[fp[worse] > frozen[worse] + BEYOND_NOISE]
@@ -578,11 +707,16 @@ def diagnose(pred: Prediction, clipped_mass: float = 0.0) -> dict:
     d = {"worse_than_frozen_snapshots": worse.tolist(), "worse_than_frozen_beyond_noise": beyond.tolist(),
          "clipped_negative_mass": clipped_mass, "unsupported_grid_fraction": unsupported}  # fmt: skip
     msgs = []
+    if ev is not None:
+        d.update(ev)
+        d["verdict"], d["reasons"] = validity(ev, pred.options.get("route", "mechanistic"))
+        if d["verdict"] != "holds":
+            msgs.append(f"{pred.label}: the FP picture is {d['verdict']}: " + "; ".join(d["reasons"]))
     if beyond.size:
         msgs.append(f"{pred.label}: the FP prediction is worse than the frozen initial histogram by more than "
                     f"{BEYOND_NOISE:g} floor at {beyond.size} of {fp.size - 1} snapshots (first at t = "
-                    f"{pred.t[beyond[0]]:.3g}); the estimated drift or diffusion does not represent the dynamics "
-                    "there (check η·λmax for the edge of stability, and compare route='kramers-moyal')")  # fmt: skip
+                    f"{pred.t[beyond[0]]:.3g})" + ("" if d.get("reasons") else
+                    "; none of the diagnostics explains it: compare route='kramers-moyal'"))  # fmt: skip
     if clipped_mass > CLIPPED_MASS_WARN:
         msgs.append(f"{pred.label}: the Crank-Nicolson solve undershot by {clipped_mass:.2g} of the mass (clipped): "
                     "refine `dt` or the grid")  # fmt: skip

@@ -277,3 +277,51 @@ def test_torch_parameter_names_predict_like_the_same_numbers_under_W_names(run):
         fpkit.predict(torchy, "encoder.0.weight[1,3,0]")
     with pytest.raises(ConfigError, match=r"entry 'scale\[0\]' does not exist"):
         fpkit.predict(torchy, "scale[0]")
+
+
+# ------------------------------------------------------------------------------------------ diagnostics
+@pytest.mark.parametrize("ev, verdict", [
+    ({"drift_disagreement": 0.49, "drift_uncertainty": 0.74, "diffusion_share": 0.5, "eta_lam_max": 0.99}, "holds"),
+    ({"drift_disagreement": 0.5}, "doubtful"),
+    ({"drift_disagreement": 0.8}, "fails"),
+    ({"drift_uncertainty": 0.75, "diffusion_share": 0.5}, "doubtful"),
+    ({"drift_uncertainty": 1.9, "diffusion_share": 0.5}, "fails"),
+    ({"drift_uncertainty": 5.0, "diffusion_share": 1.0}, "holds"),  # diffusion-driven: U is not judged
+    ({"eta_lam_max": 1.0}, "doubtful"),
+    ({"eta_lam_max": 2.0}, "fails"),
+    ({"eta_lam_max": 2.0, "drift_disagreement": 0.6}, "fails"),
+])  # fmt: skip
+def test_validity_verdict_at_every_threshold(ev, verdict):
+    got, reasons = P.validity(ev, "mechanistic")
+    assert got == verdict and len(reasons) == sum(
+        [ev.get("drift_disagreement", 0) >= 0.5, ev.get("eta_lam_max", 0) >= 1.0,
+         ev.get("drift_uncertainty", 0) >= 0.75 and ev.get("diffusion_share", 1) < 1.0])  # fmt: skip
+
+
+def test_kramers_moyal_route_is_judged_by_curvature_only():
+    assert P.validity({"drift_disagreement": 0.9, "drift_uncertainty": 9.0, "diffusion_share": 0.1}, "kramers-moyal")[0] == "holds"
+
+
+def test_known_diffusion_holds(pred):
+    d = pred.diagnostics
+    assert d["verdict"] == "holds" and d["reasons"] == []
+    assert d["drift_disagreement"] < 0.3 and d["drift_uncertainty"] < 0.75 and d["diffusion_share"] > 1
+
+
+@pytest.fixture(scope="module")
+def biased_run(run):
+    """The recorded gradients carry a constant bias (−∂L/∂w = A − 0.5): the mechanistic drift is wrong where
+    the motion itself (Kramers-Moyal) is right."""
+    return EnsembleRun.from_arrays(t=run.t, weights=run.weights, eta=run.eta, batch_size=1, grad={"W2": run.grad["W2"] + 0.5},
+                                   grad_var=run.grad_var, hess_grad=run.hess_grad)  # fmt: skip
+
+
+def test_a_misleading_gradient_is_diagnosed_and_auto_takes_kramers_moyal(biased_run):
+    mech = fpkit.predict(biased_run, "W2[0,0]", dt=0.02, js=False)
+    assert mech.diagnostics["verdict"] == "fails" and mech.diagnostics["drift_disagreement"] >= 0.8
+    assert mech.distance["fp"][-1] > 5  # it does fail out of sample
+    auto = fpkit.predict(biased_run, "W2[0,0]", route="auto", dt=0.02, js=False)
+    assert auto.options["route"] == "kramers-moyal" and auto.diagnostics["route_choice"].startswith("kramers-moyal")
+    assert np.nanmedian(auto.distance["fp"][1:]) < 2.0  # and the evidence picked the route that holds
+    good = fpkit.predict(synthetic(M=400), "W2[0,0]", route="auto", dt=0.05, js=False)
+    assert good.options["route"] == "mechanistic"

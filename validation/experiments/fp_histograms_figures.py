@@ -334,6 +334,14 @@ def sweep_sentence(rows) -> str:
     return text + "."
 
 
+def _diag_cell(d: dict) -> str:
+    """The FP-picture verdict of an entry's diagnostics with its two deciding numbers."""
+    if "verdict" not in d:
+        return "–"
+    return (f"{d['verdict']} (drift disagreement {_fmt(d.get('drift_disagreement'))}, "
+            f"U {_fmt(d.get('drift_uncertainty'))})")  # fmt: skip
+
+
 def report_body(cfg: dict, res) -> str:
     """The report's sections before the verdict: setup, per-entry table, variants, cross-checks."""
     from .fp_histograms import criteria
@@ -352,11 +360,14 @@ def report_body(cfg: dict, res) -> str:
         L.append(f"η·λmax(H) (median over probe members): start {e[0]:.3f}, max {e.max():.3f}, end {e[-1]:.3f} "
                  "(2 = edge of stability).\n")  # fmt: skip
     L.append("Distances are W1(prediction, judged half) / noise floor; a perfect prediction scores ≈ 1 on "
-             "average and its maximum over the snapshots reaches 2–3.\n")  # fmt: skip
+             "average and its maximum over the snapshots reaches 2–3. The diagnostics column is the verdict of "
+             "`fpkit.predict`'s diagnostics (from the estimation half only): holds, doubtful or fails, with the "
+             "relative difference of the mechanistic and Kramers-Moyal drifts and the drift uncertainty U "
+             "(judged only for entries moved mainly by drift).\n")  # fmt: skip
     L.append("## Per entry\n")
     L.append("| entry | measured kind | FP max | FP median | FP last | frozen last | drift-only last | diffusion-only last "
-             "| Kramers-Moyal last | KS max | JS max | judged by | held |")  # fmt: skip
-    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+             "| Kramers-Moyal last | KS max | JS max | judged by | held | diagnostics |")  # fmt: skip
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in res.entries:
         rt = r.distance
         km = rt.get("fp_kramers_moyal")
@@ -368,7 +379,7 @@ def report_body(cfg: dict, res) -> str:
             f"{_fmt(rt['fp'][-1])} | {_fmt(rt['frozen'][-1])} | {_fmt(rt['drift_only'][-1])} | "
             f"{_fmt(rt['diffusion_only'][-1])} | {_fmt(km_last)} | {_fmt(float(np.max(r.ks[1:])))} | "
             f"{_fmt(float(np.nanmax(r.js[1:])) if np.isfinite(r.js).any() else None)} | {which} | "
-            f"{'yes' if c['pass'] else '**no**'} ({ratios}) |"
+            f"{'yes' if c['pass'] else '**no**'} ({ratios}) | {_diag_cell(r.diagnostics)} |"
         )
     w1_entries = [r for r in res.entries if r.label.startswith("W1")]
     if w1_entries:
