@@ -261,3 +261,39 @@ def test_kind_compares_the_last_snapshots_when_fp_changes_at_the_end(drift_only,
     not 1.5 x 1. Kills `distance['fp'][-1]` -> `[-2]`."""
     assert P.DIFFUSION_DRIVEN_GAIN == 1.5
     assert scored("W1[0,0]", [0.0, 1.0, 1.0, 4.0], 9.0, drift_only, 9.0).kind == kind
+
+
+# ------------------------------------------------------------------------------ metrics: input checks
+def test_halves_floor_counts_samples_along_axis_0():
+    """halves_floor takes (N,) or (N, d) samples and needs N >= 4 along axis 0: (10, 2) is fine, (3, 10)
+    is not. Kills `x.shape[0] < 4` -> `x.shape[-1] < 4`."""
+    from fpkit import metrics
+
+    rng = np.random.default_rng(0)
+    d = lambda a, b: float(abs(a.mean() - b.mean()))  # noqa: E731
+    assert np.isfinite(metrics.halves_floor(rng.standard_normal((10, 2)), d))
+    with pytest.raises(ConfigError, match="at least 4 samples along axis 0"):
+        metrics.halves_floor(rng.standard_normal((3, 10)), d)
+
+
+def test_one_d_distances_refuse_a_two_d_grid():
+    """w1_samples on a 2-D grid is a ConfigError naming the grid. Kills `grid.ndim != 1` -> `grid.ndim < 1`."""
+    from fpkit import metrics
+
+    g2 = fpkit.Grid.uniform((-1.0, -1.0), (1.0, 1.0), (4, 4))
+    with pytest.raises(ConfigError, match="`grid` must be 1-D"):
+        metrics.w1_samples(np.full((4, 4), 0.25), g2, np.zeros(5))
+
+
+# ------------------------------------------------- prediction: comparisons with the mechanistic route
+def test_kramers_moyal_route_compared_with_the_standard_mechanistic_variant(pair):
+    """route='kramers-moyal' with compare_with=['standard']: the comparison is the mechanistic standard
+    prediction, i.e. the 'fp' column of a separate mechanistic call on the same split and grid. (Only a
+    mechanistic call may skip its own variant.) Kills `route != 'mechanistic'` -> `route >= 'mechanistic'`."""
+    run, J, _, ens, E = pair
+    km = P.predict_entry(run, "W2[0,0]", E, J, route="kramers-moyal", compare_with=["standard"], dt=0.05,
+                         js=False, ks=False)  # fmt: skip
+    mech = P.predict_entry(run, "W2[0,0]", E, J, dt=0.05, js=False, ks=False)
+    np.testing.assert_allclose(km.distance["fp_standard"], mech.distance["fp"], rtol=1e-10)
+    assert "fp_standard" not in P.predict_entry(run, "W2[0,0]", E, J, compare_with=["standard"], dt=0.05,
+                                                js=False, ks=False).distance  # fmt: skip
