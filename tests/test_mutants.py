@@ -297,3 +297,38 @@ def test_kramers_moyal_route_compared_with_the_standard_mechanistic_variant(pair
     np.testing.assert_allclose(km.distance["fp_standard"], mech.distance["fp"], rtol=1e-10)
     assert "fp_standard" not in P.predict_entry(run, "W2[0,0]", E, J, compare_with=["standard"], dt=0.05,
                                                 js=False, ks=False).distance  # fmt: skip
+
+
+def test_output_distributions_draw_w2_from_the_final_predicted_density(pair, monkeypatch):
+    """A hand-made prediction for W2[0,0] whose final density sits on [1.8, 2.2] and whose earlier ones sit
+    on [-2.2, -1.8]: the networks behind the 'predicted' errors carry W2[0,0] values in [1.8, 2.2] (cell
+    centres ± half a cell), and the quantile-mapped ones too; other entries keep their trained values. Kills
+    `p.density[-1]` -> `p.density[1]` in the draw."""
+    run, J, _, ens, E = pair
+    g = fpkit.Grid.uniform(-3.0, 3.0, 60)
+    S = 4
+    dens = np.zeros((S, 60))
+    dens[:, np.abs(g.x + 2.0) < 0.2] = 1.0
+    dens[-1] = 0.0
+    dens[-1, np.abs(g.x - 2.0) < 0.2] = 1.0
+    dens /= g.integrate(dens)[:, None]
+    p = scored("W2[0,0]", np.ones(S), 9.0, 9.0, 9.0)
+    p.grid, p.density = g, dens
+    calls = []
+    real = ex.reconstruction_errors
+
+    def spy(weights, x, activation):
+        out = real(weights, x, activation)
+        calls.append((weights, out))
+        return out
+
+    monkeypatch.setattr(ex, "reconstruction_errors", spy)
+    cfg = {"analysis": {"heldout": 50}, "model": {"activation": "tanh"}}
+    out = ex.output_distributions(run, ens, cfg, [p], J, seed=0)
+    by_result = {id(res): w for w, res in calls}
+    last = run.weights["W2"][-1][J]
+    for key in ("predicted", "quantile_mapped"):
+        w2 = by_result[id(out[key])]["W2"]
+        assert np.all(np.abs(w2[:, 0, 0] - 2.0) <= 0.2 + 1e-12), key
+        np.testing.assert_array_equal(w2[:, 1, :], last[:, 1, :])
+        np.testing.assert_array_equal(w2[:, 0, 1], last[:, 0, 1])
