@@ -45,7 +45,8 @@ def test_joint_prediction_of_one_label_names_it_whole():
     `isinstance(entries, str)` -> `not isinstance(...)` in predict's joint branch."""
     rng = np.random.default_rng(1)
     S, M = 3, 200
-    run = autoencoder_like(constant(S, M, (2, 3), rng), constant(S, M, (2, 2), rng), constant(S, M, (3, 2), rng))
+    W1, W2, W3 = (constant(S, M, shape, rng) for shape in ((2, 3), (2, 2), (3, 2)))
+    run = autoencoder_like(W1, W2, W3)
     with pytest.raises(ConfigError, match=r"exactly two entries, got \['W2\[0,0\]'\]"):
         P.predict(run, "W2[0,0]", joint=True)
 
@@ -207,9 +208,8 @@ def test_output_distribution_columns_against_scipy(pair):
                      ("shuffled", "w1_shuffled_over_floor")):  # fmt: skip
         ref = scipy.stats.wasserstein_distance(trained, out[key]) / floor2
         assert out[col] == pytest.approx(ref, rel=1e-9), col
-    assert out["ks_pred"] == pytest.approx(scipy.stats.ks_2samp(trained, out["predicted"]).statistic, rel=1e-12)
-    assert out["ks_quantile"] == pytest.approx(scipy.stats.ks_2samp(trained, out["quantile_mapped"]).statistic,
-                                               rel=1e-12)  # fmt: skip
+    for key, col in (("predicted", "ks_pred"), ("quantile_mapped", "ks_quantile")):
+        assert out[col] == pytest.approx(scipy.stats.ks_2samp(trained, out[key]).statistic, rel=1e-12), col
 
 
 # --------------------------------------------------- diagnostics and the late goal on hand-set distances
@@ -277,7 +277,8 @@ def test_halves_floor_counts_samples_along_axis_0():
 
 
 def test_one_d_distances_refuse_a_two_d_grid():
-    """w1_samples on a 2-D grid is a ConfigError naming the grid. Kills `grid.ndim != 1` -> `grid.ndim < 1`."""
+    """w1_samples on a 2-D grid is a ConfigError naming the grid. Kills `grid.ndim != 1` ->
+    `grid.ndim < 1`."""
     from fpkit import metrics
 
     g2 = fpkit.Grid.uniform((-1.0, -1.0), (1.0, 1.0), (4, 4))
