@@ -25,6 +25,15 @@ COMMANDS = {
 }
 
 
+def add_cluster_arguments(parser, what: str) -> None:
+    """--workers N / --scheduler ADDRESS: run ``what`` as Dask tasks (fpkit.distributed; fpkit[distributed])."""
+    g = parser.add_mutually_exclusive_group()
+    g.add_argument("--workers", type=int, default=None, metavar="N",
+                   help=f"run {what} on a local Dask cluster of N worker processes (pip install 'fpkit[distributed]')")
+    g.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help=f"run {what} on the Dask cluster whose scheduler is at ADDRESS (e.g. tcp://host:8786)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fpkit", description=__doc__.splitlines()[0])
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -55,11 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     er.add_argument("--config", help="TOML file overriding the experiment's defaults (see `fpkit config show`)")
     er.add_argument("--out", default=None, help="output folder (default: fpkit-NAME)")
     er.add_argument("--seed", type=int, default=None, help="override the configuration's seed")
+    add_cluster_arguments(er, "the experiment's sweeps and per-entry predictions")
 
     t = sub.add_parser("train", help=COMMANDS["train"][2])
     t.add_argument("config", help="TOML ensemble description")
     t.add_argument("-o", "--output", required=True, help="ensemble file (.h5)")
     t.add_argument("--resume", action="store_true", help="continue from the last snapshot in --output")
+    add_cluster_arguments(t, "shards of members")
 
     c = sub.add_parser("config", help=COMMANDS["config"][2])
     c.add_argument("action", choices=("list", "show"), help="list the schemas, or show NAME's defaults")

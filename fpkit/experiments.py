@@ -403,8 +403,11 @@ def cli_experiment(args) -> int:
         for name, title in available().items():
             print(f"{name:20s} {title}")
         return 0
-    return run_and_print(args.name, quick=args.quick, config=args.config, seed=args.seed,
-                         out=args.out or f"fpkit-{Path(str(args.name)).stem}")  # fmt: skip
+    from .distributed import client_from_args  # --workers / --scheduler (Dask imported only then)
+
+    with client_from_args(args) as client:
+        return run_and_print(args.name, quick=args.quick, config=args.config, seed=args.seed,
+                             out=args.out or f"fpkit-{Path(str(args.name)).stem}", client=client)  # fmt: skip
 
 
 def run_and_print(name, *, quick, config, seed, out, **kwargs) -> int:

@@ -505,7 +505,10 @@ def cli_train(args) -> int:
 
     previous = signal.signal(signal.SIGTERM, terminate)
     try:
-        run = ens.train(args.output, resume=bool(getattr(args, "resume", False)))
+        from ..distributed import client_from_args  # --workers / --scheduler (Dask imported only then)
+
+        with client_from_args(args) as client:
+            run = ens.train(args.output, resume=bool(getattr(args, "resume", False)), client=client)
     except KeyboardInterrupt as exc:
         note = getattr(exc, "fpkit_note", None) or (
             f"{args.output} holds the snapshots so far (continue with --resume)")  # fmt: skip

@@ -203,6 +203,17 @@ def predict_entries(run, labels, E, J, acfg: dict, seed: int) -> list:
     return out
 
 
+def predict_entries_dask(client, run, labels, E, J, acfg: dict, seed: int, show_progress=None) -> list:
+    """``predict_entries`` with one Dask task per entry on ``client`` (the run sent to the workers once): the
+    same predictions, in the same order."""
+    from fpkit.distributed import map_tasks
+
+    [run_f] = client.scatter([run], broadcast=False)
+    calls = [(run_f, [lab], E, J, acfg, seed) for lab in labels]
+    return [p for part in map_tasks(client, predict_entries, calls, desc="predictions", show_progress=show_progress)
+            for p in part]  # fmt: skip
+
+
 def langevin_crosscheck(pred: Prediction, n_paths: int, seed: int, dt: float) -> dict:
     """Evolve the coefficients the FP prediction used (linear in time between snapshots) with the Langevin
     sampler; W1(FP density, paths) over the paths' noise floor at every snapshot (≈ 1: the solvers agree)."""
@@ -325,6 +336,20 @@ def run_sweep(cfg: dict, show_progress=None) -> list[dict]:
     return rows
 
 
+def run_sweep_dask(client, cfg: dict, show_progress=None) -> list[dict]:
+    """``run_sweep`` with one Dask task per (η, B) cell on ``client``: the same rows, in the same order."""
+    from fpkit.distributed import map_tasks
+
+    calls = []
+    for lr in cfg["sweep"]["lr"]:
+        for B in cfg["sweep"]["batch_size"]:
+            cell = copy.deepcopy(cfg)
+            cell["sweep"].update(lr=[lr], batch_size=[B])
+            calls.append((cell,))
+    return [row for rows in map_tasks(client, run_sweep, calls, desc="failure map", show_progress=show_progress)
+            for row in rows]  # fmt: skip
+
+
 def svag_check(cfg: dict, preds: list, target: Prediction, show_progress=None) -> list:
     """Judge the SGD-based predictions of W2[0,0], W3[0,0] and the Langevin target against SVAG ensembles
     (the SDE itself, simulated at the network level), one per configured l."""
@@ -398,7 +423,10 @@ class FpHistograms(Experiment):
         E, J = split_members(run.members, cfg["seed"], acfg["split"])
         labels = auto_entries(run, acfg["auto_limit"]) if acfg["entries"] == "auto" else list(acfg["entries"])
         with ctx.stage("estimation_and_prediction"):
-            preds = predict_entries(run, labels, E, J, acfg, cfg["seed"])
+            if ctx.client is None:
+                preds = predict_entries(run, labels, E, J, acfg, cfg["seed"])
+            else:  # one Dask task per entry (fpkit experiment run --workers N)
+                preds = predict_entries_dask(ctx.client, run, labels, E, J, acfg, cfg["seed"], ctx.show_progress)
         res = Result(t=run.t, entries=preds, members=run.members, eta=run.eta, batch_size=run.batch_size,
                      split={"estimate": E, "judge": J},
                      eta_lam_max=None if run.lam_max is None else run.eta * run.lam_max, suite=suite)  # fmt: skip
@@ -420,7 +448,10 @@ class FpHistograms(Experiment):
             res.svag = svag_check(cfg, preds, target, ctx.show_progress)
         if cfg["run_sweep"]:
             with ctx.stage("sweep"):
-                res.sweep = run_sweep(cfg, show_progress=ctx.show_progress)
+                if ctx.client is None:
+                    res.sweep = run_sweep(cfg, show_progress=ctx.show_progress)
+                else:  # one Dask task per (η, B) cell
+                    res.sweep = run_sweep_dask(ctx.client, cfg, ctx.show_progress)
         return res
 
     def verdict(self, cfg: dict, res: Result) -> Verdict:
