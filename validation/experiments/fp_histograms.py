@@ -42,6 +42,7 @@ from fpkit.prediction import (
     entry_arrays,
     entry_label,
     judge,
+    parse_entry,
     predict_entry,
     predict_pair,
     split_members,
@@ -232,10 +233,13 @@ def langevin_crosscheck(pred: Prediction, n_paths: int, seed: int, dt: float) ->
     return {"label": pred.label, "n_paths": n_paths, "w1_over_floor": ratios}
 
 
-def output_distributions(run, ens, cfg: dict, preds: list, judge_members, seed: int) -> dict:
-    """Reconstruction errors on held-out inputs of networks whose W2 entries are drawn from the predicted
-    marginals (other weights as trained), against the trained networks'; baseline: W2 entries drawn from the
-    judged half's own empirical marginals (what a perfect 1-D prediction could give at most)."""
+def output_distributions(run, ens, cfg: dict, preds: list, judge_members, seed: int, est_members=None) -> dict:
+    """Reconstruction errors on held-out inputs of networks whose W2 entries come from the predicted marginals,
+    against the judged (trained) networks'. Variants: drawn independently (correlations lost); quantile-mapped
+    (each judged member keeps its own rank: borrows the dependence from the judged networks themselves);
+    copula (the estimation members' networks, their W2 entries quantile-mapped onto the predicted marginals:
+    the dependence between weights from the estimation half, the marginals from the FP — out of sample);
+    baseline: W2 entries drawn from the judged half's own empirical marginals."""
     n_held = int(cfg["analysis"]["heldout"])
     rng = np.random.default_rng(derive_seed(seed, 31))
     try:
@@ -264,6 +268,22 @@ def output_distributions(run, ens, cfg: dict, preds: list, judge_members, seed: 
             shuffled["W2"][:, i, j] = rng.permutation(last["W2"][:, i, j])
             mapped["W2"][:, i, j] = quantile_map(last["W2"][:, i, j], p.grid, p.density[-1])
     quant = reconstruction_errors(mapped, x_held, activation)
+    out = {}
+    if est_members is not None:
+        copula = {n: run.weights[n][-1][est_members].copy() for n in run.weights}
+        for p in by_label.values():
+            name, ij = parse_entry(p.label)
+            if name == "W2":
+                copula["W2"][(slice(None), *ij)] = quantile_map(copula["W2"][(slice(None), *ij)], p.grid, p.density[-1])
+        cop = reconstruction_errors(copula, x_held, activation)
+        pair_floor = metrics.w1_floor_pair(M, len(est_members), samples=trained)
+        out = {"copula": cop, "w1_copula_over_floor": metrics.w1_two_samples(trained, cop) / pair_floor,
+               "ks_copula": metrics.ks_two_samples(trained, cop)}  # fmt: skip
+        xhat_c = forward(copula, x_held[:1], activation)[-1][:, 0, :]
+        xhat_j = forward(last, x_held[:1], activation)[-1][:, 0, :]
+        out["copula_coords_w1_over_floor"] = {
+            f"xhat[{c}]": metrics.w1_two_samples(xhat_j[:, c], xhat_c[:, c])
+            / metrics.w1_floor_pair(M, len(est_members), samples=xhat_j[:, c]) for c in range(xhat_j.shape[1])}  # fmt: skip
     pred = reconstruction_errors(drawn, x_held, activation)
     base = reconstruction_errors(shuffled, x_held, activation)
     floor = metrics.w1_floor(M, samples=trained)
@@ -281,7 +301,7 @@ def output_distributions(run, ens, cfg: dict, preds: list, judge_members, seed: 
         "w1_pred_over_floor": metrics.w1_two_samples(trained, pred) / (np.sqrt(2) * floor),
         "w1_shuffled_over_floor": metrics.w1_two_samples(trained, base) / (np.sqrt(2) * floor),
         "ks_pred": metrics.ks_two_samples(trained, pred), "ks_shuffled": metrics.ks_two_samples(trained, base),
-        "output_coords_w1_over_floor": coords,
+        "output_coords_w1_over_floor": coords, **out,
     }  # fmt: skip
 
 
@@ -443,7 +463,7 @@ class FpHistograms(Experiment):
                 except ConfigError as exc:
                     res.pair_skipped = str(exc)
         with ctx.stage("output_distributions"):
-            res.outputs = output_distributions(run, ens, cfg, preds, J, cfg["seed"])
+            res.outputs = output_distributions(run, ens, cfg, preds, J, cfg["seed"], est_members=E)
         with ctx.stage("svag"):
             res.svag = svag_check(cfg, preds, target, ctx.show_progress)
         if cfg["run_sweep"]:

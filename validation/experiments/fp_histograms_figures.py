@@ -61,8 +61,9 @@ def save_results(f, res) -> None:
         set_json_attr(ex["langevin"], "info", {"label": lg["label"], "n_paths": lg["n_paths"]})
     out = res.outputs
     if out:
-        for k in ("trained", "predicted", "shuffled", "quantile_mapped"):
-            ex[f"outputs/{k}"] = out[k]
+        for k in ("trained", "predicted", "shuffled", "quantile_mapped", "copula"):
+            if k in out:
+                ex[f"outputs/{k}"] = out[k]
         set_json_attr(ex["outputs"], "summary", {k: v for k, v in out.items() if not isinstance(v, np.ndarray)})
     pair = res.pair
     if pair:
@@ -197,6 +198,9 @@ def fig_outputs(res, path):
         ("shuffled", dict(histtype="step", color="C0", ls="--"),
          f"W2 from empirical marginals ({out['w1_shuffled_over_floor']:.2f})"),
     ]  # fmt: skip
+    if "copula" in out:
+        sets.insert(2, ("copula", dict(histtype="step", color="C2", lw=1.5),
+                        f"estimation half, W2 mapped onto the FP prediction ({out['w1_copula_over_floor']:.2f})"))
     # left: the trained networks' range (linear); right: every set on a log axis, since networks whose W2
     # entries are drawn independently lose the correlations between weights and reconstruct far worse
     near = np.concatenate([out["trained"], out["quantile_mapped"]])
@@ -421,6 +425,14 @@ def report_body(cfg: dict, res) -> str:
                  f"{out['ks_shuffled']:.3f}. Output coordinates of the quantile-mapped networks on one held-out input "
                  f"(W1/floor): "
                  + ", ".join(f"{k} {v:.2f}" for k, v in out["output_coords_w1_over_floor"].items()) + ".\n")  # fmt: skip
+        if "copula" in out:
+            coords = out["copula_coords_w1_over_floor"]
+            L.append(f"Out of sample with the dependence between weights: the estimation half's networks with their W2 "
+                     f"entries quantile-mapped onto the predicted marginals (copula from the estimation half, "
+                     f"marginals from the FP) against the judged networks: reconstruction error W1/floor "
+                     f"{out['w1_copula_over_floor']:.2f} (KS {out['ks_copula']:.3f}); output coordinates on one "
+                     f"held-out input: max {max(coords.values()):.2f} over {len(coords)} (floor: two independent "
+                     "samples of these sizes).\n")  # fmt: skip
     pair = res.pair
     if pair:
         m = [v[1:] for v in pair.marginal_distance]
