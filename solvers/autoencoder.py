@@ -384,14 +384,15 @@ def _batch_gradient(
 @kernel(parallel=True)
 def train_steps(
     theta, vel, rng, perm, X, T, auto, sizes, w_off, b_off, act,
-    sampling, B, lr, momentum, weight_decay, temperature, svag_l, step0, n_steps,
+    sampling, B, lr, lr_rows, momentum, weight_decay, temperature, svag_l, step0, n_steps,
     cdf, means, factors, wstar, noise,
 ):  # fmt: skip
     """Advance every member by ``n_steps`` optimiser steps, in place.
 
     Update per step (g the minibatch-mean gradient, or the SVAG combination, wd = weight_decay):
     ``v <- momentum * v + g + wd * w;  w <- w - lr_eff * v  (+ sqrt(2 lr_eff T) * xi for SGLD)``,
-    with ``lr_eff = lr / svag_l`` and ``svag_l`` inner steps per SGD step (SVAG, Li-Malladi-Arora 2021);
+    with ``lr_eff = lr * lr_rows[p] / svag_l`` for parameter row p (per-layer learning rates of a width
+    parameterisation; all ones: one rate) and ``svag_l`` inner steps per SGD step (SVAG, Li-Malladi-Arora 2021);
     ``momentum = 0`` is plain SGD (the velocity array is then not touched).
 
     Parameters
@@ -399,7 +400,8 @@ def train_steps(
     theta : (P, M) float array, parameters (updated). vel : (P, M) momentum buffer (updated).
     rng : (2, M) uint64 stream states (updated). perm : (M, n) int32 per-member permutations (epochs).
     X, T : (n, d), (n, d_out) data and regression targets (T unused when ``auto``: target = input).
-    step0 : index of the first step (the epoch position depends on it). svag_l : int >= 1.
+    lr_rows : (P,) float array, factor on lr per parameter row. step0 : index of the first step (the
+    epoch position depends on it). svag_l : int >= 1.
     cdf, means, factors, wstar, noise : the online generator (sampling == SAMPLE_ONLINE): mixture
         component CDF (c,), means (c, d), covariance factors (c, d, d); targets wstar @ x + noise * eps.
     """
@@ -413,7 +415,7 @@ def train_steps(
     eta = lr * inv_l
     c1 = 0.5 * (1.0 + np.sqrt(2.0 * svag_l - 1.0))
     c2 = 0.5 * (1.0 - np.sqrt(2.0 * svag_l - 1.0))
-    sg = np.sqrt(2.0 * eta * temperature)
+    sg = np.sqrt(2.0 * (eta * lr_rows) * temperature)  # per row: lr_rows = 1 gives sqrt(2 eta T) exactly
     bmax = max(B, 1)
     for blk in prange(n_blocks):
         m0 = blk * LANES
@@ -456,22 +458,23 @@ def train_steps(
                 for p in range(P):
                     gp = g[p]
                     tp = th[p]
+                    ep = eta * lr_rows[p]
                     if momentum != 0.0:
                         vp = vv[p]
                         for l in range(nl):
                             vp[l] = momentum * vp[l] + gp[l] + weight_decay * tp[l]
-                            tp[l] -= eta * vp[l]
+                            tp[l] -= ep * vp[l]
                     else:
                         for l in range(nl):
-                            tp[l] -= eta * (gp[l] + weight_decay * tp[l])
+                            tp[l] -= ep * (gp[l] + weight_decay * tp[l])
                 if temperature > 0.0:
                     for l in range(nl):
                         p = 0
                         while p < P:
                             a, b = _normal_pair(rs, l)
-                            th[p, l] += sg * a
+                            th[p, l] += sg[p] * a
                             if p + 1 < P:
-                                th[p + 1, l] += sg * b
+                                th[p + 1, l] += sg[p + 1] * b
                             p += 2
         for l in range(nl):
             rng[0, m0 + l] = rs[0, l]

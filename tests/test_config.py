@@ -88,7 +88,7 @@ def test_examples_are_valid_and_defaults_round_trip_through_toml():
         ({"bias": "false"}, "model.bias: expected true or false, got 'false'"),
         ({"lr": True}, "train.lr: expected a number > 0, got true"),
         ({"batch_size": 8.7}, "train.batch_size: expected an integer >= 1, got 8.7"),
-        ({"hidden": "3"}, "model.hidden: expected a list of integers >= 1 (at least 1), got '3'"),
+        ({"hidden": "3"}, "model.hidden: expected a list of integers >= 1, got '3'"),
     ],
 )
 def test_measured_coercion_bugs_are_refused(kwargs, line):

@@ -256,3 +256,84 @@ def test_specialised_hess_vec_is_bit_identical_to_the_generic_kernel():
             b = np.empty_like(theta)
             fn(theta, V, X, T, auto, arch.sizes, arch.w_off, arch.b_off, arch.act, b)
             assert np.array_equal(a, b)
+
+
+# ------------------------------------------------------------------------------------------ general MLPs
+def teacher_data(D=6, n=40, seed=0, **extra):
+    return {"kind": "regression", "d": D, "n": n, "spectrum": "power", "alpha": 1.5, "noise": 0.1,
+            "seed": seed, **extra}  # fmt: skip
+
+
+def reference_gd(X, Y, thetas, a, act, lr_theta, steps):
+    """Full-batch GD on θ for f = a_L θ_L φ(… φ(a_1 θ_1 x)) in plain numpy (no fpkit kernels)."""
+    phi = {"linear": (lambda z: z, lambda z: np.ones_like(z)), "tanh": (np.tanh, lambda z: 1 - np.tanh(z) ** 2)}[act]
+    th = [t.copy() for t in thetas]
+    L = len(th)
+    for _ in range(steps):
+        hs, zs = [X.T], []
+        for ell in range(L):
+            z = a[ell] * th[ell] @ hs[-1]
+            zs.append(z)
+            hs.append(phi[0](z) if ell < L - 1 else z)
+        d = (hs[-1] - Y.T) / X.shape[0]
+        grads = [None] * L
+        for ell in range(L - 1, -1, -1):
+            grads[ell] = a[ell] * d @ hs[ell].T
+            if ell > 0:
+                d = (a[ell] * th[ell].T @ d) * phi[1](zs[ell - 1])
+        for ell in range(L):
+            th[ell] = th[ell] - lr_theta[ell] * grads[ell]
+    return th
+
+
+@pytest.mark.parametrize("param", ["standard", "ntk", "mup"])
+@pytest.mark.parametrize("act", ["linear", "tanh"])
+def test_width_parameterisations_equal_training_with_layer_multipliers(param, act):
+    """W_l = a_l θ_l trained at rate η c on θ (the textbook form with multipliers) equals fpkit's stored W_l
+    trained at the per-layer rates η c a_l² from init std a_l: same trajectories up to rounding."""
+    g0, lr, hidden = 1.7, 0.05, [7, 5]
+    ens = Ensemble(model="mlp", hidden=hidden, activation=act, parameterization=param, gamma0=g0,
+                   optimizer="gd", lr=lr, members=3, snapshot_steps=[0, 25], statistics=False,
+                   kernels="generic", data=teacher_data(), seed=1)  # fmt: skip
+    run = ens.train()
+    X, Y = ens.dataset.x, ens.dataset.y
+    sizes = [6, *hidden, 1]
+    if param == "standard":
+        a, c = [1.0, 1.0, 1.0], 1.0
+    else:
+        a = [1 / np.sqrt(6), 1 / np.sqrt(7), 1 / (g0 * np.sqrt(5)) if param == "ntk" else 1 / (g0 * 5)]
+        c = g0**2 if param == "ntk" else g0**2 * 5
+    for m in range(3):
+        W0 = [run.weights[f"W{ell + 1}"][0, m] for ell in range(3)]
+        if param != "standard":  # θ ~ N(0, 1): the stored initial W_l has std a_l
+            stds = [W0[ell].std() / a[ell] for ell in range(3)]
+            assert 0.4 < min(stds) and max(stds) < 2.0
+        th = reference_gd(X, Y, [W0[ell] / a[ell] for ell in range(3)], a, act, [lr * c] * 3, 25)
+        for ell in range(3):
+            assert np.allclose(a[ell] * th[ell], run.weights[f"W{ell + 1}"][1, m], rtol=0, atol=1e-12)
+    assert ens.arch.sizes.tolist() == sizes
+
+
+def test_one_layer_mlp_is_the_regression_model_and_classification_with_one_hot_targets():
+    common = dict(lr=0.1, batch_size=4, members=16, snapshot_steps=[0, 50], seed=3, kernels="generic")
+    a = Ensemble(model="mlp", hidden=[], data=teacher_data(), **common).train()
+    b = Ensemble(model="regression", data=teacher_data(), **common).train()
+    assert np.array_equal(a.weights["W1"], b.weights["W1"])
+    from fpkit.data import arrays
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 4))
+    labels = (x[:, 0] > 0).astype(int) + (x[:, 1] > 0)
+    run = Ensemble(model="mlp", hidden=[8], activation="relu", bias=True, data=arrays(x, np.eye(3)[labels]),
+                   lr=0.2, batch_size=8, members=8, snapshot_steps=[0, 400], seed=0, kernels="generic").train()
+    assert run.weights["W2"].shape[2:] == (3, 8)
+    assert run.loss[-1].mean() < 0.6 * run.loss[0].mean()
+
+
+def test_mlp_needs_targets_and_autoencoder_a_hidden_layer():
+    from fpkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="needs targets"):
+        Ensemble(model="mlp", hidden=[4])
+    with pytest.raises(ConfigError, match="at least one width"):
+        Ensemble(hidden=[])

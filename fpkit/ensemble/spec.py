@@ -23,13 +23,20 @@ INITS = ("lecun", "xavier")
 
 
 # ------------------------------------------------------------------------------------------ configuration
-class ModelSchema(Schema):
-    """The network: an autoencoder d → hidden… → d (linear output layer) or a linear regression."""
+PARAMETERIZATIONS = ("standard", "ntk", "mup")
 
-    kind: Literal["autoencoder", "regression"] = Field("autoencoder", description=(
-        "autoencoder x → x̂ (needs min(hidden) < d), or linear regression y = W1 x (+ b1) (needs targets)"))
-    hidden: list[Annotated[int, Field(ge=1)]] = Field([3, 3], min_length=1, description=(
-        "hidden-layer widths of the autoencoder; [k, k] is the d → k → k → d network (flat argument k)"))
+
+class ModelSchema(Schema):
+    """The network: an autoencoder d → hidden… → d, an MLP d → hidden… → d_out with targets, or a linear
+    regression (linear output layer, loss ½|out − target|² averaged over samples)."""
+
+    kind: Literal["autoencoder", "regression", "mlp"] = Field("autoencoder", description=(
+        "autoencoder x → x̂ (needs min(hidden) < d); mlp x → y, d → hidden… → d_out on the data's targets "
+        "(any depth, hidden = [] is one layer; regression/teacher-student data, or arrays(x, y) with one-hot "
+        "y for classification); regression: the one-layer y = W1 x (+ b1) (needs targets)"))
+    hidden: list[Annotated[int, Field(ge=1)]] = Field([3, 3], description=(
+        "hidden-layer widths (autoencoder: at least one; [k, k] is the d → k → k → d network, flat argument "
+        "k; mlp: any number, [] for one layer)"))
     activation: Literal[tuple(_ae.ACTIVATIONS)] = Field("tanh", description=(
         "activation of the hidden layers (the output layer is linear)"))
     bias: bool = Field(False, description="biases b_l in every layer (names b1, b2, …)")
@@ -37,6 +44,14 @@ class ModelSchema(Schema):
         "initial weight std: lecun 1/√fan_in, xavier √(2/(fan_in + fan_out)); biases start at 0"))
     init_scale: float = Field(1.0, ge=0, description="factor on the initial weight std")
     same_init: bool = Field(False, description="every member starts from the same weights (one draw)")
+    parameterization: Literal[PARAMETERIZATIONS] = Field("standard", description=(
+        "width scaling of the layers, as the equivalent per-layer initial std and learning rate of the stored "
+        "(effective) weights W_l = a_l θ_l, θ ~ N(0, 1) trained at rate η·c: standard (init as `init`, one η); "
+        "ntk (a = 1/√fan_in in hidden layers, output 1/(γ₀√N), c = γ₀²: std a_l, rate η γ₀² a_l²); mup "
+        "(μP / mean field: output a = 1/(γ₀ N), c = γ₀² N: rates η γ₀² N/D, η γ₀², η/N for first, hidden, "
+        "output); init_scale multiplies every std; N the last hidden width"))
+    gamma0: float = Field(1.0, gt=0, description=(
+        "richness γ₀ of ntk / mup (feature learning grows with γ₀; mup's output multiplier is 1/(γ₀ N))"))
 
 
 class TrainSchema(Schema):
@@ -158,6 +173,8 @@ class _Arch:
     shapes: tuple
     offsets: tuple  # flat row offset of each name
     P: int
+    init_std: np.ndarray | None = None  # (n_layers,) initial std of each weight matrix (before init_scale)
+    lr_rows: np.ndarray | None = None  # (P,) factor on the learning rate per parameter row
 
     @classmethod
     def build(cls, sizes, bias: bool, act: int):
@@ -180,7 +197,39 @@ class _Arch:
                 shapes.append((int(sizes[ell + 1]),))
                 offsets.append(off)
                 off += int(sizes[ell + 1])
-        return cls(sizes, w_off, b_off, act, tuple(names), tuple(shapes), tuple(offsets), off)
+        return cls(sizes, w_off, b_off, act, tuple(names), tuple(shapes), tuple(offsets), off,
+                   np.array([1.0 / np.sqrt(float(sizes[ell])) for ell in range(L)]), np.ones(off))  # fmt: skip
+
+    def parameterize(self, model: dict) -> None:
+        """Per-layer initial std and learning-rate factors from ``model`` (init, parameterization, gamma0).
+
+        A layer W_l = a_l θ_l with θ ~ N(0, 1) trained at rate η·c is, for the stored W_l, the rate η·c·a_l²
+        and the initial std a_l (the gradient in θ is a_l times that in W). Biases take their layer's rate.
+        """
+        sizes, L = self.sizes, len(self.sizes) - 1
+        fan_in = np.array([float(sizes[ell]) for ell in range(L)])
+        kind, g0 = model.get("parameterization", "standard"), float(model.get("gamma0", 1.0))
+        if kind == "standard":
+            if model.get("init", "lecun") == "lecun":
+                self.init_std = np.array([1.0 / np.sqrt(f) for f in fan_in])
+            else:
+                self.init_std = np.array([np.sqrt(2.0 / (fan_in[ell] + float(sizes[ell + 1]))) for ell in range(L)])
+            rate = np.ones(L)
+        else:
+            a = 1.0 / np.sqrt(fan_in)
+            N = fan_in[-1]  # the last hidden width (the input dimension for one layer)
+            if kind == "ntk":
+                a[-1] = 1.0 / (g0 * np.sqrt(N))
+                c = g0 * g0
+            else:  # mup (mean-field) scaling
+                a[-1] = 1.0 / (g0 * N)
+                c = g0 * g0 * N
+            self.init_std, rate = a, c * a * a
+        self.lr_rows = np.ones(self.P)
+        for ell in range(L):
+            self.lr_rows[self.w_off[ell] : self.w_off[ell] + int(sizes[ell] * sizes[ell + 1])] = rate[ell]
+            if self.b_off[ell] >= 0:
+                self.lr_rows[self.b_off[ell] : self.b_off[ell] + int(sizes[ell + 1])] = rate[ell]
 
     def split(self, flat: np.ndarray) -> dict:
         """(..., P) -> {name: (..., *shape)} (copies)."""
@@ -203,12 +252,21 @@ def validate(config: dict, dataset: Dataset) -> _Arch:
     m, tr, ds = config["model"], config["train"], dataset
     d = ds.d
     if m["kind"] == "autoencoder":
+        if not m["hidden"]:
+            raise ConfigError("`model.hidden` must list at least one width for an autoencoder, e.g. [3, 3]")
         if min(m["hidden"]) >= d:
             raise ConfigError(
                 f"bottleneck width k = {min(m['hidden'])} (`model.hidden`/`k`) must be smaller than the "
                 f"data dimension d = {d}; choose k < d"
             )
         sizes = [d, *m["hidden"], d]
+    elif m["kind"] == "mlp":
+        if ds.d_out is None:
+            raise ConfigError(
+                "`model.kind = 'mlp'` needs targets: use data kind 'regression' or arrays(x, y) (one-hot y for "
+                "classification)"
+            )
+        sizes = [d, *m["hidden"], ds.d_out]
     else:
         if ds.d_out is None:
             raise ConfigError(
@@ -216,6 +274,7 @@ def validate(config: dict, dataset: Dataset) -> _Arch:
             )
         sizes = [d, ds.d_out]
     arch = _Arch.build(sizes, m["bias"], _ae.ACTIVATIONS[m["activation"]])
+    arch.parameterize(m)
 
     if tr["optimizer"] == "gd":
         tr["sampling"] = "full"

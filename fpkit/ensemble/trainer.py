@@ -39,7 +39,7 @@ class Ensemble:
         The data section, or a data set built with ``fpkit.data`` (e.g. ``fpkit.data.arrays(x, y)``).
     seed : int, optional
     **kwargs
-        Flat overrides: model keys (``model`` = "autoencoder"|"regression", ``k`` (hidden = [k, k]),
+        Flat overrides: model keys (``model`` = "autoencoder"|"mlp"|"regression", ``k`` (hidden = [k, k]),
         ``hidden``, ``activation``, ``bias``, ``init``, ``init_scale``, ``same_init``), ``d``/``n`` (data),
         and train keys (``optimizer``, ``lr`` (η > 0), ``batch_size``, ``sampling``, ``momentum``,
         ``weight_decay``, ``temperature``, ``svag_l``, ``members``, ``steps``, ``snapshots``,
@@ -198,7 +198,7 @@ class Ensemble:
         std = np.empty(Pw)
         for ell in range(len(arch.sizes) - 1):
             fi, fo = int(arch.sizes[ell]), int(arch.sizes[ell + 1])
-            s = 1.0 / np.sqrt(fi) if cfg["model"]["init"] == "lecun" else np.sqrt(2.0 / (fi + fo))
+            s = arch.init_std[ell]  # init and model.parameterization (spec._Arch.parameterize)
             std[arch.w_off[ell] : arch.w_off[ell] + fi * fo] = s * cfg["model"]["init_scale"]
         theta = np.zeros((arch.P, M), dtype=dtype)
         theta[:Pw] = (z * std).T if n_init == M else (z[0] * std)[:, None]
@@ -230,7 +230,7 @@ class Ensemble:
         self.kernels.train_steps(
             state["theta"], state["velocity"], state["rng"], state["perm"], X, T, auto,
             arch.sizes, arch.w_off, arch.b_off, arch.act, self._sampling_code(), tr["batch_size"],
-            tr["lr"], tr["momentum"], tr["weight_decay"], tr["temperature"], tr["svag_l"],
+            tr["lr"], arch.lr_rows, tr["momentum"], tr["weight_decay"], tr["temperature"], tr["svag_l"],
             int(state["step"]), int(n_steps), np.ascontiguousarray(cdf), np.ascontiguousarray(means),
             np.ascontiguousarray(factors), np.ascontiguousarray(wstar), float(ds.noise),
         )  # fmt: skip
