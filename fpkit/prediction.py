@@ -256,6 +256,13 @@ def judge(judged: np.ndarray, grid: Grid, *, density=None, samples=None, floors=
     return out
 
 
+def judge_two_samples(reference: np.ndarray, other: np.ndarray) -> float:
+    """W1 between two samples over the floor of two independent samples of these sizes from the reference's
+    law (``metrics.w1_floor_pair``): ≈ 1 when ``other`` is drawn like ``reference`` (√2 of the one-sample floor
+    for equal sizes)."""
+    return metrics.w1_two_samples(reference, other) / metrics.w1_floor_pair(len(reference), len(other), samples=reference)
+
+
 def judged_floors(judged: np.ndarray) -> np.ndarray:
     """W1 noise floor of the judged members at every snapshot, from their own empirical CDF: (S,)."""
     return np.array([metrics.w1_floor(judged.shape[1], samples=judged[s]) for s in range(judged.shape[0])])

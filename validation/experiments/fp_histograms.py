@@ -42,6 +42,7 @@ from fpkit.prediction import (
     entry_arrays,
     entry_label,
     judge,
+    judge_two_samples,
     parse_entry,
     predict_entry,
     predict_pair,
@@ -226,11 +227,7 @@ def langevin_crosscheck(pred: Prediction, n_paths: int, seed: int, dt: float) ->
     paths = sde.sample((pred.grid, pred.empirical[0]), t, n_paths=n_paths, method="euler", seed=seed, dt=dt,
                        t0=t[0])  # fmt: skip
     x = np.asarray(paths.x).reshape(t.size, -1)
-    ratios = np.array(
-        [metrics.w1_samples(pred.density[s], pred.grid, x[s]) / metrics.w1_floor(x.shape[1], samples=x[s])
-         for s in range(t.size)]
-    )  # fmt: skip
-    return {"label": pred.label, "n_paths": n_paths, "w1_over_floor": ratios}
+    return {"label": pred.label, "n_paths": n_paths, "w1_over_floor": judge(x, pred.grid, density=pred.density)}
 
 
 def output_distributions(run, ens, cfg: dict, preds: list, judge_members, seed: int, est_members=None) -> dict:
@@ -276,30 +273,23 @@ def output_distributions(run, ens, cfg: dict, preds: list, judge_members, seed: 
             if name == "W2":
                 copula["W2"][(slice(None), *ij)] = quantile_map(copula["W2"][(slice(None), *ij)], p.grid, p.density[-1])
         cop = reconstruction_errors(copula, x_held, activation)
-        pair_floor = metrics.w1_floor_pair(M, len(est_members), samples=trained)
-        out = {"copula": cop, "w1_copula_over_floor": metrics.w1_two_samples(trained, cop) / pair_floor,
+        out = {"copula": cop, "w1_copula_over_floor": judge_two_samples(trained, cop),
                "ks_copula": metrics.ks_two_samples(trained, cop)}  # fmt: skip
         xhat_c = forward(copula, x_held[:1], activation)[-1][:, 0, :]
         xhat_j = forward(last, x_held[:1], activation)[-1][:, 0, :]
-        out["copula_coords_w1_over_floor"] = {
-            f"xhat[{c}]": metrics.w1_two_samples(xhat_j[:, c], xhat_c[:, c])
-            / metrics.w1_floor_pair(M, len(est_members), samples=xhat_j[:, c]) for c in range(xhat_j.shape[1])}  # fmt: skip
+        out["copula_coords_w1_over_floor"] = {f"xhat[{c}]": judge_two_samples(xhat_j[:, c], xhat_c[:, c])
+                                              for c in range(xhat_j.shape[1])}  # fmt: skip
     pred = reconstruction_errors(drawn, x_held, activation)
     base = reconstruction_errors(shuffled, x_held, activation)
-    floor = metrics.w1_floor(M, samples=trained)
-    coords = {}
     xhat_t = forward(last, x_held[:1], activation)[-1][:, 0, :]
     xhat_p = forward(mapped, x_held[:1], activation)[-1][:, 0, :]
-    for c in range(min(3, xhat_t.shape[1])):
-        coords[f"xhat[{c}]"] = metrics.w1_two_samples(xhat_t[:, c], xhat_p[:, c]) / (
-            np.sqrt(2) * metrics.w1_floor(M, samples=xhat_t[:, c])
-        )
+    coords = {f"xhat[{c}]": judge_two_samples(xhat_t[:, c], xhat_p[:, c]) for c in range(min(3, xhat_t.shape[1]))}
     return {
         "trained": trained, "predicted": pred, "shuffled": base, "quantile_mapped": quant,
-        "w1_quantile_over_floor": metrics.w1_two_samples(trained, quant) / (np.sqrt(2) * floor),
+        "w1_quantile_over_floor": judge_two_samples(trained, quant),
         "ks_quantile": metrics.ks_two_samples(trained, quant),
-        "w1_pred_over_floor": metrics.w1_two_samples(trained, pred) / (np.sqrt(2) * floor),
-        "w1_shuffled_over_floor": metrics.w1_two_samples(trained, base) / (np.sqrt(2) * floor),
+        "w1_pred_over_floor": judge_two_samples(trained, pred),
+        "w1_shuffled_over_floor": judge_two_samples(trained, base),
         "ks_pred": metrics.ks_two_samples(trained, pred), "ks_shuffled": metrics.ks_two_samples(trained, base),
         "output_coords_w1_over_floor": coords, **out,
     }  # fmt: skip
