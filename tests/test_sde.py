@@ -20,6 +20,7 @@ from numpy.polynomial import Polynomial as P
 from scipy import stats
 
 import fpkit
+from fpkit import testing as ft
 from fpkit.errors import ConfigError, StabilityError
 from fpkit.paths import Paths
 from fpkit.sde import SDE, sde_from_fokker_planck
@@ -458,3 +459,11 @@ def test_baoab_two_dimensional_harmonic_well():
     paths = sde.sample([0.0, 0.0], [25.0], n_paths=n, method="baoab", dt=0.5, seed=37)
     want = kT / k
     np.testing.assert_array_less(np.abs(paths.var()[-1] - want), 4 * want * np.sqrt(2 / (n - 1)))
+
+
+@settings(max_examples=8, deadline=None)
+@given(ft.sde_problems())
+def test_property_paths_are_bit_identical_for_a_seed(problem):
+    sde = problem.sde()
+    ft.assert_reproducible(lambda s: sde.sample(problem.x0, problem.t_eval, n_paths=50, dt=0.01, seed=s).x, 1,
+                           other_seed=2)  # fmt: skip
