@@ -32,10 +32,14 @@ Sweeps and experiments
     their results in order; experiments use it when ``fpkit.experiments.run(..., client=client)`` (``fpkit
     experiment run NAME --workers N``) gives them a client.
 
-Why one merged HDF5 file rather than a Zarr store: the merge reads and writes every byte once, sequentially,
-at disk speed (``scripts/bench_distributed.py`` measures seconds per GB); a shard produces its bytes over the
-whole training, orders of magnitude slower, so the merge is a small fraction of a run and parallel writing
-would not pay (the benchmark reports both numbers).
+Why the pieces are merged into one HDF5 file (rather than written in place into a Zarr store): the merged
+file is the one documented format every reader of fpkit takes, self-contained and atomic. The price is a
+serial copy on the client after the shards: ``scripts/bench_distributed.py`` measures it (≈ 10 s per GB wall,
+≈ 3 s per GB of CPU on a shared 2-core VM, pieces in the page cache). Its ratio to the training time per
+worker does not depend on the number of members: ≈ 32·P·S·W·r·t_GB / (10⁹·steps) for P parameters, S
+snapshots with statistics, W workers each training r member-steps/s, t_GB seconds per GB; about 9 % on 2
+workers here, but ≈ 15-50 % on 64 workers for 10⁴ steps and 60 snapshots. Beyond ~10 workers shards writing
+their chunks in place (Zarr, or HDF5 virtual datasets over the pieces) would pay; that is not built yet.
 """
 
 from __future__ import annotations
@@ -203,6 +207,7 @@ def _run_shard(shard, piece: str, stop_after, index: int, topic: str, stop_name:
     if status is None:
         _remove_piece(piece)  # absent, or unreadable: start the shard afresh
     stopped = False
+    t0, c0 = time.perf_counter(), time.process_time()
     try:
         try:
             shard.train(piece, resume=resume, stop_after=stop_after, show_progress=False)
@@ -219,7 +224,9 @@ def _run_shard(shard, piece: str, stop_after, index: int, topic: str, stop_name:
     if worker is not None:
         step = int(shard.schedule[n_done - 1]) if n_done else 0
         worker.log_event(topic, {"shard": index, "step": step})
-    return {"shard": index, "n_done": n_done, "complete": complete, "stopped": stopped}
+    return {"shard": index, "n_done": n_done, "complete": complete, "stopped": stopped,
+            "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0,
+            "worker": None if worker is None else worker.address}  # fmt: skip
 
 
 def _plan_file(pieces_dir: Path) -> Path:
@@ -287,15 +294,21 @@ def train(ens, path=None, *, client, shards: int | None = None, resume: bool = F
         st = piece_status(piece) if resume else None
         if st is None or not st[1]:
             todo.append(i)
+    t_tasks = time.perf_counter()
     statuses = _run_shards(ens, client, ranges, pieces, todo, stop_after, show_progress, numba_threads, sched)
+    report = {"shards": [list(r) for r in ranges], "tasks": statuses, "tasks_s": time.perf_counter() - t_tasks}
     done = {i: piece_status(p) or (0, False) for i, p in enumerate(pieces)}
     for i, s in statuses.items():
         done[i] = (s["n_done"], s["complete"])
     counts = {n for n, _ in done.values()}
     if all(c for _, c in done.values()):
+        t_merge = time.perf_counter()
         merge_pieces(ens, path, list(zip(ranges, pieces)))
+        report["merge_s"] = time.perf_counter() - t_merge
         shutil.rmtree(pieces_dir, ignore_errors=True)
-        return EnsembleRun.load(path)
+        run = EnsembleRun.load(path)
+        run.shard_report = report  # timings of the tasks and the merge (scripts/bench_distributed.py)
+        return run
     if any(s["stopped"] for s in statuses.values()):
         raise _interrupted(pieces_dir)
     if len(counts) == 1 and counts != {0}:  # stop_after: every shard stopped at the same snapshot
@@ -353,12 +366,14 @@ def _run_shards(ens, client, ranges, pieces, todo, stop_after, show_progress, nu
                    enable=show_progress, unit="member-step")  # fmt: skip
     reached = dict(start)
 
-    def on_event(event):  # on the client's event loop: the latest step of each shard (a retried shard goes back)
-        msg = event[1] if isinstance(event, tuple) else event
-        i = msg["shard"]
-        reached[i] = min(end[i], max(start[i], int(msg["step"])))
+    def show(i, step):
+        reached[i] = min(end[i], max(start[i], int(step)))
         bar.n = sum(size[k] * (reached[k] - start[k]) for k in todo)
         bar.refresh()
+
+    def on_event(event):  # on the client's event loop: the latest step of each shard (a retried shard goes back)
+        msg = event[1] if isinstance(event, tuple) else event
+        show(msg["shard"], msg["step"])
 
     client.subscribe_topic(topic, on_event)
     stop = Event(stop_name, client=client)
@@ -374,7 +389,8 @@ def _run_shards(ens, client, ranges, pieces, todo, stop_after, show_progress, nu
                 error = fut
                 stop.set()
             elif fut.status == "finished":
-                statuses[futures[fut]] = fut.result()
+                st = statuses[futures[fut]] = fut.result()
+                show(st["shard"], int(sched[st["n_done"] - 1]) if st["n_done"] else 0)
     except KeyboardInterrupt:
         stop.set()
         wait(list(futures), timeout=120)

@@ -145,6 +145,31 @@ def test_sharded_training_bit_identical(client, reference, tmp_path, shards):
 
 
 @needs_dask
+def test_one_progress_bar_over_all_shards(client, tmp_path, monkeypatch):
+    """One bar on the client, in member-steps of the whole ensemble, fed by the shards, ending full."""
+    import fpkit.progress
+
+    bars = []
+
+    class Bar:
+        def __init__(self, total, desc, enable=None, unit="it"):
+            self.total, self.n, self.seen, self.closed = total, 0, [], False
+            bars.append(self)
+
+        def refresh(self):
+            self.seen.append(self.n)
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(fpkit.progress, "progress", Bar)
+    fpkit.Ensemble(**SMALL).train(tmp_path / "run.h5", client=client, shards=5, show_progress=True)
+    [bar] = bars
+    assert bar.total == SMALL["members"] * SMALL["steps"] and bar.closed
+    assert bar.seen[-1] == bar.total and len(bar.seen) >= 5
+
+
+@needs_dask
 def test_sharded_in_memory(client, reference):
     run = fpkit.Ensemble(**SMALL).train(client=client, shards=2, show_progress=False)
     ref = fpkit.EnsembleRun.load(reference)
@@ -316,3 +341,54 @@ members = 40
 steps = 300
 snapshots = 6
 """
+
+
+MINE = '''
+from dataclasses import dataclass
+from fpkit.config import Schema
+from fpkit.experiments import Claim, Experiment, Verdict
+
+
+class Config(Schema):
+    n: int = 5
+
+
+@dataclass
+class Result:
+    powers: list
+    had_client: bool
+
+
+class Mine(Experiment):
+    name = "mine"
+    title = "powers of two as Dask tasks"
+    Config = Config
+
+    def run(self, cfg, ctx):
+        from fpkit.distributed import map_tasks
+
+        calls = [(2, k) for k in range(cfg["n"])]
+        out = map_tasks(ctx.client, pow, calls) if ctx.client is not None else [pow(*c) for c in calls]
+        return Result(out, ctx.client is not None)
+
+    def verdict(self, cfg, res):
+        return Verdict([Claim("client", res.had_client, res.had_client, "a client", "ran on Dask")])
+
+
+EXPERIMENT = Mine
+'''
+
+
+@needs_dask
+@pytest.mark.slow
+def test_cli_experiment_workers(tmp_path):
+    """``fpkit experiment run FILE --workers 2`` hands the experiment a client on its own local cluster."""
+    (tmp_path / "mine.py").write_text(MINE)
+    r = subprocess.run([sys.executable, "-m", "fpkit.cli", "experiment", "run", str(tmp_path / "mine.py"), "--out",
+                        str(tmp_path / "out"), "--workers", "2"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "1 of 1 claims held" in r.stdout
+    from fpkit.io import get_json_attr
+
+    with h5py.File(tmp_path / "out" / "results.h5") as f:
+        assert get_json_attr(f, "powers") == [1, 2, 4, 8, 16]
