@@ -113,11 +113,15 @@ def plot_ensemble(run, path=None):
         axes[1].legend(fontsize=8)
     name = "W2" if "W2" in run.weights else run.names[0]
     W = run.weights[name].reshape(run.t.size, run.members, -1)
+    shape = run.weights[name].shape[2:]
     for e in range(W.shape[2]):
         q = np.percentile(W[:, :, e], [10, 50, 90], axis=1)
-        axes[2].fill_between(t, q[0], q[2], alpha=0.15)
-        axes[2].plot(t, q[1], lw=1)
-    axes[2].set(xscale="log", xlabel="t = η·step", ylabel=name, title=f"every {name} entry: median and 10-90 %")
+        idx = ",".join(str(int(i)) for i in np.unravel_index(e, shape)) if shape else str(e)
+        axes[2].fill_between(t, q[0], q[2], color=f"C{e % 10}", alpha=0.15)
+        axes[2].plot(t, q[1], color=f"C{e % 10}", lw=1, label=f"{name}[{idx}]")
+    axes[2].set(xscale="log", xlabel="t = η·step", ylabel=f"{name} entry (weight value)",
+                title=f"every {name} entry: median (line) and 10-90 % (band)")  # fmt: skip
+    axes[2].legend(fontsize=6.5, ncols=2 if W.shape[2] > 6 else 1)
     fig.tight_layout()
     return save_figure(fig, path) if path is not None else fig
 
@@ -149,3 +153,264 @@ def cli_plot(args) -> int:
     getattr(importlib.import_module(mod), func)(result, args.output)
     print(f"wrote {args.output}")
     return 0
+
+
+# ------------------------------------------------------------------------------- figures of predictions
+# Each function draws one figure of the flagship's report from a user's own predictions (``fpkit.predict``'s
+# ``Prediction``, ``Predictions`` or a list of them). With ``path`` the figure is written (format by suffix:
+# .png, .pdf, .svg) and the path returned; without, the matplotlib figure is returned. All use constrained
+# layout, so titles, labels and colour bars do not overlap.
+TIME_LABEL = "t = η·step (training time)"
+DISTANCE_LABEL = "W1 / noise floor (≈ 1 is perfect)"
+_BASELINE_STYLES = {  # key -> (line style, line width, label); one style per baseline, colour per entry
+    "fp": ("-", 1.6, "FP prediction"),
+    "frozen": (":", 2.6, "frozen (density at t = 0)"),
+    "drift_only": ("--", 1.1, "drift only (Callan-Symanzik, D = 0)"),
+    "diffusion_only": ("-.", 1.1, "diffusion only (A = 0)"),
+}
+
+
+def _as_list(predictions) -> list:
+    if isinstance(predictions, dict):
+        return list(predictions.values())
+    if hasattr(predictions, "density") and hasattr(predictions, "distance"):
+        return [predictions]
+    return list(predictions)
+
+
+def _finish(fig, path):
+    return save_figure(fig, path) if path is not None else fig
+
+
+def display_bins(p: np.ndarray, edges: np.ndarray, n_bins: int = 60):
+    """Average a density over groups of cells so that about ``n_bins`` remain (for display only); returns
+    the coarse density and its edges."""
+    f = max(1, p.shape[-1] // n_bins)
+    m = (p.shape[-1] // f) * f
+    return p[..., :m].reshape(*p.shape[:-1], -1, f).mean(axis=-1), edges[: m + 1 : f]
+
+
+def display_window(p: np.ndarray, edges: np.ndarray, tail: float = 0.005) -> tuple[int, int]:
+    """Cell range [i0, i1) holding all but ``tail`` of the density in each tail, padded by 30 % of its width
+    (late W1 entries are a narrow core inside the grid that spans their initial spread)."""
+    c = np.cumsum(p * np.diff(edges))
+    i0, i1 = int(np.searchsorted(c, tail * c[-1])), int(np.searchsorted(c, (1 - tail) * c[-1])) + 1
+    pad = max(1, int(0.3 * (i1 - i0)))
+    return max(0, i0 - pad), min(p.size, i1 + pad)
+
+
+def overlay_snapshots(t: np.ndarray) -> np.ndarray:
+    """Snapshot indices closest to t_end · {1/100, 1/10, 1/3, 1}: spread in log time over where entries move."""
+    return np.unique([int(np.argmin(np.abs(t - f * t[-1]))) for f in (0.01, 0.1, 1 / 3, 1.0)])
+
+
+def plot_heatmaps(predictions, path=None):
+    """Predicted and judged densities over time, one row per prediction.
+
+    Each time row of each panel is divided by that panel's own maximum at that time (so a collapsing entry's
+    late core does not hide the early spread, and the prediction is never scaled by the data's noise); the
+    colour bar reads "density / its maximum at that t" from 0 to 1. Time runs on a log axis from the first
+    snapshot after t = 0; the initial condition (t = 0) is drawn as a separate strip below, labelled so.
+    """
+    plt = _pyplot()
+    preds = _as_list(predictions)
+    fig, axes = plt.subplots(len(preds), 2, figsize=(11, 3.2 * len(preds) + 0.4), squeeze=False,
+                             layout="constrained")  # fmt: skip
+    for row, r in zip(axes, preds):
+        emp, e = display_bins(r.empirical, r.grid.edges[0])
+        pred, _ = display_bins(r.density, r.grid.edges[0])
+        t = np.asarray(r.t, dtype=float)
+        later = t > 0
+        y_edges = _log_edges(t[later])
+        rows = [later]
+        if not later.all():  # the initial condition: a strip of its own below the first positive time
+            y_edges = np.concatenate([[y_edges[0] / 3], y_edges])
+            rows = [np.flatnonzero(~later)[:1], np.flatnonzero(later)]
+        order = np.concatenate([np.atleast_1d(np.flatnonzero(k) if k.dtype == bool else k) for k in rows])
+        for ax, p, what in ((row[0], pred, "FP prediction"), (row[1], emp, "judged members (histogram)")):
+            scaled = p / np.maximum(p.max(axis=1, keepdims=True), 1e-300)
+            im = ax.pcolormesh(e, y_edges, scaled[order], shading="flat", vmin=0, vmax=1, cmap="magma")
+            ax.set_yscale("log")
+            ax.set(xlabel=f"{r.label} (weight value)", ylabel=TIME_LABEL, title=f"{r.label}: {what}")
+            if not later.all():
+                ax.axhline(y_edges[1], color="w", lw=1.2)
+                ticks = [v for v in (0.01, 0.1, 1, 10, 100, 1000, 1e4) if y_edges[1] < v < y_edges[-1]]
+                ax.set_yticks([np.sqrt(y_edges[0] * y_edges[1]), *ticks], ["t = 0", *[f"{v:g}" for v in ticks]])
+                ax.minorticks_off()
+            ax.set_ylim(y_edges[0], y_edges[-1])
+        fig.colorbar(im, ax=row.tolist(), label="density / its maximum at that t")
+    return _finish(fig, path)
+
+
+def _log_edges(t: np.ndarray) -> np.ndarray:
+    """Cell edges around increasing positive times, midway in log."""
+    if t.size == 1:
+        return np.array([t[0] / 1.2, t[0] * 1.2])
+    mid = np.sqrt(t[1:] * t[:-1])
+    return np.concatenate([[t[0] ** 2 / mid[0]], mid, [t[-1] ** 2 / mid[-1]]])
+
+
+def plot_overlays(predictions, path=None, snapshots=None, n_bins: int = 40):
+    """Predicted density over the judged members' histogram and the frozen baseline (the judged density at
+    t = 0), one row per prediction and one column per snapshot (default: t_end · {1/100, 1/10, 1/3, 1}).
+    Each panel shows its snapshot's central 99 % in about ``n_bins`` display bins and its W1 / noise floor."""
+    plt = _pyplot()
+    preds = _as_list(predictions)
+    picks = overlay_snapshots(preds[0].t) if snapshots is None else np.asarray(snapshots)
+    fig, axes = plt.subplots(len(preds), len(picks), figsize=(3.7 * len(picks), 2.9 * len(preds)), squeeze=False,
+                             layout="constrained")  # fmt: skip
+    for row, r in zip(axes, preds):
+        edges = r.grid.edges[0]
+        for ax, s in zip(row, picks):
+            i0, i1 = display_window(r.empirical[s], edges)
+            win = edges[i0 : i1 + 1]
+            coarse, e = display_bins(r.empirical[s, i0:i1], win, n_bins)
+            ax.stairs(coarse, e, color="0.6", fill=True, alpha=0.6, label="trained (judged half)")
+            pred, e = display_bins(r.density[s, i0:i1], win, n_bins)
+            ax.stairs(pred, e, color="C3", lw=1.5, label="FP prediction")
+            first, e0 = display_bins(r.empirical[0, i0:i1], win, n_bins)
+            ax.stairs(first, e0, color="k", ls=":", lw=1, label="frozen (t = 0)")
+            ax.set_title(f"{r.label}, t = {r.t[s]:.3g}: W1/floor {r.distance['fp'][s]:.2f}", fontsize=9)
+            ax.set(xlim=(win[0], win[-1]), xlabel=f"{r.label} (weight value)", ylabel="density")
+            ax.legend(fontsize=6.5)
+    return _finish(fig, path)
+
+
+def plot_distances(predictions, path=None, *, groups=None, thresholds=None, baselines=tuple(_BASELINE_STYLES)):
+    """W1 / noise floor over time: one colour per entry, one line style per baseline.
+
+    Parameters
+    ----------
+    predictions : Prediction, Predictions or list of Prediction
+    path : str or Path, optional
+        Write the figure there (format by suffix); otherwise return it.
+    groups : list of (prefix, title), optional
+        One panel per group of entries whose label starts with ``prefix``; default: one panel per layer
+        name present (W1, W2, …), or a single panel.
+    thresholds : dict, optional
+        ``{prefix: {name: value}}`` or ``{name: value}`` (every panel): drawn as labelled horizontal lines;
+        the band below the largest is shaded as "within <name>".
+    baselines : sequence of str
+        Which of "fp", "frozen", "drift_only", "diffusion_only" to draw. "frozen" is drawn wide and under the
+        others, so it stays visible where a baseline coincides with it.
+    """
+    plt = _pyplot()
+    preds = _as_list(predictions)
+    if groups is None:
+        prefixes = sorted({p.label.split("[")[0] for p in preds})
+        groups = [(pre, f"{pre} entries") for pre in prefixes]
+    fig, axes = plt.subplots(1, len(groups), figsize=(5.4 * len(groups), 4.4), squeeze=False, sharey=True,
+                             layout="constrained")  # fmt: skip
+    axes = axes[0]
+    from matplotlib.lines import Line2D
+
+    for ax, (prefix, title) in zip(axes, groups):
+        members = [p for p in preds if p.label.startswith(prefix)]
+        th = thresholds.get(prefix, {}) if thresholds and all(isinstance(v, dict) for v in thresholds.values()) \
+            else (thresholds or {})  # fmt: skip
+        handles = []
+        if th:
+            top_name, top = max(th.items(), key=lambda kv: kv[1])
+            ax.axhspan(1e-3, top, color="0.92", zorder=0)
+            for (name, v), ls in zip(sorted(th.items(), key=lambda kv: -kv[1]), ("-", "--", ":", "-.")):
+                ax.axhline(v, color="0.45", lw=0.9, ls=ls, zorder=1)
+                handles.append(Line2D([], [], color="0.45", lw=0.9, ls=ls, label=f"{name} = {v:g}"))
+        ax.axhline(1, color="0.7", lw=0.6, zorder=1)
+        for i, r in enumerate(members):
+            c = f"C{i % 10}"
+            for key in baselines:
+                if key not in r.distance:
+                    continue
+                ls, lw, _ = _BASELINE_STYLES[key]
+                ax.plot(r.t[1:], r.distance[key][1:], color=c, ls=ls, lw=lw,
+                        alpha=0.45 if key == "frozen" else 0.9, zorder=2 if key == "frozen" else 3)  # fmt: skip
+            handles.append(Line2D([], [], color=c, lw=4, label=r.label))
+        for key in baselines:
+            ls, lw, name = _BASELINE_STYLES[key]
+            handles.append(Line2D([], [], color="k", ls=ls, lw=lw, label=name))
+        ax.set(xscale="log", yscale="log", xlabel=TIME_LABEL, title=title)
+        ax.legend(handles=handles, fontsize=6.5, ncols=2, loc="upper left")
+        if th:
+            ax.text(0.99, 0.02, f"shaded: W1/floor ≤ {top:g} ({top_name})", transform=ax.transAxes, ha="right",
+                    va="bottom", fontsize=7, color="0.3")  # fmt: skip
+    from matplotlib.ticker import FuncFormatter
+
+    drawn = np.concatenate([np.ravel(line.get_ydata()) for ax in axes for line in ax.get_lines()
+                            if len(line.get_xdata()) > 2] or [np.ones(1)])  # fmt: skip
+    drawn = drawn[np.isfinite(drawn) & (drawn > 0)]
+    axes[0].set_ylim(0.8 * min(drawn.min(), 0.5), 1.3 * max(drawn.max(), 2.0) * 3)  # room for the legend
+    axes[0].yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axes[0].set_ylabel(DISTANCE_LABEL + "\n(judged out of sample)")
+    return _finish(fig, path)
+
+
+def plot_coefficients(predictions, path=None, snapshots=None):
+    """Estimated drift A(w, t) (top) and diffusion D(w, t) (bottom) at a few snapshots, one column per
+    prediction, drawn where the estimate had enough members (``coefficients["supported"]``). Units: w per
+    unit t for A and w² per unit t for D, t = η·step."""
+    plt = _pyplot()
+    preds = _as_list(predictions)
+    picks = overlay_snapshots(preds[0].t) if snapshots is None else np.asarray(snapshots)
+    fig, axes = plt.subplots(2, len(preds), figsize=(4.6 * len(preds), 6.2), squeeze=False, layout="constrained")
+    for col, r in enumerate(preds):
+        seen = r.empirical.max(axis=0) > 0
+        for i, s in enumerate(picks):
+            m = np.asarray(r.coefficients["supported"][s], dtype=bool) & seen
+            axes[0, col].plot(r.grid.x[m], r.coefficients["drift"][s][m], color=f"C{i}", label=f"t = {r.t[s]:.3g}")
+            axes[1, col].plot(r.grid.x[m], r.coefficients["diffusion"][s][m], color=f"C{i}", label=f"t = {r.t[s]:.3g}")
+        axes[0, col].axhline(0, color="0.5", lw=0.7)
+        axes[0, col].set(title=f"{r.label}: drift A(w, t)", xlabel=f"w = {r.label}", ylabel="A  [w per unit t]")
+        axes[1, col].set(title=f"{r.label}: diffusion D(w, t)", xlabel=f"w = {r.label}", ylabel="D  [w² per unit t]",
+                         yscale="log")  # fmt: skip
+        axes[0, col].legend(fontsize=7)
+        axes[1, col].legend(fontsize=7)
+    return _finish(fig, path)
+
+
+def plot_pair(pair, path=None, snapshot: int = -1):
+    """A joint 2-D prediction (``fpkit.predict(..., joint=True)``) next to the judged members' 2-D histogram
+    at one snapshot, on one shared colour scale (0 to the judged histogram's 99.5th percentile), labelled."""
+    plt = _pyplot()
+    g = pair.grid
+    s = snapshot % pair.t.size
+    fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.4), layout="constrained")
+    vmax = float(np.percentile(pair.empirical[s], 99.5)) or None
+    for ax, p, title in ((axes[0], pair.density[s], "FP prediction (2-D, full D tensor)"),
+                         (axes[1], pair.empirical[s], "trained (judged half)")):  # fmt: skip
+        im = ax.pcolormesh(g.axes[0], g.axes[1], p.T, shading="nearest", vmin=0, vmax=vmax, cmap="magma")
+        ax.set(xlabel=f"{pair.labels[0]} (weight value)", ylabel=f"{pair.labels[1]} (weight value)", title=title)
+    fig.colorbar(im, ax=axes.tolist(), label="joint density p(w₁, w₂) (colours clipped at the\n"
+                                           "judged histogram's 99.5th percentile)", extend="max")  # fmt: skip
+    fig.suptitle(f"{pair.labels[0]} and {pair.labels[1]} at t = {pair.t[s]:.3g} (η·step)")
+    return _finish(fig, path)
+
+
+def plot_output_distributions(trained, others: dict, path=None, *, quantity: str = "reconstruction error"):
+    """Histograms of a per-network output quantity: the trained networks (filled) and other sets of networks
+    (``others``: label -> values, or label -> (values, W1/floor against the trained)), on the trained
+    networks' range (left, linear) and on everything (right, log). The number after a label is the set's W1
+    distance to the trained networks over the two-sample noise floor."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(12.5, 4.4), layout="constrained")
+    sets = [("trained networks", np.asarray(trained), None, dict(histtype="stepfilled", color="0.7"))]
+    styles = [dict(color="C3", lw=1.8), dict(color="C1", lw=1), dict(color="C0", ls="--"), dict(color="C2", ls=":")]
+    for (label, v), st in zip(others.items(), styles * 3):
+        vals, ratio = (v if isinstance(v, tuple) else (v, None))
+        sets.append((label, np.asarray(vals), ratio, dict(histtype="step", **st)))
+    near = np.concatenate([sets[0][1], *(s[1] for s in sets[1:2])])
+    everything = np.concatenate([s[1] for s in sets])
+    positive = everything[everything > 0]
+    ranges = [np.linspace(*np.percentile(near, [0.5, 99.5]), 50)]
+    ranges.append(np.geomspace(*np.percentile(positive, [0.1, 99.9]), 60) if positive.size else ranges[0])
+    for ax, bins in zip(axes, ranges):
+        for label, v, ratio, style in sets:
+            inside = (v >= bins[0]) & (v <= bins[-1])
+            name = label if ratio is None else f"{label}: W1/floor {ratio:.2f}"
+            if inside.any():  # fraction of all networks per bin (a set with nothing in range draws nothing)
+                ax.hist(v[inside], bins, weights=np.full(inside.sum(), 1.0 / v.size), label=name, **style)
+        ax.set(xlabel=quantity, ylabel="fraction of networks per bin", xlim=(bins[0], bins[-1]))
+        ax.legend(fontsize=6.5, title="W1/floor: distance to the trained networks / noise floor", title_fontsize=6.5)
+    axes[1].set(xscale="log", yscale="log")
+    axes[0].set_title("trained networks' range (linear)")
+    axes[1].set_title("every set (log scale)")
+    return _finish(fig, path)

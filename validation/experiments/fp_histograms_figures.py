@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from fpkit.io import set_json_attr
+from fpkit.prediction import DIFFUSION_DRIVEN_GAIN
+from fpkit import plotting
 from fpkit.plotting import _pyplot, save_figure
 
 
@@ -78,158 +80,60 @@ def save_results(f, res) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- figures
-def _display_bins(p: np.ndarray, edges: np.ndarray, n_bins: int = 60):
-    """Average a density over groups of cells so that about ``n_bins`` remain (for display only)."""
-    f = max(1, p.shape[-1] // n_bins)
-    m = (p.shape[-1] // f) * f
-    return p[..., :m].reshape(*p.shape[:-1], -1, f).mean(axis=-1), edges[: m + 1 : f]
+# Each report figure is drawn by a public function of fpkit.plotting, which users call on their own
+# predictions; here only the choice of entries and the flagship's named thresholds are added.
+_display_bins, _display_window = plotting.display_bins, plotting.display_window
+overlay_snapshots = plotting.overlay_snapshots
 
 
-def _display_window(p: np.ndarray, edges: np.ndarray, tail: float = 0.005) -> tuple[int, int]:
-    """Cell range [i0, i1) holding all but ``tail`` of the density in each tail, padded by 30 % of its width
-    (late W1 entries are a narrow core inside the grid that spans their initial spread)."""
-    c = np.cumsum(p * np.diff(edges))
-    i0, i1 = int(np.searchsorted(c, tail * c[-1])), int(np.searchsorted(c, (1 - tail) * c[-1])) + 1
-    pad = max(1, int(0.3 * (i1 - i0)))
-    return max(0, i0 - pad), min(p.size, i1 + pad)
+def distance_thresholds() -> dict:
+    """Per layer, the named thresholds (``THRESHOLDS``) that the verdict judges its entries by: W1 entries by
+    the diffusion-driven criteria and the late goal, W2 and W3 entries by the drift-dominated criteria."""
+    from .fp_histograms import THRESHOLDS as T
 
-
-def overlay_snapshots(t: np.ndarray) -> np.ndarray:
-    """Snapshot indices closest to t_end · {1/100, 1/10, 1/3, 1}: spread in log time over where entries move."""
-    return np.unique([int(np.argmin(np.abs(t - f * t[-1]))) for f in (0.01, 0.1, 1 / 3, 1.0)])
+    drift = {"drift-dominated max": T["drift_max"], "drift-dominated median": T["drift_median"]}
+    return {"W2": drift, "W3": drift,
+            "W1": {"diffusion-driven max": T["diffusion_max"], "late goal": T["late_goal"]}}  # fmt: skip
 
 
 def fig_heatmaps(res, path):
-    plt = _pyplot()
-    reps = representatives(res)
-    fig, axes = plt.subplots(len(reps), 2, figsize=(11, 3.6 * len(reps)), squeeze=False, layout="constrained")
-    tt = np.maximum(res.t, res.t[1] / 2)
-    for row, r in zip(axes, reps):
-        emp, e = _display_bins(r.empirical, r.grid.edges[0])
-        pred, _ = _display_bins(r.density, r.grid.edges[0])
-        centres = 0.5 * (e[1:] + e[:-1])
-        # each time row relative to the judged density's maximum at that time: a collapsing entry's late core
-        # would otherwise saturate the colour scale and hide everything before it
-        scale = np.maximum(emp.max(axis=1, keepdims=True), 1e-300)
-        for ax, p, what in ((row[0], pred, "FP prediction"), (row[1], emp, "trained (judged half)")):
-            im = ax.pcolormesh(centres, tt, p / scale, shading="nearest", vmin=0, vmax=1.2, cmap="magma")
-            ax.set_yscale("log")
-            ax.set(xlabel=f"{r.label}", ylabel="t = η·step", title=f"{r.label}: {what}")
-        fig.colorbar(im, ax=row.tolist(), label="density / judged maximum at that t")
-    return save_figure(fig, path)
+    return plotting.plot_heatmaps(representatives(res), path)
 
 
 def fig_overlays(res, path):
-    plt = _pyplot()
-    reps = representatives(res)
-    picks = overlay_snapshots(res.t)
-    fig, axes = plt.subplots(len(reps), len(picks), figsize=(3.6 * len(picks), 2.8 * len(reps)), squeeze=False)
-    for row, r in zip(axes, reps):
-        edges = r.grid.edges[0]
-        for ax, s in zip(row, picks):
-            # each panel on its own window (the snapshot's central 99 %) in ~40 display bins: the solver's
-            # grid is much finer than the data supports, and a late W1 entry is a core of a few cells' width
-            i0, i1 = _display_window(r.empirical[s], edges)
-            win = edges[i0 : i1 + 1]
-            coarse, e = _display_bins(r.empirical[s, i0:i1], win, 40)
-            ax.stairs(coarse, e, color="0.6", fill=True, alpha=0.6, label="trained")
-            pred, e = _display_bins(r.density[s, i0:i1], win, 40)
-            ax.stairs(pred, e, color="C3", lw=1.5, label="FP prediction")
-            first, e0 = _display_bins(r.empirical[0, i0:i1], win, 40)
-            ax.stairs(first, e0, color="k", ls=":", lw=1, label="frozen (t=0)")
-            ax.set_title(f"{r.label}, t = {r.t[s]:.3g}  (W1/floor {r.distance['fp'][s]:.2f})", fontsize=9)
-            ax.set_xlim(win[0], win[-1])
-        row[0].legend(fontsize=7)
-    fig.tight_layout()
-    return save_figure(fig, path)
+    return plotting.plot_overlays(representatives(res), path)
 
 
 def fig_distances(res, path):
-    plt = _pyplot()
-    groups = [("W2", "W2 entries"), ("W1", "W1 entries"), ("W3", "W3 entries")]
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.3), sharey=True)
-    styles = {"fp": ("C3", "-", "FP"), "frozen": ("k", ":", "frozen"), "drift_only": ("C0", "--", "drift only"),
-              "diffusion_only": ("C2", "-.", "diffusion only")}  # fmt: skip
-    for ax, (prefix, title) in zip(axes, groups):
-        ax.axhspan(0, 2, color="0.9", zorder=0, label="within noise (ratio ≤ 2)")
-        ax.axhline(1, color="0.5", lw=0.8)
-        for r in (e for e in res.entries if e.label.startswith(prefix)):
-            for key, (c, ls, name) in styles.items():
-                ax.plot(r.t[1:], r.distance[key][1:], color=c, ls=ls, lw=1, alpha=0.7,
-                        label=name if r is next(e for e in res.entries if e.label.startswith(prefix)) else None)
-        ax.set(xscale="log", yscale="log", xlabel="t = η·step", title=title)
-        ax.legend(fontsize=7)
-    axes[0].set_ylabel("W1 / noise floor (out of sample)")
-    fig.tight_layout()
-    return save_figure(fig, path)
+    groups = [(pre, f"{pre} entries ({'diffusion-driven' if pre == 'W1' else 'drift-dominated'} criteria)")
+              for pre in ("W2", "W1", "W3") if any(e.label.startswith(pre) for e in res.entries)]  # fmt: skip
+    return plotting.plot_distances(res.entries, path, groups=groups, thresholds=distance_thresholds())
 
 
 def fig_coefficients(res, path):
-    plt = _pyplot()
-    reps = representatives(res)
-    picks = overlay_snapshots(res.t)
-    fig, axes = plt.subplots(2, len(reps), figsize=(4.5 * len(reps), 6), squeeze=False)
-    for col, r in enumerate(reps):
-        sup_any = r.empirical.max(axis=0) > 0
-        for s in picks:
-            m = r.coefficients['supported'][s] & sup_any
-            axes[0, col].plot(r.grid.x[m], r.coefficients['drift'][s][m], label=f"t={r.t[s]:.3g}")
-            axes[1, col].plot(r.grid.x[m], r.coefficients['diffusion'][s][m])
-        axes[0, col].set(title=f"{r.label}: drift A(w, t)", xlabel="w")
-        axes[1, col].set(title=f"{r.label}: diffusion D(w, t)", xlabel="w", yscale="log")
-        axes[0, col].axhline(0, color="0.5", lw=0.7)
-        axes[0, col].legend(fontsize=7)
-    fig.tight_layout()
-    return save_figure(fig, path)
+    return plotting.plot_coefficients(representatives(res), path)
 
 
 def fig_outputs(res, path):
     out = res.outputs
     if not out:
         return None
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
-    sets = [
-        ("trained", dict(histtype="stepfilled", color="0.7"), "trained networks"),
-        ("quantile_mapped", dict(histtype="step", color="C3", lw=1.8),
-         f"W2 quantile-mapped onto the FP prediction (W1/floor {out['w1_quantile_over_floor']:.2f})"),
-        ("predicted", dict(histtype="step", color="C1", lw=1),
-         f"W2 drawn independently from the FP prediction ({out['w1_pred_over_floor']:.2f})"),
-        ("shuffled", dict(histtype="step", color="C0", ls="--"),
-         f"W2 from empirical marginals ({out['w1_shuffled_over_floor']:.2f})"),
-    ]  # fmt: skip
-    if "copula" in out:
-        sets.insert(2, ("copula", dict(histtype="step", color="C2", lw=1.5),
-                        f"estimation half, W2 mapped onto the FP prediction ({out['w1_copula_over_floor']:.2f})"))
-    # left: the trained networks' range (linear); right: every set on a log axis, since networks whose W2
-    # entries are drawn independently lose the correlations between weights and reconstruct far worse
-    near = np.concatenate([out["trained"], out["quantile_mapped"]])
-    everything = np.concatenate([np.asarray(out[k]) for k, _, _ in sets])
-    positive = everything[everything > 0]
-    ranges = [np.linspace(*np.percentile(near, [0.5, 99.5]), 50)]
-    ranges.append(np.geomspace(*np.percentile(positive, [0.1, 99.9]), 60) if positive.size else ranges[0])
-    for ax, bins in zip(axes, ranges):
-        for key, style, label in sets:
-            v = np.asarray(out[key])
-            inside = (v >= bins[0]) & (v <= bins[-1])
-            if inside.any():  # fraction of all networks per bin (a set with nothing in range draws nothing)
-                ax.hist(v[inside], bins, weights=np.full(inside.sum(), 1.0 / v.size), label=label, **style)
-        ax.set(xlabel="reconstruction error on held-out inputs", ylabel="fraction of networks per bin",
-               xlim=(bins[0], bins[-1]))  # fmt: skip
-    axes[1].set(xscale="log", yscale="log")
-    axes[0].set_title("trained vs quantile-mapped (shown range)")
-    axes[1].set_title("all, log scale")
-    axes[1].legend(fontsize=7)
-    fig.tight_layout()
-    return save_figure(fig, path)
+    others = {"W2 quantile-mapped onto the FP prediction": (out["quantile_mapped"], out["w1_quantile_over_floor"]),
+              "W2 drawn independently from the FP prediction": (out["predicted"], out["w1_pred_over_floor"]),
+              "W2 from the judged members' marginals": (out["shuffled"], out["w1_shuffled_over_floor"])}  # fmt: skip
+    return plotting.plot_output_distributions(out["trained"], others, path,
+                                              quantity="reconstruction error on held-out inputs")  # fmt: skip
 
 
 def fig_failure_map(res, path):
     rows = [r for r in res.sweep if "error" not in r]
     if not rows:
         return None
+    from .fp_histograms import THRESHOLDS
+
+    late_goal = THRESHOLDS["late_goal"]
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
     for B in sorted({r["batch_size"] for r in rows}):
         sub = [r for r in rows if r["batch_size"] == B]
         axes[0].plot([r["eta_lam_max"] for r in sub], [r["fp_ratio_max"] for r in sub], "o-", label=f"B = {B}")
@@ -239,8 +143,9 @@ def fig_failure_map(res, path):
             for ax, x in ((axes[0], r["eta_lam_max"]), (axes[1], r["noise_to_signal"])):
                 ax.annotate(f"η={r['lr']:g}", (x, r["fp_ratio_max"]), fontsize=7)
     for ax, xl in zip(axes, ("η·λmax(H) at the end (2 = edge of stability)", "gradient noise-to-signal ratio")):
-        ax.axhspan(0, 2, color="0.9", zorder=0)
-        ax.set(xlabel=xl, ylabel="worst final W1/floor of the FP prediction", yscale="log")
+        ax.axhspan(1e-3, late_goal, color="0.9", zorder=0, label=f"W1/floor ≤ late goal ({late_goal:g})")
+        ax.set(xlabel=xl, ylabel="worst final W1/floor of the FP prediction", yscale="log",
+               ylim=(0.8 * min(1.0, *(r["fp_ratio_max"] for r in rows)), None))  # fmt: skip
         ax.legend(fontsize=8)
     from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
@@ -250,27 +155,41 @@ def fig_failure_map(res, path):
         axis.set_major_formatter(ScalarFormatter())
         axis.set_minor_formatter(NullFormatter())
     fig.suptitle("where the Fokker-Planck prediction fails")
-    fig.tight_layout()
     return save_figure(fig, path)
 
 
 def fig_pair(res, path):
-    pair = res.pair
-    if not pair:
-        return None
-    plt = _pyplot()
-    g = pair.grid
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
-    vmax = np.percentile(pair.empirical[-1], 99.5)
-    for ax, p, title in ((axes[0], pair.density[-1], "FP prediction (2-D, full D tensor)"),
-                         (axes[1], pair.empirical[-1], "trained (judged half)")):  # fmt: skip
-        im = ax.pcolormesh(g.axes[0], g.axes[1], p.T, shading="nearest", vmin=0, vmax=vmax, cmap="magma")
-        ax.set(xlabel=pair.labels[0], ylabel=pair.labels[1], title=f"{title}, last snapshot")
-    fig.colorbar(im, ax=axes.tolist())
-    return save_figure(fig, path)
+    return plotting.plot_pair(res.pair, path) if res.pair else None
 
 
 # ------------------------------------------------------------------------------------------------ report
+# Every term report.md uses, defined once (the thresholds are defined in fp_histograms.THRESHOLD_TEXT).
+TERMS = {
+    "W1/floor": "W1(prediction, judged half) divided by the noise floor, the expected W1 distance between the "
+                "true density and an empirical measure of the judged members; ≈ 1 on average for a perfect "
+                "prediction",
+    "judged half / estimation half": "drift A and diffusion D are estimated on one half of the members; the "
+                                     "prediction is compared with the other half (out of sample)",
+    "frozen": "baseline: the judged density at t = 0, never evolved",
+    "drift-only": "baseline: the FP with D = 0 (transport by A alone, the Callan-Symanzik characteristics)",
+    "diffusion-only": "baseline: the FP with A = 0",
+    "measured kind": f"diffusion-driven when drift-only ends more than {DIFFUSION_DRIVEN_GAIN:g}× worse than the FP at "
+                     "the last snapshot, else drift-dominated (the entry then tests A, not D)",
+    "standard / discrete": "the two diffusion variants: standard D = (η/2)·Var of the minibatch gradient (the SDE "
+                           "limit); discrete D̃ = (η/2)·E[g_B²], the second moment of one SGD step",
+    "Kramers-Moyal last": "the last snapshot's W1/floor of the FP with A and D estimated from increments "
+                          "between snapshots instead of recorded gradients",
+    "SVAG l": "networks trained with SVAG at l steps per SGD step (learning rate η/l, combined minibatch "
+              "gradients), which converge to the Itô SDE as l grows: judging the FP against them separates "
+              "'is SGD a diffusion here' from 'are A and D estimated right'",
+    "quantile-mapped": "each judged network's W2 entries replaced by the value at the same rank of the predicted "
+                       "marginal, so correlations between its weights survive",
+    "diagnostics": "the verdict (holds / doubtful / fails) of fpkit.predict's diagnostics, from the estimation "
+                   "half only, with the relative difference of the mechanistic and Kramers-Moyal drifts and the "
+                   "drift uncertainty U",
+}  # fmt: skip
+
+
 def _fmt(x, nd=2):
     return "–" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{x:.{nd}f}"
 
@@ -363,11 +282,11 @@ def report_body(cfg: dict, res) -> str:
         e = np.median(res.eta_lam_max, axis=1)
         L.append(f"η·λmax(H) (median over probe members): start {e[0]:.3f}, max {e.max():.3f}, end {e[-1]:.3f} "
                  "(2 = edge of stability).\n")  # fmt: skip
-    L.append("Distances are W1(prediction, judged half) / noise floor; a perfect prediction scores ≈ 1 on "
-             "average and its maximum over the snapshots reaches 2–3. The diagnostics column is the verdict of "
-             "`fpkit.predict`'s diagnostics (from the estimation half only): holds, doubtful or fails, with the "
-             "relative difference of the mechanistic and Kramers-Moyal drifts and the drift uncertainty U "
-             "(judged only for entries moved mainly by drift).\n")  # fmt: skip
+    L.append("## Terms\n")
+    L.append("\n".join(f"- **{k}**: {v}" for k, v in TERMS.items()) + "\n")
+    L.append("Every threshold is named and defined once, under *Thresholds* in the verdict below; the table says "
+             "which criteria judge each entry (W1 entries: diffusion-driven criteria; W2 and W3 entries: "
+             "drift-dominated criteria, whatever their measured kind).\n")  # fmt: skip
     L.append("## Per entry\n")
     L.append("| entry | measured kind | FP max | FP median | FP last | frozen last | drift-only last | diffusion-only last "
              "| Kramers-Moyal last | KS max | JS max | judged by | held | diagnostics |")  # fmt: skip
