@@ -202,6 +202,8 @@ def main(argv=None) -> int:
     for layer, c in layers.items():
         print(f"{'layer ' + layer:52s} {'':7s} {'':5s} {c['killed']:6d} {c['timeout']:5d} {c['survived']:5d} "
               f"{rate(c):6.1%}")
+    for text in survivors_text:  # what to look at: the surviving mutants' diffs
+        print(text)
     elapsed = time.monotonic() - t_start
     print(f"elapsed {elapsed / 60:.1f} min")
     if out:
