@@ -12,12 +12,19 @@ In 1-D the compiled kernels (``fpkit.solvers.sde_kernels``, parallel over paths)
 * numbers, and ``numpy.polynomial.Polynomial`` objects (Horner's rule, exact): inline, the fastest;
 * arrays on a uniform ``grid`` (linear interpolation between cell centres, constant beyond the outer ones,
   as ``Coefficient.at``): inline;
-* numba-jitted functions ``f(x, t)`` of scalars (``numba.njit``): called from inside the kernel through a
-  function pointer, a few ns per call.
+* numba-jitted functions ``f(x, t)`` of scalars (``numba.njit``), and plain Python functions ``f(x, t)`` that
+  numba can compile for numbers (arithmetic, ``math`` and numpy ufuncs such as ``np.exp``/``np.tanh``,
+  ``np.where``, closures over numbers: ``fpkit.solvers.callables``): called from inside the kernel. For
+  Euler-Maruyama with constant D and no walls (the common case) the drift is inlined into a per-function
+  routine that advances a block of paths through a chunk of steps (as fast as a polynomial); otherwise it is
+  called through a function pointer, a few ns per call. A compiled plain function is checked against its
+  vectorised self at the starting points first. Compiling costs ~0.1-1 s per function and process (not
+  cached on disk: numba cannot see changes to the globals a user's function reads).
 
-Any other callable (a vectorised numpy ``f(x, t)``, or ``f(x, y, t)`` returning all components in d-D)
-runs the vectorised step loop instead: one call per time step over all paths, at numpy speed. So does every
-d-dimensional problem. Both routes draw the same random numbers for a seed and agree to round-off.
+Any other callable (one numba cannot compile, e.g. using scipy or a dict of arrays; or ``f(x, y, t)``
+returning all components in d-D) runs the vectorised step loop instead: one call per time step over all paths,
+at numpy speed, with one log line (logger ``fpkit``) saying why. So does every d-dimensional problem. Both
+routes draw the same random numbers for a seed and agree to round-off.
 
 Random numbers: path ``k`` uses stream ``k`` of ``seed`` (``fpkit.solvers.random``) for its increments, so a
 seed gives bit-identical paths whatever the number of threads. Starting points drawn from a density use the
@@ -40,6 +47,7 @@ from .grid import Grid
 from .paths import Paths
 from .progress import progress
 from .solvers import sde_kernels as K
+from .solvers.callables import compile_scalar, explain_fallback
 from .solvers.random import derive_seed, draw_normals, seed_streams
 from .solvers.time_stepping import advance_to_outputs
 
@@ -80,9 +88,10 @@ class _Coef1D:
                 raise ConfigError(f"`{name}` polynomial has non-finite coefficients")
             self.kind, self.poly = "polynomial", Polynomial(coefs * self.scale)
         elif _is_jitted(value):
-            self.kind = "jit"
+            self.kind, self.jitted = "jit", value
         elif callable(value):
-            self.kind = "callable"
+            # compiled lazily, when a kernel first needs it (``compiled``); "callable" = runs vectorised
+            self.kind, self.jitted, self.why_not = "callable?", None, None
         elif np.ndim(value) == 0:
             v = float(np.asarray(value, dtype=float))
             if not math.isfinite(v):
@@ -101,7 +110,47 @@ class _Coef1D:
 
     @property
     def compiled(self) -> bool:
+        """Whether the kernels can evaluate this coefficient (compiling a plain callable on first use)."""
+        if self.kind == "callable?":
+            disp, self.why_not = compile_scalar(self.value, 2)
+            if disp is None:
+                self.kind = "callable"
+            else:
+                self.kind, self.jitted, self._verified = "compiled", disp, False
         return self.kind != "callable"
+
+    def verify(self, x: np.ndarray, t: float) -> bool:
+        """For a compiled plain callable: whether the compiled function agrees with the vectorised one at (up
+        to 256 of) the points ``x`` and time ``t``, to round-off. A function that means something else on
+        scalars than on arrays (a sum, a mean, an array's length) is sent back to the vectorised path."""
+        if self.kind != "compiled" or self._verified:
+            return self.compiled
+        self._verified = True
+        pts = np.ravel(x)[:: max(1, np.size(x) // 256)]
+        # spread points too: starting points often coincide, and f(x) must be elementwise to compile safely
+        c = float(np.mean(pts))
+        spread = c + max(1.0, abs(c)) * np.array([-1.0, -0.5, -0.1, 0.1, 0.5, 1.0])
+        mode, par, fn = self.spec()
+        for i, xs in enumerate((pts, spread)):
+            xs = np.ascontiguousarray(xs, dtype=float)
+            comp = np.empty_like(xs)
+            K.eval_coef(mode, par, fn, xs, float(t), comp)
+            try:
+                with np.errstate(all="ignore"):
+                    vec = self.scale * check_values(self.value(xs, t), xs.shape, self.name, t)
+            except Exception:  # written for scalars only, or not defined off the starting points
+                if i == 0:
+                    return True  # the compiled version is the one that works
+                continue
+            tol = 1e-9 * np.maximum(np.abs(vec), np.nanmax(np.abs(vec), initial=0.0) * 1e-3) + 1e-300
+            same = (np.abs(comp - vec) <= tol) | (np.isnan(comp) & np.isnan(vec)) | (comp == vec)
+            if not same.all():
+                j = int(np.flatnonzero(~same)[0])
+                self.kind, self.why_not = "callable", (
+                    f"compiled for numbers it gives {comp[j]!r} at x={xs[j]!r}, t={t!r}; on arrays {vec[j]!r}"
+                )
+                return False
+        return True
 
     def spec(self):
         """(mode, par, fn) for the kernels."""
@@ -114,8 +163,14 @@ class _Coef1D:
             x0, dx = float(self.grid.x[0]), self.grid.dx[0]
             return K.TABLE, np.concatenate([[x0, 1.0 / dx], self.table]), None
         if self._fn_ptr is None:
-            self._fn_ptr = K.function_pointer(self.value)
+            self._fn_ptr = K.function_pointer(self.jitted)
         return K.FUNC, np.array([self.scale]), self._fn_ptr
+
+    def block_pointer(self):
+        """The per-block Euler-Maruyama routine with this (compiled) drift inlined, for em_func_free_stretch."""
+        if getattr(self, "_block_ptr", None) is None:
+            self._block_ptr = K.block_function_pointer(self.jitted)
+        return self._block_ptr
 
     def __call__(self, x: np.ndarray, t: float) -> np.ndarray:
         """Vectorised values at points ``x`` (any shape)."""
@@ -131,6 +186,19 @@ class _Coef1D:
             mode, par, fn = self.spec()
             K.eval_coef(mode, par, fn, xs, float(t), out)
             return out.reshape(np.shape(x))
+        if self.kind in ("compiled", "callable?"):
+            try:
+                out = self.value(x, t)
+            except Exception:  # a function written for scalars: the compiled version evaluates it
+                if not self.compiled:
+                    return self.scale * check_values(_call_vectorised(self.value, (x, t), self.name),
+                                                     np.shape(x), self.name, t)  # fmt: skip (raises)
+                xs = np.ascontiguousarray(x, dtype=float).ravel()
+                out = np.empty_like(xs)
+                mode, par, fn = self.spec()
+                K.eval_coef(mode, par, fn, xs, float(t), out)
+                return out.reshape(np.shape(x))
+            return self.scale * check_values(out, np.shape(x), self.name, t)
         out = _call_vectorised(self.value, (x, t), self.name)
         return self.scale * check_values(out, np.shape(x), self.name, t)
 
@@ -521,13 +589,21 @@ class SDE:
             )
         x = self._initial_points(x0, n_paths, seed, t0)
         n = x.shape[0]
-        use_kernel = engine != "numpy" and self.ndim == 1 and self.drift.compiled and self.diffusion.compiled
-        if use_kernel and method in ("milstein", "heun") and self.ddiffusion is not None:
-            use_kernel = self.ddiffusion.compiled
+        coefs = [self.drift, self.diffusion]
+        if method in ("milstein", "heun") and self.ddiffusion is not None:
+            coefs.append(self.ddiffusion)
+        use_kernel = engine != "numpy" and self.ndim == 1
+        if use_kernel:
+            for c in coefs:  # no short cut: every plain callable is compiled (or explained) now
+                ok = c.compiled and c.verify(x, t0)
+                if not ok and engine == "auto":
+                    explain_fallback(c.name, c.value, c.why_not, "SDE.sample")
+                use_kernel = use_kernel and ok
         if engine == "kernel" and not use_kernel:
+            why = "; ".join(f"`{c.name}`: {c.why_not}" for c in coefs if getattr(c, "why_not", None))
             raise ConfigError(
                 "`engine`='kernel' needs a 1-D SDE whose coefficients are numbers, Polynomials, arrays on a grid "
-                "or numba-jitted functions; use engine='auto'"
+                "or functions numba can compile" + (f" ({why})" if why else "") + "; use engine='auto'"
             )
         state = seed_streams(seed, n)
         absorbed_at = np.full(n, np.inf)
@@ -676,15 +752,14 @@ class SDE:
                 ddm, ddp, ddf = K.NUMERIC, np.zeros(1), None
             else:
                 ddm, ddp, ddf = self.ddiffusion.spec()
-            if (
-                method == "euler"
-                and alpha == 2.0
-                and dm == K.CONST
-                and wall == K.NO_WALL
-                and am in (K.CONST, K.POLY)
-            ):
-                K.em_poly_free_stretch(x, t, h, n_steps, ap, float(dp[0]), state, err_time, err_code)
-                return
+            if method == "euler" and alpha == 2.0 and dm == K.CONST and wall == K.NO_WALL:
+                if am in (K.CONST, K.POLY):
+                    K.em_poly_free_stretch(x, t, h, n_steps, ap, float(dp[0]), state, err_time, err_code)
+                    return
+                if am == K.FUNC:
+                    K.em_func_free_stretch(x, t, h, n_steps, float(ap[0]), af, self.drift.block_pointer(),
+                                           float(dp[0]), state, err_time, err_code)  # fmt: skip
+                    return
             if method == "euler" and alpha == 2.0 and dm == K.CONST:
                 K.em_additive_stretch(x, t, h, n_steps, am, ap, af, float(dp[0]), wall, lo, hi, state, absorbed_at,
                                       err_time, err_code)  # fmt: skip
