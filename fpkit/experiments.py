@@ -262,6 +262,9 @@ def load(name_or_path) -> Experiment:
         path = Path(s)
         if not path.is_file():
             raise ConfigError(f"experiment file {s!r} does not exist")
+        if path.suffix != ".py":
+            raise ConfigError(f"experiment file {s!r} is not a Python file (.py); give an installed experiment's "
+                              "name (fpkit experiment list) or a .py file that defines EXPERIMENT")  # fmt: skip
         mod_name = f"fpkit_user_experiment_{abs(hash(str(path.resolve())))}"
         spec = importlib.util.spec_from_file_location(mod_name, path)
         module = importlib.util.module_from_spec(spec)

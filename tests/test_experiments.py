@@ -69,6 +69,8 @@ def test_unknown_experiment_and_broken_file_are_one_line_errors(tmp_path):
     broken.write_text("import numpy\nraise RuntimeError('boom')\n")
     p = _cli("experiment", "run", str(broken))
     assert p.returncode == 2 and "failed to import: RuntimeError: boom" in p.stderr
+    p = _cli("experiment", "run", str(Path(__file__).parent.parent / "README.md"))
+    assert p.returncode == 2 and "is not a Python file (.py)" in p.stderr and "Traceback" not in p.stderr
     empty = tmp_path / "empty.py"
     empty.write_text("x = 1\n")
     with pytest.raises(ConfigError, match="exactly one Experiment subclass"):
