@@ -45,7 +45,7 @@ import numpy as np
 
 from . import estimators as est
 from . import metrics
-from .errors import ConfigError, check_choice, check_positive
+from .errors import ConfigError, FileFormatError, check_choice, check_positive
 from .fokker_planck import FokkerPlanck
 from .grid import Grid
 from .solvers.random import derive_seed
@@ -412,7 +412,7 @@ def _write_prediction(g, p: Prediction) -> None:
 def _read_prediction(g) -> Prediction:
     from .io import get_json_attr
 
-    arrays = {n: (g[n][()] if n in g else None) for n in _ARRAYS}
+    arrays = {n: (g[n][()] if n != "samples" or n in g else None) for n in _ARRAYS}  # only samples optional
     groups = {k: ({n: g[k][n][()] for n in g[k]} if k in g else {}) for k in ("distance", "coefficients", "split")}
     return Prediction(label=str(g.attrs["label"]), grid=Grid.from_dict(get_json_attr(g, "grid")),
                       diagnostics=get_json_attr(g, "diagnostics", {}), options=get_json_attr(g, "options", {}),
@@ -447,7 +447,10 @@ class Predictions(dict):
         from .io import open_results
 
         with open_results(path, KIND) as f:
-            return cls((k, _read_prediction(f[k])) for k in f)
+            try:
+                return cls((k, _read_prediction(f[k])) for k in f)
+            except (KeyError, TypeError, ValueError, OSError) as exc:  # a damaged or hand-edited file
+                raise FileFormatError(f"`path` {str(path)!r} is not a complete prediction file: {exc}", path) from None
 
 
 # ------------------------------------------------------------------------------------------ the call

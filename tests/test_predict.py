@@ -325,3 +325,15 @@ def test_a_misleading_gradient_is_diagnosed_and_auto_takes_kramers_moyal(biased_
     assert np.nanmedian(auto.distance["fp"][1:]) < 2.0  # and the evidence picked the route that holds
     good = fpkit.predict(synthetic(M=400), "W2[0,0]", route="auto", dt=0.05, js=False)
     assert good.options["route"] == "mechanistic"
+
+
+def test_damaged_prediction_file_is_a_file_format_error(run, tmp_path):
+    import h5py
+
+    from fpkit.errors import FileFormatError
+
+    path = fpkit.predict(run, "W2[0,0]", dt=0.1, js=False, ks=False).save(tmp_path / "p.h5")
+    with h5py.File(path, "a") as f:
+        del f["W2[0,0]"]["density"]
+    with pytest.raises(FileFormatError, match="not a complete prediction file"):
+        P.Prediction.load(path)
