@@ -37,9 +37,10 @@ file is the one documented format every reader of fpkit takes, self-contained an
 serial copy on the client after the shards: ``scripts/bench_distributed.py`` measures it (≈ 10 s per GB wall,
 ≈ 3 s per GB of CPU on a shared 2-core VM, pieces in the page cache). Its ratio to the training time per
 worker does not depend on the number of members: ≈ 32·P·S·W·r·t_GB / (10⁹·steps) for P parameters, S
-snapshots with statistics, W workers each training r member-steps/s, t_GB seconds per GB; about 9 % on 2
-workers here, but ≈ 15-50 % on 64 workers for 10⁴ steps and 60 snapshots. Beyond ~10 workers shards writing
-their chunks in place (Zarr, or HDF5 virtual datasets over the pieces) would pay; that is not built yet.
+snapshots with statistics, W workers each training r member-steps/s, t_GB seconds per GB: 7-9 % on the 2
+workers measured, but for 64 workers, 10⁴ steps and 60 snapshots ≈ 0.15-0.5 at the (contended) speed measured
+and ≈ 1-3 at a full core's speed. Beyond ~10 workers, shards writing their chunks in place (Zarr, or HDF5
+virtual datasets over the pieces) would pay; that is not built yet.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def local_client(workers: int, threads_per_worker: int = 1, numba_threads: int |
     if numba_threads is None:
         numba_threads = max(1, (os.cpu_count() or 1) // (workers * threads_per_worker))
     env = {"NUMBA_NUM_THREADS": str(int(numba_threads)), "OMP_NUM_THREADS": "1"}
-    kwargs.setdefault("dashboard_address", None)
+    kwargs.setdefault("dashboard_address", ":0")  # any free port: several clusters on one machine
     with LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker, processes=True, env=env,
                       **kwargs) as cluster, Client(cluster) as client:  # fmt: skip
         yield client

@@ -99,10 +99,10 @@ def main() -> None:
         ens = ensemble(args)
         t0, c0 = time.perf_counter(), time.process_time()
         ens.train(work / "one.h5", show_progress=False)
-        t1 = time.perf_counter() - t0
+        t1, c1 = time.perf_counter() - t0, time.process_time() - c0
         ms = args.members * args.steps
         print(json.dumps({"case": "one-process", "processes": 1, "threads": numba.get_num_threads(), "seconds": t1,
-                          "cpu_seconds": time.process_time() - c0, "member_steps_per_s": ms / t1, **common}),
+                          "cpu_seconds": c1, "member_steps_per_s": ms / t1, **common}),
               flush=True)  # fmt: skip
 
         # ---- a local cluster of 2 workers x 1 thread
@@ -118,6 +118,7 @@ def main() -> None:
             t2 = time.perf_counter() - t0
             rep = run.shard_report
             task_s = sum(s["seconds"] for s in rep["tasks"].values())
+            task_cpu = sum(s["cpu_seconds"] for s in rep["tasks"].values())
             n_sh, workers = len(rep["shards"]), 2
             per_shard = max(0.0, rep["tasks_s"] * workers - task_s) / n_sh
             print(json.dumps({
@@ -125,6 +126,7 @@ def main() -> None:
                 "member_steps_per_s": ms / t2, "speedup_vs_one_process": t1 / t2,
                 "identical_to_one_process": same_file(work / "one.h5", work / "dask.h5"),
                 "task_seconds_sum": task_s, "task_member_steps_per_s_per_worker": ms / task_s,
+                "task_cpu_seconds_sum": task_cpu, "one_process_cpu_seconds": c1,
                 "tasks_phase_s": rep["tasks_s"], "overhead_s_per_shard": per_shard,
                 "overhead_fraction_per_shard": per_shard * n_sh / workers / t2,
                 "merge_s": rep["merge_s"], "merge_fraction": rep["merge_s"] / t2,
@@ -181,6 +183,12 @@ def main() -> None:
                           "merge_s_cpu_bound": merge_cpu, "efficiency": compute / (compute + overhead + merge),
                           "efficiency_cpu_bound_merge": compute / (compute + overhead + merge_cpu),
                           "efficiency_without_merge": compute / (compute + overhead)}), flush=True)  # fmt: skip
+        # the same with workers that each have a full core (the task rate per CPU-second measured above)
+        full = Mp * args.project_steps / (W * ms / task_cpu)
+        print(json.dumps({"case": "projection-full-core-workers", "member_steps_per_s_per_worker": ms / task_cpu,
+                          "compute_s_per_worker": full, "efficiency": full / (full + overhead + merge),
+                          "efficiency_cpu_bound_merge": full / (full + overhead + merge_cpu),
+                          "efficiency_without_merge": full / (full + overhead)}), flush=True)  # fmt: skip
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
