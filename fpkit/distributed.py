@@ -221,6 +221,11 @@ def _run_shard(shard, piece: str, stop_after, index: int, topic: str, stop_name:
             shard.train(piece, resume=False, stop_after=stop_after, show_progress=False)
     except KeyboardInterrupt:
         stopped = True
+    except FpkitError as exc:  # e.g. divergence: the member ids in the message count from the shard's first
+        first, stop_ = shard.member_offset, shard.member_offset + shard.config["train"]["members"]
+        exc.args = (f"shard of members {first}..{stop_ - 1} (member ids below count from {first}): "
+                    f"{exc.args[0] if exc.args else exc}", *exc.args[1:])  # fmt: skip
+        raise
     n_done, complete = piece_status(piece) or (0, False)
     if worker is not None:
         step = int(shard.schedule[n_done - 1]) if n_done else 0

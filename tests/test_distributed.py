@@ -262,7 +262,7 @@ def test_killed_worker_same_file(client, tmp_path):
 def test_failing_shard_stops_the_others(client, tmp_path):
     """A diverging ensemble: the shard's StabilityError reaches the caller with where the pieces are."""
     kw = dict(SMALL, lr=50.0, steps=2000, snapshots=4)
-    with pytest.raises(fpkit.errors.StabilityError, match="shards"):
+    with pytest.raises(fpkit.errors.StabilityError, match=r"shard of members \d+\.\.\d+ .*diverged.*shards"):
         fpkit.Ensemble(**kw).train(tmp_path / "run.h5", client=client, shards=2, show_progress=False)
 
 
