@@ -100,10 +100,31 @@ def entry_arrays(run, label: str) -> dict:
         raise ConfigError(f"entry {label!r} does not exist: {name} has shape {tuple(shape)}")
     sl = (slice(None), slice(None)) + idx
     out = {"w": run.weights[name][sl]}
-    for key, fld in (("g", "grad"), ("v", "grad_var"), ("hg", "hess_grad")):
+    c = layer_rates(run).get(name, 1.0)  # ntk / mup: the layer trains at rate η·c (A = −c·g, D = η c² v / 2)
+    for key, fld, power in (("g", "grad", 1), ("v", "grad_var", 2), ("hg", "hess_grad", 2)):
         d = getattr(run, fld)
-        out[key] = None if d is None else d[name][sl]
+        out[key] = None if d is None else (d[name][sl] if c == 1.0 else d[name][sl] * c**power)
     return out
+
+
+def layer_rates(run) -> dict:
+    """Learning-rate factor c of every weight and bias array under ``model.parameterization`` ntk / mup (the
+    stored W_l is updated at rate η·c_l, ``fpkit.ensemble.spec._Arch.parameterize``); {} for standard runs.
+
+    ``entry_arrays`` returns c·grad, c²·grad_var and c²·H∇L, so that every route sees the entry's own drift
+    −c·g and diffusion η c² v / 2 in t = η·step (H∇L scaled by c² is exact when every layer has the same c)."""
+    model = (getattr(run, "config", None) or {}).get("model", {}) or {}
+    if model.get("parameterization", "standard") == "standard":
+        return {}
+    from .ensemble.spec import _Arch
+
+    ws = [n for n in run.names if n.startswith("W")]
+    ws.sort(key=lambda n: int(n[1:]))
+    shapes = run.shapes
+    sizes = [shapes[ws[0]][1]] + [shapes[n][0] for n in ws]
+    arch = _Arch.build(sizes, any(n.startswith("b") for n in run.names), 0)
+    arch.parameterize(model)
+    return {n: float(arch.lr_rows[off]) for n, off in zip(arch.names, arch.offsets)}
 
 
 def diffusion_share(run, name: str) -> np.ndarray:
