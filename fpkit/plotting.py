@@ -98,7 +98,7 @@ def plot_solution(sol, path=None, title: str | None = None):
 def plot_ensemble(run, path=None):
     """Training of an ensemble: loss quantiles, η·λmax, and the spread of every W2 entry over time."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), layout="constrained")
     t = np.maximum(run.t, run.t[1] / 2 if run.t.size > 1 else 1.0)
     if run.loss is not None:
         q = np.percentile(run.loss, [10, 50, 90], axis=1)
@@ -107,7 +107,8 @@ def plot_ensemble(run, path=None):
         axes[0].set(xscale="log", yscale="log", xlabel="t = η·step", ylabel="full-batch loss", title="loss")
         axes[0].legend(fontsize=8)
     if run.lam_max is not None:
-        axes[1].plot(t, run.eta * run.lam_max, lw=1)
+        lines = axes[1].plot(t, run.eta * run.lam_max, lw=1, color="C0", alpha=0.7)
+        lines[0].set_label(f"probe members ({len(lines)}, one line each)")
         axes[1].axhline(2, color="k", ls="--", lw=0.8, label="edge of stability")
         axes[1].set(xscale="log", xlabel="t = η·step", ylabel="η·λmax(H)", title="sharpness (probe members)")
         axes[1].legend(fontsize=8)
@@ -122,7 +123,12 @@ def plot_ensemble(run, path=None):
     axes[2].set(xscale="log", xlabel="t = η·step", ylabel=f"{name} entry (weight value)",
                 title=f"every {name} entry: median (line) and 10-90 % (band)")  # fmt: skip
     axes[2].legend(fontsize=6.5, ncols=2 if W.shape[2] > 6 else 1)
-    fig.tight_layout()
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    for ax in axes:
+        if ax.get_xscale() == "log":
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
     return save_figure(fig, path) if path is not None else fig
 
 
