@@ -90,6 +90,7 @@ class FokkerPlanck:
         # scheme='exponential' accepts D >= 0: where D vanishes on a face the Scharfetter-Gummel flux takes
         # its limit D -> 0, the upwind flux (see _faces); faces on reflecting walls carry no flux at all
         self._faces_cache: list | None = None
+        self._faces_last: tuple | None = None  # (t, faces) of the last time-dependent evaluation
         self._nodes_cache: dict = {}
 
     # --- discretisation ---------------------------------------------------------------------------------
@@ -161,6 +162,9 @@ class FokkerPlanck:
         """(alpha, beta) per axis at time ``t``; cached when time-independent."""
         if self._faces_cache is not None:
             return self._faces_cache
+        if self._faces_last is not None and self._faces_last[0] == t:
+            # time-dependent explicit stepping asks twice per step (stability bound, then the step)
+            return self._faces_last[1]
         g = self.grid
         faces = []
         for a in range(g.ndim):
@@ -216,6 +220,8 @@ class FokkerPlanck:
             faces.append((alpha, beta))
         if not self.time_dependent:
             self._faces_cache = faces
+        else:
+            self._faces_last = (t, faces)
         return faces
 
     def _cross_terms(self, t: float):

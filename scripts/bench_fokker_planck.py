@@ -2,7 +2,8 @@
 
 Prints one JSON line per case: per-step time of each tool (median of repeats), the ratio, and the fraction of
 the memory-bandwidth limit (copy bandwidth measured in this run; 24 bytes per point per step: read p, alpha,
-beta, write p). Also the start-up: a fresh process solving a small problem with the numba cache warm.
+beta, write p). In 2-D also the step kernels alone, side by side: the temporally blocked one (issue 21) and
+the plain one-pass-per-step kernel it replaced. Also the start-up: a fresh process solving a small problem with the numba cache warm.
 
     python scripts/bench_fokker_planck.py [--smoke] [--repeats R]
 """
@@ -70,6 +71,29 @@ def pypde_case(g, n_steps, dt):
     return run
 
 
+def step_kernels_2d(g, fp, p0, n_steps, dt, repeats):
+    """Seconds per step of the 2-D explicit kernels side by side, interleaved, on the same faces and density:
+    the temporally blocked one ``solve`` uses (TIME_BLOCK steps per pass) and the plain one (one pass per
+    step, as before issue 21). Also checks they agree bit for bit."""
+    from fpkit.solvers import finite_volume as fv
+
+    (ax, bx), (ay, by) = fp._faces(0.0)
+    args = (ax, bx, ay, by, 1 / g.dx[0], 1 / g.dx[1], False, False, dt, n_steps)
+    q = {k: p0.reshape(g.shape).copy() for k in ("blocked", "plain")}
+    work = np.empty(g.shape)
+    fns = {"blocked": fv.explicit_euler_2d, "plain": fv.explicit_euler_2d_plain}
+    for k, f in fns.items():  # warm-up (compilation)
+        f(q[k], *args, work)
+    times = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, f in fns.items():
+            t0 = time.perf_counter()
+            f(q[k], *args, work)
+            times[k].append(time.perf_counter() - t0)
+    same = bool(np.array_equal(q["blocked"], q["plain"]))
+    return {k: statistics.median(v) / n_steps for k, v in times.items()}, same
+
+
 def startup_seconds() -> float:
     code = (
         "import fpkit;g=fpkit.Grid.uniform(-3,3,200);"
@@ -89,6 +113,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--ndim", type=int, choices=(1, 2), default=None, help="only the 1-D or 2-D cases")
     args = ap.parse_args()
     if args.smoke:
         cases = [((256,), 200), ((32, 32), 50)]
@@ -103,6 +128,8 @@ def main() -> None:
         have_pde = False
     machine = f"{platform.machine()}, {os.cpu_count()} cores"
     bw_ram = copy_bandwidth(1 << 27)
+    if args.ndim:
+        cases = [c for c in cases if len(c[0]) == args.ndim]
     for shape, n_steps in cases:
         g, fp, p0, run_fpkit = fpkit_case(shape, n_steps, 0.0)
         dt = 0.9 * fp.explicit_dt_bound()
@@ -123,6 +150,17 @@ def main() -> None:
             "copy_bandwidth_GBps": bw_ws / 1e9,
             "machine": machine,
         }
+        if len(shape) == 2:
+            per_step, same = step_kernels_2d(g, fp, p0, n_steps, dt, args.repeats)
+            rec.update(
+                kernel_s_per_step_blocked=per_step["blocked"],
+                kernel_s_per_step_unblocked=per_step["plain"],
+                speedup_blocked_vs_unblocked=per_step["plain"] / per_step["blocked"],
+                bandwidth_limit_fraction_blocked_kernel=limit / per_step["blocked"],
+                bandwidth_limit_fraction_unblocked_kernel=limit / per_step["plain"],
+                blocked_equals_unblocked_bitwise=same,
+                load_average=os.getloadavg()[0],
+            )
         if have_pde and points <= 1 << 20:
             try:
                 t_pde = median_time(pypde_case(g, n_steps, dt), max(1, args.repeats // 2)) / n_steps
