@@ -352,3 +352,18 @@ def test_increment_autocorrelation_of_straight_lines_and_of_a_random_walk():
         got.append(p.diagnostics["increment_autocorrelation"])
     assert got[0] == pytest.approx(1.0, abs=1e-12)
     assert abs(got[1]) < 0.25, got
+
+
+def test_noise_to_signal_is_the_median_ratio_at_the_last_snapshot():
+    """noise_to_signal = median over members and entries of grad_var / grad² at the end: at the last
+    snapshot the ratios are 4/1² = 4 (entry 0) and 4/2² = 1 (entry 1) for each of 3 members, median 2.5;
+    earlier snapshots (ratio 100) must not count. Kills `[-1]` -> `[~1]` on the gradients."""
+    S, M = 3, 3
+    W = np.zeros((S, M, 1, 2))
+    g = np.ones((S, M, 1, 2))
+    g[-1, :, 0, 1] = 2.0
+    v = np.full((S, M, 1, 2), 100.0)
+    v[-1] = 4.0
+    run = EnsembleRun.from_arrays(t=np.arange(S, dtype=float), weights={"W2": W}, eta=0.1, grad={"W2": g},
+                                  grad_var={"W2": v})  # fmt: skip
+    assert ex.noise_to_signal(run) == 2.5
