@@ -367,3 +367,14 @@ def test_noise_to_signal_is_the_median_ratio_at_the_last_snapshot():
     run = EnsembleRun.from_arrays(t=np.arange(S, dtype=float), weights={"W2": W}, eta=0.1, grad={"W2": g},
                                   grad_var={"W2": v})  # fmt: skip
     assert ex.noise_to_signal(run) == 2.5
+
+
+def test_summary_sentences_end_with_the_entries_diagnostics():
+    """The report's summary ends with every entry's diagnostic messages joined by '; ' and a full stop.
+    Kills `+ "."` -> `// "."` (a TypeError whenever there are messages)."""
+    a = scored("W2[0,0]", [0.0, 1.0, 1.0], 9.0, 9.0, 9.0)
+    b = scored("W1[0,1]", [0.0, 1.0, 1.0], 9.0, 9.0, 9.0)
+    a.diagnostics = {"messages": ["first message"]}
+    b.diagnostics = {"messages": ["second", "third"]}
+    res = ex.Result(t=a.t, entries=[a, b], members=200, eta=0.02, batch_size=8, split={})
+    assert ex.summary_sentences(res).endswith("Diagnostics: first message; second; third.")
