@@ -72,6 +72,9 @@ def test_best_lr_and_edges():
     assert not edge and abs(np.log(best / true)) < 0.05
     loss[-1] = np.inf  # diverged at the largest η: still decidable
     assert not g.best_lr(lrs, loss)[1]
+    stable = np.exp(-np.log(lrs))[:, None] * np.ones((1, 5))
+    stable[5:] = np.inf  # falls until it diverges: the best is the largest stable η
+    assert g.best_lr(lrs, stable) == (lrs[4], False)
     mono = np.exp(-np.log(lrs))[:, None] * np.ones((1, 5))  # best at the largest η: the grid's edge
     assert g.best_lr(lrs, mono)[1]
 

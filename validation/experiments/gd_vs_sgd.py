@@ -35,7 +35,7 @@ from pydantic import Field
 
 import fpkit
 from fpkit.config import Schema
-from fpkit.errors import StabilityError
+from fpkit.errors import ConfigError, StabilityError
 from fpkit.experiments import Claim, Experiment, Verdict
 from fpkit.solvers.random import derive_seed
 
@@ -48,7 +48,7 @@ class Problem(Schema):
 
     d: int = Field(16, ge=2, description="input dimension D")
     spectrum_exponent: float = Field(1.0, ge=0, description="a in the input covariance spectrum λ_k = (k+1)^-a")
-    noise: float = Field(0.3, ge=0, description="standard deviation σ of the target noise y = w*·x + σε")
+    noise: float = Field(0.5, ge=0, description="standard deviation σ of the target noise y = w*·x + σε")
     gamma0: float = Field(1.0, gt=0, description="richness γ₀ of the NTK / μP parameterisations")
 
 
@@ -57,39 +57,46 @@ class Settings(Schema):
 
     parameterizations: list[PARAMS] = Field(default_factory=lambda: ["ntk", "mup"], description="parameterisations")
     depths: list[int] = Field(default_factory=lambda: [1, 2, 3], description="depths L (number of weight matrices; L = 1 is linear regression)")
-    widths: list[int] = Field(default_factory=lambda: [16, 32, 64, 128], description="hidden widths N (L ≥ 2)")
+    widths: list[int] = Field(default_factory=lambda: [16, 32, 64], description="hidden widths N (L ≥ 2)")
     alpha: float = Field(2.0, gt=0, description="GD's sample size P = αD")
     lr: float = Field(0.5, gt=0, description="learning rate η (the parameterisation scales it per layer)")
     batch_size: int = Field(8, ge=1, description="one-pass SGD batch size B")
-    members: int = Field(256, ge=8, description="members of each ensemble")
-    steps: int = Field(1000, ge=1, description="optimiser steps (t = η·step)")
+    members: int = Field(128, ge=8, description="members of each ensemble")
+    steps: int = Field(400, ge=1, description="optimiser steps (t = η·step)")
     snapshots: int = Field(24, ge=4, description="log-spaced snapshots")
+    width_measure: Literal["trajectory", "final"] = Field("trajectory", description=(
+        "loss compared across widths: trajectory (each member's loss averaged over the log-spaced snapshots "
+        "after t = 0: the whole learning curve) or final (last snapshot)"))
 
 
 class AlphaSweep(Schema):
     """Stage 3: GD's late loss against α = P/D; one-pass SGD's loss after αD samples."""
 
     alphas: list[float] = Field(default_factory=lambda: [0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 4.0], description="sample ratios α = P/D")
-    depths: list[int] = Field(default_factory=lambda: [1, 2], description="depths of the sweep")
+    depths: list[int] = Field(default_factory=lambda: [1], description="depths of the sweep (L ≥ 2 costs ~30× more per step)")
     parameterization: PARAMS = Field("ntk", description="parameterisation of the sweep")
     width: int = Field(32, ge=1, description="hidden width (L ≥ 2)")
-    lr_fraction: float = Field(0.5, gt=0, lt=2, description="L = 1: GD's η·rate·h_max (h_max the largest empirical eigenvalue; < 2 is stable)")
+    lr_fraction: float = Field(1.5, gt=0, lt=2, description="L = 1: GD's η·rate·h_max, one η for every α (h_max the largest empirical eigenvalue over the α grid; < 2 is stable)")
     lr: float = Field(0.5, gt=0, description="L ≥ 2: learning rate η")
-    steps: int = Field(2000, ge=1, description="GD steps (the 'late' time is the last)")
+    steps: int = Field(3000, ge=1, description="GD steps (the 'late' time is the last)")
     sgd_batch: int = Field(1, ge=1, description="one-pass SGD batch size (αD samples = αD/B steps)")
     sgd_lr: float = Field(0.5, gt=0, description="one-pass SGD learning rate η")
-    members: int = Field(128, ge=8, description="members per ensemble")
+    members: int = Field(64, ge=8, description="members per ensemble")
 
 
 class Transfer(Schema):
-    """Stage 4: the best η per width (GD on P = αD samples, loss after a fixed number of steps)."""
+    """Stage 4: the best η per width (GD on P = αD samples, loss after a fixed, short number of steps)."""
 
     parameterizations: list[PARAMS] = Field(default_factory=lambda: ["mup", "ntk", "standard"], description="parameterisations compared")
     widths: list[int] = Field(default_factory=lambda: [16, 32, 64, 128], description="widths")
     depth: int = Field(2, ge=2, description="depth L")
-    lrs: list[float] = Field(default_factory=lambda: [0.03125, 0.0625, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0], description="grid of η (increasing)")
-    steps: int = Field(100, ge=1, description="GD steps")
-    members: int = Field(32, ge=4, description="members per ensemble")
+    alpha: float = Field(8.0, gt=0, description="P = αD samples (large: little overfitting, so the best η is not set by early stopping)")
+    lrs: dict[PARAMS, list[float]] = Field(default_factory=lambda: {
+        "mup": [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0], "ntk": [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0],
+        "standard": [0.03125, 0.0625, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0]}, description=(
+        "grid of η per parameterisation (increasing; the η scale differs between parameterisations)"))
+    steps: int = Field(20, ge=1, description="GD steps (short: the loss still falls, so larger stable η is better)")
+    members: int = Field(24, ge=4, description="members per ensemble")
 
 
 class FpAngle(Schema):
@@ -99,9 +106,9 @@ class FpAngle(Schema):
     depth: int = Field(2, ge=1, description="depth L")
     width: int = Field(16, ge=1, description="hidden width")
     entries: list[str] = Field(default_factory=lambda: ["W1[0,0]", "W1[1,3]", "W2[0,0]"], description="entries predicted")
-    members: int = Field(1000, ge=40, description="members (half estimate, half judged)")
-    steps: int = Field(400, ge=10, description="steps")
-    snapshots: int = Field(20, ge=4, description="snapshots")
+    members: int = Field(600, ge=100, description="members (half estimate, half judged; fpkit.predict needs ≥ 100)")
+    steps: int = Field(300, ge=10, description="steps")
+    snapshots: int = Field(16, ge=4, description="snapshots")
     n_eval: int = Field(256, ge=8, description="SGD: evaluation sample of the gradient statistics")
     cells: int = Field(200, ge=20, description="FP grid cells (at least)")
 
@@ -119,9 +126,10 @@ class Config(Schema):
 
 QUICK = {
     "settings": {"depths": [1, 2], "widths": [16, 64], "members": 48, "steps": 200, "snapshots": 14},
-    "alpha_sweep": {"alphas": [0.5, 1.0, 2.0], "depths": [1], "steps": 600, "members": 48},
-    "transfer": {"parameterizations": ["mup", "ntk"], "widths": [16, 64], "lrs": [0.25, 1.0, 4.0, 16.0],
-                 "steps": 60, "members": 12},
+    "alpha_sweep": {"alphas": [0.5, 1.0, 2.0], "depths": [1], "steps": 2000, "members": 48},
+    "transfer": {"widths": [16, 64], "members": 12,
+                 "lrs": {"mup": [0.5, 1.0, 2.0, 4.0, 8.0], "ntk": [2.0, 4.0, 8.0, 16.0, 32.0],
+                         "standard": [0.0625, 0.125, 0.25, 0.5, 1.0, 2.0]}},
     "fp": {"members": 300, "steps": 150, "snapshots": 10, "entries": ["W1[0,0]", "W2[0,0]"], "n_eval": 128,
            "cells": 120},
 }  # fmt: skip
@@ -190,7 +198,13 @@ class Curve:
     def z(self) -> np.ndarray | None:
         if self.reference is None:
             return None
-        return (self.mean - self.reference) / np.maximum(self.se, 1e-300)
+        return zscore(self.mean, self.se, self.reference)
+
+
+def zscore(mean, se, ref):
+    """(mean − ref) / SE, with SE floored at 1e-9·|ref| (members that all converged to one solution have
+    SE ~ 1e-17: round-off must not count as a discrepancy)."""
+    return (np.asarray(mean) - ref) / np.sqrt(np.asarray(se) ** 2 + (1e-9 * np.abs(ref)) ** 2 + 1e-300)
 
 
 @dataclass
@@ -376,24 +390,27 @@ def alpha_stage(cfg: dict) -> dict:
     D = cfg["problem"]["d"]
     lam, w = spectrum(cfg), teacher(cfg)
     alphas = np.asarray(a["alphas"], float)
+    Ps = [max(1, int(round(al * D))) for al in alphas]
     out = {}
     for depth in a["depths"]:
-        gd, ref, lrs = [], [], []
-        for al in alphas:
-            P = max(1, int(round(al * D)))
-            ens = ensemble(cfg, param=a["parameterization"], depth=depth, width=a["width"], optimizer="gd", lr=1.0,
-                           steps=a["steps"], members=a["members"], P=P, snapshots=4)  # fmt: skip
-            if depth == 1:  # η from the empirical covariance's largest eigenvalue
-                hmax = np.linalg.eigvalsh(ens.dataset.x.T @ ens.dataset.x / P)[-1]
-                lr = a["lr_fraction"] / (hmax * ens.arch.lr_rows[0])
-            else:
-                lr = a["lr"]
-            ens = ensemble(cfg, param=a["parameterization"], depth=depth, width=a["width"], optimizer="gd", lr=lr,
-                           steps=a["steps"], members=a["members"], P=P, snapshots=4)  # fmt: skip
+        common = dict(param=a["parameterization"], depth=depth, width=a["width"], optimizer="gd", steps=a["steps"],
+                      members=a["members"], snapshots=4)  # fmt: skip
+        if depth == 1:  # one η for every α (the same late time t): from the largest empirical eigenvalue
+            hmax, r = 0.0, 1.0
+            for P in Ps:
+                ens = ensemble(cfg, lr=1.0, P=P, **common)
+                hmax = max(hmax, np.linalg.eigvalsh(ens.dataset.x.T @ ens.dataset.x / P)[-1])
+                r = ens.arch.lr_rows[0]
+            lr = a["lr_fraction"] / (hmax * r)
+        else:
+            lr = a["lr"]
+        gd, ref = [], []
+        for P in Ps:
+            ens = ensemble(cfg, lr=lr, P=P, **common)
             run = ens.train(show_progress=False)
             gd.append(excess_loss(run.weights, depth, w, lam)[-1])
-            lrs.append(lr)
             ref.append(reference_for(ens, cfg, [run.step[-1]], "gd")[0] if depth == 1 else np.nan)
+        lrs = [lr] * len(Ps)
         steps = np.maximum(1, np.rint(alphas * D / a["sgd_batch"]).astype(np.int64))
         ens = ensemble(cfg, param=a["parameterization"], depth=depth, width=a["width"], optimizer="sgd",
                        lr=a["sgd_lr"], steps=int(steps.max()), members=a["members"], batch_size=a["sgd_batch"],
@@ -408,15 +425,18 @@ def alpha_stage(cfg: dict) -> dict:
 
 
 def transfer_stage(cfg: dict) -> dict:
-    tcfg, s = cfg["transfer"], cfg["settings"]
+    tcfg = cfg["transfer"]
     D = cfg["problem"]["d"]
-    P = max(1, int(round(s["alpha"] * D)))
+    P = max(1, int(round(tcfg["alpha"] * D)))
     lam, w = spectrum(cfg), teacher(cfg)
     out = {}
     for param in tcfg["parameterizations"]:
-        final = np.full((len(tcfg["widths"]), len(tcfg["lrs"]), tcfg["members"]), np.inf)
+        lrs = sorted(tcfg["lrs"].get(param, []))
+        if len(lrs) < 3:
+            raise ConfigError(f"transfer.lrs: give at least 3 learning rates for {param!r}, got {lrs}")
+        final = np.full((len(tcfg["widths"]), len(lrs), tcfg["members"]), np.inf)
         for i, N in enumerate(tcfg["widths"]):
-            for k, lr in enumerate(tcfg["lrs"]):
+            for k, lr in enumerate(lrs):
                 ens = ensemble(cfg, param=param, depth=tcfg["depth"], width=N, optimizer="gd", lr=lr,
                                steps=tcfg["steps"], members=tcfg["members"], P=P, snapshots=4)  # fmt: skip
                 try:
@@ -425,7 +445,7 @@ def transfer_stage(cfg: dict) -> dict:
                     continue  # diverged: loss +inf
                 L = excess_loss(run.weights, tcfg["depth"], w, lam)[-1]
                 final[i, k] = np.where(np.isfinite(L), L, np.inf)
-        out[param] = {"lrs": np.asarray(tcfg["lrs"], float), "widths": np.asarray(tcfg["widths"]), "final": final}
+        out[param] = {"lrs": np.asarray(lrs, float), "widths": np.asarray(tcfg["widths"]), "final": final}
     return out
 
 
@@ -455,8 +475,9 @@ def _bootstrap_means(loss: np.ndarray, n: int, rng) -> np.ndarray:
     return np.stack([loss[..., i].mean(axis=-1) for i in idx])
 
 
-def width_analysis(curves: list, param: str, optimizer: str, n_boot: int = 300, seed: int = 0) -> dict | None:
-    """Final loss against width at the deepest depth with ≥ 2 widths: loss(N), the differences between
+def width_analysis(curves: list, param: str, optimizer: str, n_boot: int = 300, seed: int = 0,
+                   measure: str = "trajectory") -> dict | None:
+    """Loss (``measure``: each member's mean over the snapshots after t = 0, or the last snapshot) against width at the deepest depth with ≥ 2 widths: loss(N), the differences between
     successive widths and their decay exponent p (|Δ| ∝ N^-p), with bootstrap errors."""
     cs = [c for c in curves if c.param == param and c.optimizer == optimizer and c.depth > 1]
     if not cs:
@@ -466,14 +487,14 @@ def width_analysis(curves: list, param: str, optimizer: str, n_boot: int = 300, 
     if len(cs) < 2:
         return None
     N = np.array([c.width for c in cs], float)
-    fin = [c.loss[-1] for c in cs]
+    fin = [c.loss[1:].mean(axis=0) if measure == "trajectory" else c.loss[-1] for c in cs]
     m = np.array([x.mean() for x in fin])
     se = np.array([x.std(ddof=1) / np.sqrt(x.size) for x in fin])
     rng = np.random.default_rng(seed)
     boot = np.stack([_bootstrap_means(x, n_boot, rng) for x in fin], axis=1)  # (n_boot, W)
     diff = m[:-1] - m[1:]
     diff_se = np.sqrt(se[:-1] ** 2 + se[1:] ** 2)
-    out = {"depth": depth, "widths": N, "mean": m, "se": se, "diff": diff, "diff_se": diff_se,
+    out = {"depth": depth, "widths": N, "measure": measure, "mean": m, "se": se, "diff": diff, "diff_se": diff_se,
            "better": float(m[0] - m[-1]), "better_se": float(np.hypot(se[0], se[-1])), "p": np.nan, "p_se": np.nan}  # fmt: skip
     if len(cs) >= 3:
         def exponent(dd):
@@ -489,16 +510,20 @@ def width_analysis(curves: list, param: str, optimizer: str, n_boot: int = 300, 
 
 
 def best_lr(lrs: np.ndarray, final: np.ndarray) -> tuple[float, bool]:
-    """The best η from the mean final loss over the grid: a parabola in (log η, log loss) through the grid
-    minimum and its neighbours; returns (η*, at_edge) (at_edge: the minimum sits at an end of the grid or
-    next to a diverged point, so the grid cannot locate it)."""
+    """The best η from the mean final loss over the grid; returns (η*, undecided).
+
+    An interior minimum with finite neighbours: a parabola in (log η, log loss) through the three points. A
+    minimum next to a diverged η: that grid point (the largest stable η, located to within the grid's
+    spacing). A minimum at either end of the grid: undecided (the grid does not bracket it)."""
     with np.errstate(invalid="ignore"):
         mean = np.array([x.mean() if np.all(np.isfinite(x)) else np.inf for x in final])
     k = int(np.argmin(mean))
     if not np.isfinite(mean[k]):
         return float("nan"), True
-    if k == 0 or k == lrs.size - 1 or not np.isfinite(mean[k - 1]) or not np.isfinite(mean[k + 1]):
+    if k == 0 or k == lrs.size - 1:
         return float(lrs[k]), True
+    if not np.isfinite(mean[k - 1]) or not np.isfinite(mean[k + 1]):
+        return float(lrs[k]), False
     x = np.log(lrs[k - 1 : k + 2])
     y = np.log(mean[k - 1 : k + 2])
     a, b, _ = np.polyfit(x, y, 2)
@@ -511,6 +536,8 @@ def transfer_analysis(tr: dict, n_boot: int = 200, seed: int = 0) -> dict:
     lrs, final = tr["lrs"], tr["final"]
     best = [best_lr(lrs, final[i]) for i in range(final.shape[0])]
     ratio = best[-1][0] / best[0][0] if best[0][0] > 0 else np.nan
+    import warnings
+
     rng = np.random.default_rng(seed)
     M = final.shape[-1]
     logs = []
@@ -518,8 +545,11 @@ def transfer_analysis(tr: dict, n_boot: int = 200, seed: int = 0) -> dict:
         idx = rng.integers(0, M, size=M)
         b = [best_lr(lrs, final[i][:, idx])[0] for i in (0, final.shape[0] - 1)]
         logs.append(np.log2(b[1] / b[0]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # every resample undecided: NaN
+        se = float(np.nanstd(logs)) if np.isfinite(logs).any() else float("nan")
     return {"best": np.array([b[0] for b in best]), "edge": np.array([b[1] for b in best]), "ratio": float(ratio),
-            "log2_ratio_se": float(np.nanstd(logs)), "undecided": bool(any(b[1] for b in best))}  # fmt: skip
+            "log2_ratio_se": se, "undecided": bool(any(b[1] for b in best))}  # fmt: skip
 
 
 def alpha_analysis(a: dict) -> dict:
@@ -604,12 +634,12 @@ def verdict(cfg: dict, res: Result) -> Verdict:
             for a in res.alpha.values():
                 if np.all(np.isfinite(a["gd_ref"])):
                     se = a["gd"].std(axis=1, ddof=1) / np.sqrt(a["gd"].shape[1])
-                    extra.append(np.abs(a["gd"].mean(axis=1) - a["gd_ref"]) / se)
+                    extra.append(np.abs(zscore(a["gd"].mean(axis=1), se, a["gd_ref"])))
         else:
             for a in res.alpha.values():
                 if np.all(np.isfinite(a["sgd_ref"])):
                     se = a["sgd"].std(axis=1, ddof=1) / np.sqrt(a["sgd"].shape[1])
-                    extra.append(np.abs(a["sgd"].mean(axis=1) - a["sgd_ref"]) / se)
+                    extra.append(np.abs(zscore(a["sgd"].mean(axis=1), se, a["sgd_ref"])))
         allz = np.concatenate([*zs, *extra]) if (zs or extra) else np.array([])
         if allz.size:
             what = ("GD's test loss equals the eigen-decomposition of the empirical covariance" if opt == "gd" else
@@ -620,13 +650,13 @@ def verdict(cfg: dict, res: Result) -> Verdict:
     # width
     for param in cfg["settings"]["parameterizations"]:
         for opt in ("gd", "sgd"):
-            w = width_analysis(res.curves, param, opt, seed=cfg["seed"])
+            w = width_analysis(res.curves, param, opt, seed=cfg["seed"], measure=cfg["settings"]["width_measure"])
             if w is None:
                 continue
             tag = f"{param} {opt} L={w['depth']}"
             claims.append(Claim(f"wider is better ({tag})", bool(w["better"] > sig * w["better_se"]),
                                 {"loss(N_min) − loss(N_max)": _r(w["better"], 5), "SE": _r(w["better_se"], 5)},
-                                "significant", f"the final test loss falls from N = {int(w['widths'][0])} to "
+                                "significant", f"the test loss ({w['measure']}) falls from N = {int(w['widths'][0])} to "
                                 f"N = {int(w['widths'][-1])}"))  # fmt: skip
             if len(w["widths"]) < 3:
                 claims.append(Claim(f"1/N saturation ({tag})", False, "undecided: 2 widths", "1/N saturation",

@@ -48,10 +48,11 @@ def fig_loss_curves(res, path):
 
 def fig_histograms(res, path, kind: str):
     """Entry (kind='entries') or singular-value (kind='spectra') histograms of every W_l, start vs end, for the
-    widest setting of each (parameterisation, depth ≥ 2) and optimiser."""
+    widest network at the largest depth of each parameterisation and optimiser."""
     plt = _pyplot()
     picks = []
-    for (param, depth) in sorted({(c.param, c.depth) for c in res.curves}):
+    for param in sorted({c.param for c in res.curves}):
+        depth = max(c.depth for c in res.curves if c.param == param)
         for opt in ("gd", "sgd"):
             cs = [c for c in res.curves if c.param == param and c.depth == depth and c.optimizer == opt]
             if cs:
@@ -68,8 +69,10 @@ def fig_histograms(res, path, kind: str):
             src = c.spectra[name] if kind == "spectra" else c.entries[name]
             both = np.concatenate([src["init"], src["final"]])
             bins = np.linspace(both.min(), both.max(), 50)
-            ax.hist(src["init"], bins=bins, density=True, alpha=0.5, label="t = 0")
-            ax.hist(src["final"], bins=bins, density=True, alpha=0.5, label=f"t = {c.t[-1]:.3g}")
+            # np.histogram + stairs: one artist per histogram (ax.hist draws a patch per bin: slow)
+            ax.stairs(np.histogram(src["init"], bins, density=True)[0], bins, fill=True, alpha=0.5, label="t = 0")
+            ax.stairs(np.histogram(src["final"], bins, density=True)[0], bins, fill=True, alpha=0.5,
+                      label=f"t = {c.t[-1]:.3g}")  # fmt: skip
             if kind == "spectra":
                 ax.axvline(src["edge"], color="k", ls=":", lw=1, label="initial bulk edge")
                 ax.set_yscale("log")
@@ -112,24 +115,25 @@ def fig_width(res, cfg, path):
 
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    gains = []
     for param in cfg["settings"]["parameterizations"]:
         for opt, mk in (("gd", "o-"), ("sgd", "s--")):
-            w = width_analysis(res.curves, param, opt)
+            w = width_analysis(res.curves, param, opt, measure=cfg["settings"]["width_measure"])
             if w is None:
                 continue
             lab = f"{param} {opt} (L = {w['depth']})"
             axes[0].errorbar(w["widths"], w["mean"], yerr=2 * w["se"], fmt=mk, ms=4, capsize=2, label=lab)
+            gains.append(np.abs(w["diff"][0]))
             axes[1].errorbar(w["widths"][:-1], np.abs(w["diff"]), yerr=2 * w["diff_se"], fmt=mk, ms=4, capsize=2,
                              label=lab)  # fmt: skip
     n = np.array(sorted({c.width for c in res.curves if c.depth > 1}), float)
-    if n.size:
-        ref = axes[1].get_ylim()
-        axes[1].plot(n, np.sqrt(ref[0] * ref[1]) * n[0] / n, "k:", label="∝ 1/N")
+    if n.size and gains and np.max(gains) > 0:
+        axes[1].plot(n, np.max(gains) * n[0] / n, "k:", label="∝ 1/N")
     for ax in axes:
         ax.set_xscale("log", base=2)
         ax.set_xlabel("width N")
         ax.legend(fontsize=7)
-    axes[0].set_ylabel("final excess test loss (±2 SE)")
+    axes[0].set_ylabel(f"excess test loss, {cfg['settings']['width_measure']} (±2 SE)")
     axes[1].set_ylabel("|loss(N) − loss(next N)|")
     axes[1].set_yscale("log")
     fig.tight_layout()
@@ -231,11 +235,12 @@ def report_body(cfg, res) -> str:
              "the largest initial singular value over members); the rank-one teacher leaves ~1 outlier per "
              "layer when the network learns features, none when it stays near its initialisation.\n")
     L.append("## Wider is better, and saturation\n")
-    L.append("| parameterisation, optimiser | widths | final loss (± SE) | successive gains (± SE) | exponent p |")
+    L.append(f"Loss compared: {'each member' + chr(39) + 's loss averaged over the log-spaced snapshots after t = 0 (the whole learning curve)' if s['width_measure'] == 'trajectory' else 'the last snapshot'}.\n")
+    L.append("| parameterisation, optimiser | widths | loss (± SE) | successive gains (± SE) | exponent p |")
     L.append("|---|---|---|---|---|")
     for param in s["parameterizations"]:
         for opt in ("gd", "sgd"):
-            w = width_analysis(res.curves, param, opt, seed=cfg["seed"])
+            w = width_analysis(res.curves, param, opt, seed=cfg["seed"], measure=s["width_measure"])
             if w is None:
                 continue
             L.append(f"| {param} {opt} (L = {w['depth']}) | {', '.join(str(int(n)) for n in w['widths'])} | "
@@ -264,13 +269,15 @@ def report_body(cfg, res) -> str:
                  + "\n")  # fmt: skip
     L.append("## Learning-rate transfer\n")
     t = cfg["transfer"]
-    L.append(f"GD on P = αD samples, L = {t['depth']}, {t['steps']} steps, {t['members']} members; η grid "
-             f"{', '.join(f'{x:g}' for x in t['lrs'])}; best η by a parabola in (log η, log loss) around the minimum.\n")
-    L.append("| parameterisation | best η per width | ratio N_max/N_min | SE (log₂) | decidable |")
-    L.append("|---|---|---|---|---|")
+    L.append(f"GD on P = {t['alpha']:g}·D samples, L = {t['depth']}, {t['steps']} steps (the loss still falls), "
+             f"{t['members']} members; η grids per parameterisation below. Best η: a parabola in (log η, log loss) "
+             "around an interior minimum; next to a diverged η, the largest stable η (to within the grid spacing); "
+             "at an end of the grid, undecided.\n")
+    L.append("| parameterisation | η grid | best η per width | ratio N_max/N_min | SE (log₂, bootstrap) | decidable |")
+    L.append("|---|---|---|---|---|---|")
     for param, tr in res.transfer.items():
         an = transfer_analysis(tr, seed=cfg["seed"])
-        L.append(f"| {param} | " + ", ".join(f"N={int(n)}: {b:.3g}" for n, b in zip(tr["widths"], an["best"]))
+        L.append(f"| {param} | {', '.join(f'{x:g}' for x in tr['lrs'])} | " + ", ".join(f"N={int(n)}: {b:.3g}" for n, b in zip(tr["widths"], an["best"]))
                  + f" | {_f(an['ratio'], 3)} | {_f(an['log2_ratio_se'], 2)} | "
                  + ("no: a best η at the grid edge" if an["undecided"] else "yes") + " |")  # fmt: skip
     L.append("")
