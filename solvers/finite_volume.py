@@ -219,8 +219,8 @@ def _row_2d(out, row, row_m, row_p, ax0, ax1, bx0, bx1, ay, by, cx, cy, wm, wp, 
         out[j] = pc + cx * fx + cy * fy
 
 
-BAND_ROWS = 64  # output rows of one task of the temporally blocked 2-D step
-TIME_BLOCK = 4  # steps one pass over memory makes (the coefficient and density reads are shared by them)
+BAND_ROWS = 128  # output rows of one task of the temporally blocked 2-D step
+TIME_BLOCK = 12  # steps one pass over memory makes (the coefficient and density reads are shared by them)
 
 
 @kernel
