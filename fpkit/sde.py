@@ -108,6 +108,15 @@ class _Coef1D:
             self.kind, self.grid, self.table = "table", grid, arr * self.scale
         self._fn_ptr = None
 
+    def __getstate__(self):
+        """Pickles without the compiled pieces (function pointers are not picklable); they are rebuilt on use."""
+        state = self.__dict__.copy()
+        state["_fn_ptr"] = None
+        state.pop("_block_ptr", None)
+        if state.get("kind") == "compiled":
+            state.update(kind="callable?", jitted=None)
+        return state
+
     @property
     def compiled(self) -> bool:
         """Whether the kernels can evaluate this coefficient (compiling a plain callable on first use)."""

@@ -5,14 +5,28 @@ Same problem, same step, same number of paths and steps in one process run:
 * ``ou``          dX = −X dt + √(2·0.5) dW
 * ``double-well`` dX = (X − X³) dt + √(2·0.5) dW
 
+fpkit runs each drift in the forms users write it (issue 21):
+
+* ``fpkit_lambda``: a plain ``lambda x, t: ...`` (compiled with numba by fpkit and inlined in the kernel),
+* ``fpkit_lambda_vectorised``: the same lambda on the vectorised step loop (``engine="numpy"``), which is
+  what a plain lambda ran before it was compiled, and what a callable numba cannot compile runs now,
+* ``fpkit_polynomial``: a ``numpy.polynomial.Polynomial`` (the fastest form before issue 21),
+
+plus an ``uncompilable`` case: the OU drift reading its rate from a dict (numba cannot compile it), once
+with ``engine="auto"`` (tries to compile, falls back) and once with ``engine="numpy"``: a fallback must be
+no slower than the vectorised path.
+
 Reported per case (one JSON line each): path-steps per second for every contender (median of repeats after
-a warm-up run), fpkit's ratios to them, and the fraction of the random-number limit, i.e. of the rate at
+a warm-up run, contenders interleaved so load changes hit all alike), ratios to the hand-written numpy loop
+``x += a(x)*dt + s*rng.standard_normal(n)``, and the fraction of the random-number limit, i.e. of the rate at
 which the same number of standard normals can be drawn alone: with fpkit's generator (per-path streams,
 same threads, numbers summed so nothing is stored) and with numpy's ``Generator.standard_normal`` (into a
-preallocated buffer, as the numpy loop draws them). A last line reports fpkit's start-up in a fresh process
-(numba kernels loaded from the on-disk cache).
+preallocated buffer, as the numpy loop draws them). The machine's load average is printed with each line.
+Last lines: compile cost of a user's lambda in this process, and start-up of a fresh process (numba kernels
+loaded from the on-disk cache; a user's function is compiled anew in every process, see
+``fpkit.solvers.callables``).
 
-    python scripts/bench_sde.py                 # 1e5 paths, 200 steps
+    python scripts/bench_sde.py                 # 2e5 paths, 500 steps of 1e-3 (issue 21's acceptance size)
     python scripts/bench_sde.py --paths 1000000
     python scripts/bench_sde.py --smoke         # a few seconds, for CI
 """
@@ -156,18 +170,37 @@ def torch_contenders(case: str, n: int, steps: int, dt: float, seed: int):
     return out, note + f", torchsde {getattr(torchsde, '__version__', '?')}"
 
 
+_RATE = {"k": 1.0}  # read by the uncompilable drift: numba cannot type a dict global
+
+LAMBDAS = {
+    "ou": lambda x, t: -x,
+    "double-well": lambda x, t: x - x**3,
+    "uncompilable": lambda x, t: -_RATE["k"] * x,
+}
+
+
 def bench_case(case: str, n: int, steps: int, dt: float, repeats: int, with_torch: bool) -> dict:
-    drift = CASES[case]
-    sde = SDE(drift, D)
+    kind = "ou" if case == "uncompilable" else case
     T = steps * dt
     path_steps = n * steps
-    contenders = {
-        "fpkit": lambda: sde.sample(0.0, [T], n_paths=n, dt=dt, seed=1),
-        "numpy": lambda: numpy_em(case, n, steps, dt, 1),
-    }
+    run = dict(n_paths=n, dt=dt, seed=1)
+    lam = SDE(LAMBDAS[case], D)
+    if case == "uncompilable":
+        contenders = {
+            "fpkit_auto": lambda: lam.sample(0.0, [T], **run),
+            "fpkit_lambda_vectorised": lambda: lam.sample(0.0, [T], engine="numpy", **run),
+        }
+    else:
+        poly = SDE(CASES[case], D)
+        contenders = {
+            "fpkit_lambda": lambda: lam.sample(0.0, [T], **run),
+            "fpkit_polynomial": lambda: poly.sample(0.0, [T], **run),
+            "fpkit_lambda_vectorised": lambda: lam.sample(0.0, [T], engine="numpy", **run),
+        }
+    contenders["numpy"] = lambda: numpy_em(kind, n, steps, dt, 1)
     note = "torch skipped"
-    if with_torch:
-        extra, note = torch_contenders(case, n, steps, dt, 1)
+    if with_torch and case != "uncompilable":
+        extra, note = torch_contenders(kind, n, steps, dt, 1)
         contenders.update(extra)
     # the random-number limits: the same number of normals, drawn alone
     state = seed_streams(1, n)
@@ -181,41 +214,66 @@ def bench_case(case: str, n: int, steps: int, dt: float, repeats: int, with_torc
 
     contenders["rng_fpkit"] = lambda: _normals_only(state, steps, sums)
     contenders["rng_numpy"] = numpy_normals
+    load_before = os.getloadavg()[0]
     med = interleaved_medians(contenders, repeats)
     rate = {k: path_steps / v for k, v in med.items() if not k.startswith("rng_")}
     ours, theirs = path_steps / med["rng_fpkit"], path_steps / med["rng_numpy"]
-    # sanity: the ensembles agree (stationary-ish variance after T)
-    x = sde.sample(0.0, [T], n_paths=n, dt=dt, seed=1).x[-1]
-    xn = numpy_em(case, n, steps, dt, 1)
+    # sanity: the compiled and the vectorised lambda give the same paths; the ensembles agree with numpy's
+    first = "fpkit_auto" if case == "uncompilable" else "fpkit_lambda"
+    a = contenders[first]()
+    b = contenders["fpkit_lambda_vectorised"]()
+    xn = numpy_em(kind, n, steps, dt, 1)
+    fpk = {k: v for k, v in rate.items() if k.startswith("fpkit")}
     res = {
         "case": case,
         "n_paths": n,
         "steps": steps,
         "dt": dt,
+        "engine_of_" + first: a.meta["engine"],
         "path_steps_per_s": {k: float(f"{v:.4g}") for k, v in rate.items()},
-        "ratio_fpkit_to": {k: round(rate["fpkit"] / v, 2) for k, v in rate.items() if k != "fpkit"},
+        "ratio_to_numpy_loop": {k: round(v / rate["numpy"], 2) for k, v in fpk.items()},
+        "ratio_to_lambda_vectorised": {k: round(v / rate["fpkit_lambda_vectorised"], 2) for k, v in fpk.items()},
         "rng_limit_path_steps_per_s": {
             "fpkit_generator": float(f"{ours:.4g}"),
             "numpy_generator": float(f"{theirs:.4g}"),
         },
-        "fraction_of_rng_limit": {
-            "fpkit_vs_own_generator": round(rate["fpkit"] / ours, 3),
-            "fpkit_vs_numpy_generator": round(rate["fpkit"] / theirs, 3),
-            "numpy_em_vs_numpy_generator": round(rate["numpy"] / theirs, 3),
-        },
-        "var_fpkit_vs_numpy": [round(float(np.var(x)), 4), round(float(np.var(xn)), 4)],
+        "fraction_of_rng_limit_fpkit_generator": {k: round(v / ours, 3) for k, v in fpk.items()},
+        "fraction_of_rng_limit_numpy_generator": {k: round(v / theirs, 3) for k, v in rate.items()},
+        "max_abs_diff_compiled_vs_vectorised": float(np.max(np.abs(a.x - b.x))),
+        "var_fpkit_vs_numpy": [round(float(np.var(a.x[-1])), 4), round(float(np.var(xn)), 4)],
         "threads": numba.get_num_threads(),
         "torch": note,
+        "load_average_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared VM)",
     }
     return res
 
 
-def startup_seconds() -> float:
-    """Wall time of a fresh process that imports fpkit and samples 1000 paths (cached kernels)."""
+def compile_seconds() -> dict:
+    """In this process: first sample with a fresh lambda (compile + verify) minus a warm sample, and the cost
+    of a failed compile attempt (the uncompilable fallback pays it once per coefficient)."""
+    out = {}
+    for name, make in [
+        ("ou_lambda", lambda: (lambda x, t: -x)),
+        ("double_well_lambda", lambda: (lambda x, t: x - x**3)),
+        ("uncompilable_lambda", lambda: (lambda x, t: -_RATE["k"] * x)),
+    ]:
+        sde = SDE(make(), D)
+        t = time.perf_counter()
+        sde.sample(0.0, [0.01], n_paths=1000, dt=0.001, seed=1)
+        first = time.perf_counter() - t
+        t = time.perf_counter()
+        sde.sample(0.0, [0.01], n_paths=1000, dt=0.001, seed=1)
+        out[name] = round(first - (time.perf_counter() - t), 3)
+    return out
+
+
+def startup_seconds(drift: str) -> float:
+    """Wall time of a fresh process that imports fpkit and samples 1000 paths (kernels from the disk cache;
+    a lambda is compiled in the process)."""
     code = (
         "from numpy.polynomial import Polynomial as P; from fpkit.sde import SDE; "
-        "SDE(P([0, -1]), 0.5).sample(0.0, [1.0], n_paths=1000, dt=0.01)"
+        f"SDE({drift}, 0.5).sample(0.0, [1.0], n_paths=1000, dt=0.01)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)  # make sure the cache is filled
     t = time.perf_counter()
@@ -223,13 +281,20 @@ def startup_seconds() -> float:
     return time.perf_counter() - t
 
 
+def baseline_process_seconds() -> float:
+    """A fresh process that only imports numpy: what every start-up pays anyway."""
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import numpy"], check=True)
+    return time.perf_counter() - t
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--paths", type=int, default=100_000)
-    ap.add_argument("--steps", type=int, default=200)
-    ap.add_argument("--dt", type=float, default=0.01)
+    ap.add_argument("--paths", type=int, default=200_000)
+    ap.add_argument("--steps", type=int, default=500)
+    ap.add_argument("--dt", type=float, default=1e-3)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    ap.add_argument("--cases", nargs="+", default=[*CASES, "uncompilable"], choices=[*CASES, "uncompilable"])
     ap.add_argument("--no-torch", action="store_true", help="skip the torch contenders")
     ap.add_argument("--threads", type=int, default=None, help="threads for numba and torch (default: all)")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes, a few seconds (CI)")
@@ -247,7 +312,17 @@ def main(argv=None) -> None:
     for case in args.cases:
         print(json.dumps(bench_case(case, args.paths, args.steps, args.dt, args.repeats, not args.no_torch)),
               flush=True)  # fmt: skip
-    print(json.dumps({"case": "startup", "fresh_process_import_and_sample_s": round(startup_seconds(), 2)}))
+    print(json.dumps({"case": "compile", "first_sample_extra_s": compile_seconds()}), flush=True)
+    print(json.dumps({
+        "case": "startup",
+        "fresh_process_import_and_sample_s": {
+            "polynomial": round(startup_seconds("P([0, -1])"), 2),
+            "lambda": round(startup_seconds("lambda x, t: -x"), 2),
+            "python_import_numpy_only": round(baseline_process_seconds(), 2),
+        },
+        "note": "kernels come from numba's disk cache; a user's lambda is compiled in every process",
+        "load_average": round(os.getloadavg()[0], 2),
+    }), flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

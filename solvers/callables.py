@@ -6,8 +6,7 @@ arrays, but most such functions are just as valid on scalars: arithmetic, ``math
 ``numba.njit`` on the function with float64 arguments; when that works the kernels call the compiled
 function from inside their loops instead of calling the Python function once per step over all points.
 
-When it does not work (the function uses a dict, scipy, ``np.where`` or another array-only construct, returns
-an array, or is not a Python function at all) the caller falls back to its vectorised path and
+When it does not work (the function uses a dict, scipy or another array-only construct, returns an array, or is not a Python function at all) the caller falls back to its vectorised path and
 ``explain_fallback`` writes one log line (logger ``fpkit``, level WARNING, once per function definition)
 saying why and how to make the function compile.
 
@@ -216,6 +215,6 @@ def explain_fallback(name: str, fn, reason: str, where: str) -> None:
     log.warning(
         "`%s` (%s) runs on the slower vectorised path of %s: numba could not compile it (%s). To make it fast, "
         "write it for scalar arguments with arithmetic, math/numpy functions and numbers only (no dicts, scipy, "
-        "np.where, array construction), or pass a numba.njit function or a Polynomial.",
+        "array construction or reductions), or pass a numba.njit function or a Polynomial.",
         name, what, where, reason,
     )  # fmt: skip

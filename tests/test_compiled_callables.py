@@ -145,3 +145,18 @@ def test_user_numba_functions_use_the_inlined_kernel():
     a, b = both(SDE(numba.njit(lambda x, t: x - x**3), 0.5))
     assert a.meta["engine"] == "kernel"
     assert_same(a, b)
+
+
+def _module_drift(x, t):
+    return x - x**3
+
+
+def test_sde_with_a_compiled_function_pickles_after_sampling():
+    import pickle
+
+    sde = SDE(_module_drift, 0.5)
+    a = sde.sample(0.3, [1.0], **KW)
+    again = pickle.loads(pickle.dumps(sde))
+    b = again.sample(0.3, [1.0], **KW)
+    assert b.meta["engine"] == "kernel"
+    np.testing.assert_array_equal(a.x, b.x)
