@@ -223,3 +223,15 @@ def test_kramers_moyal_column_is_a_prediction_within_noise(synthetic_pred):
     floors (measured: median 1.1, max 2.4 at 1000 members)."""
     km = synthetic_pred.distance["fp_kramers_moyal"][1:-1]
     assert np.median(km) < 2.0 and km.max() < 4.0, km
+
+
+def test_thresholds_are_the_published_criteria():
+    """The criteria the flagship is judged by, as the main-job issue set them (drift-dominated: max 5, median 2,
+    3x the frozen and diffusion-only baselines; diffusion-driven: 5x frozen, 1.5x drift-only, max 3.5; late goal
+    3) and as the report's threshold definitions state them."""
+    assert ex.THRESHOLDS == {"drift_max": 5.0, "drift_median": 2.0, "drift_vs_baselines": 3.0,
+                             "diffusion_vs_frozen": 5.0, "diffusion_vs_drift_only": 1.5, "diffusion_max": 3.5,
+                             "late_goal": 3.0}  # fmt: skip
+    text = ex.threshold_definitions()
+    assert "≥ 5× better than frozen and ≥ 1.5× better than drift-only" in text["diffusion-driven criteria"]
+    assert "W1/floor ≤ 5 at every snapshot and ≤ 2 at the median" in text["drift-dominated criteria"]
