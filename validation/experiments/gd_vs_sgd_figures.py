@@ -37,7 +37,8 @@ def fig_loss_curves(res, path):
                     ax.plot(t, c.reference, "k--", lw=1, label="exact expectation")
             ax.set_xscale("log")
             ax.set_yscale("log")
-            ax.set_title(f"{param}, L = {depth}, {'GD (P = αD)' if opt == 'gd' else 'one-pass SGD'}", fontsize=9)
+            ax.set_title(f"{param}, L = {depth}, {'GD (P = αD)' if opt == 'gd' else 'one-pass SGD'} "
+                         "(band: 10–90 % of members)", fontsize=8)
             ax.set_xlabel("t = η·step")
             if j == 0:
                 ax.set_ylabel("excess test loss")
@@ -104,7 +105,8 @@ def fig_alpha(res, path):
         ax.set_yscale("log")
         ax.set_xlabel("α = P/D (samples / dimension)")
         ax.set_ylabel("excess test loss")
-        ax.set_title(f"L = {depth}", fontsize=9)
+        ax.set_title(f"L = {depth}: GD's loss at t = {a.get('gd_t', float('nan')):.3g} (η = {a['gd_lr'][0]:.3g})",
+                     fontsize=9)  # fmt: skip
         ax.legend(fontsize=7)
     fig.tight_layout()
     return save_figure(fig, path)
@@ -170,9 +172,12 @@ def fig_fp(res, path):
     fig, axes = plt.subplots(2, len(preds), figsize=(3.6 * len(preds), 6), squeeze=False)
     for j, (opt, p) in enumerate(preds):
         ax = axes[0, j]
+        bins = np.linspace(p.grid.edges[0][0], p.grid.edges[0][-1], 31)
         for s, col in zip((0, p.t.size // 2, p.t.size - 1), _colors(3)):
-            ax.plot(p.grid.x, p.empirical[s], color=col, lw=1, label=f"judged, t = {p.t[s]:.3g}")
-            ax.plot(p.grid.x, p.density[s], color=col, ls="--", lw=1, label="FP")
+            ax.stairs(np.histogram(p.judged[s], bins, density=True)[0], bins, color=col, lw=1.2,
+                      label=f"judged half, t = {p.t[s]:.3g}")  # fmt: skip
+            if s > 0:
+                ax.plot(p.grid.x, p.density[s], color=col, ls="--", lw=1.2, label="FP prediction")
         ax.set_xlabel(f"{p.label}")
         ax.set_ylabel("density")
         ax.set_title(f"{opt.upper()}: {p.label}", fontsize=9)
@@ -280,12 +285,21 @@ def report_body(cfg, res) -> str:
         L.append(f"| {param} | {', '.join(f'{x:g}' for x in tr['lrs'])} | " + ", ".join(f"N={int(n)}: {b:.3g}" for n, b in zip(tr["widths"], an["best"]))
                  + f" | {_f(an['ratio'], 3)} | {_f(an['log2_ratio_se'], 2)} | "
                  + ("no: a best η at the grid edge" if an["undecided"] else "yes") + " |")  # fmt: skip
+    from .gd_vs_sgd import THRESHOLDS
+
+    spacing = max(float(np.max(tr["lrs"][1:] / tr["lrs"][:-1])) for tr in res.transfer.values()) if res.transfer else 1.0
+    if spacing > THRESHOLDS["transfer_max"]:
+        L.append(f"\nThe η grid's spacing ({spacing:.2g}×) is coarser than the {THRESHOLDS['transfer_max']:g}× threshold: "
+                 "a best η next to a diverged one is only located to within the spacing, so these transfer claims "
+                 "are indicative, not decided (the default grid has √2 spacing).")  # fmt: skip
     L.append("")
     L.append("## Fokker-Planck angle\n")
     f = cfg["fp"]
     L.append(f"{f['parameterization']}, L = {f['depth']}, N = {f['width']}, {f['members']} members (half estimate A, D; "
              f"half judged), {f['steps']} steps. W1 distance over the judged half's noise floor "
-             "(max / median over snapshots after the first).\n")  # fmt: skip
+             "(max / median over snapshots after the first). One-pass SGD's snapshot gradients are taken on a fixed "
+             f"evaluation sample of {f['n_eval']} inputs: its sampling error biases the estimated drift of every "
+             "member alike, so a small sample shows up as a drift-only and FP error that grows with t.\n")  # fmt: skip
     L.append("| optimiser | entry | FP max | FP median | drift-only max | frozen (last) | kind |")
     L.append("|---|---|---|---|---|---|---|")
     for opt in ("sgd", "gd"):
