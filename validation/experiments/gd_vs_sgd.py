@@ -689,6 +689,9 @@ def verdict(cfg: dict, res: Result) -> Verdict:
         inside = bool(np.isfinite(ratio) and 1 / lim <= ratio <= lim)
         value = {"best η ratio": _r(ratio, 3), "SE log2": _r(an["log2_ratio_se"], 2),
                  "widths": f"{int(tr['widths'][0])}→{int(tr['widths'][-1])}"}  # fmt: skip
+        spacing = float(np.max(tr["lrs"][1:] / tr["lrs"][:-1]))
+        if spacing > lim:
+            value["grid spacing"] = f"{spacing:.2g}× (coarser than {lim:g}×: indicative)"
         if an["undecided"]:
             value["note"] = "best η at the grid's edge: undecided"
         if param == "mup":

@@ -184,7 +184,7 @@ def fig_fp(res, path):
         ax.legend(fontsize=6)
         ax = axes[1, j]
         for key in ("fp", "drift_only", "frozen"):
-            ax.plot(np.maximum(p.t, p.t[1] / 2), p.distance[key], label=key.replace("_", "-"))
+            ax.plot(p.t[1:], p.distance[key][1:], label=key.replace("_", "-"))  # t = 0 is the initial condition
         ax.axhline(1.0, color="k", lw=0.8, ls=":")
         ax.set_xscale("log")
         ax.set_yscale("log")
