@@ -28,7 +28,7 @@ def lanczos_max(matvec: Callable[[np.ndarray], np.ndarray], v0: np.ndarray, m: i
 
     Returns
     -------
-    (n,) array of the largest Ritz values.
+    (n,) array of the largest Ritz values; NaN for an operator whose products are not finite.
     """
     v = np.array(v0, dtype=np.float64)
     P, n = v.shape
@@ -57,5 +57,8 @@ def lanczos_max(matvec: Callable[[np.ndarray], np.ndarray], v0: np.ndarray, m: i
                 k = j + 1
                 break
         Tq = np.diag(alpha[:k, q]) + np.diag(beta[: k - 1, q], 1) + np.diag(beta[: k - 1, q], -1)
+        if not np.all(np.isfinite(Tq)):  # an operator that is not finite (a diverging member): NaN
+            lam[q] = np.nan
+            continue
         lam[q] = np.linalg.eigvalsh(Tq)[-1]
     return lam

@@ -17,6 +17,7 @@ from ..data import Dataset, make_dataset
 from ..errors import ConfigError, FpkitError, StabilityError
 from ..progress import progress
 from ..solvers import autoencoder as _ae
+from ..solvers.lanczos import lanczos_max
 from ..solvers.random import derive_seed, fill_normals, seed_streams
 from .results import EnsembleRun, _MemoryStore, _Writer
 from .spec import _DEFAULT_DATA, _FLAT, EnsembleSchema, snapshot_schedule, validate
@@ -294,46 +295,12 @@ class Ensemble:
         return out + self.config["train"]["weight_decay"] * v
 
     def lam_max(self, theta: np.ndarray, seed: int = 0) -> np.ndarray:
-        """Largest (algebraic) eigenvalue of the full-batch Hessian for each column of theta.
-
-        Lanczos iteration (the Krylov refinement of power iteration, whose Ritz values converge much
-        faster to the extreme eigenvalues) with full reorthogonalisation, ``lanczos_steps`` = m steps
-        (m = P gives the exact spectrum up to rounding; H v exact), from a random start
-        vector derived from the seed and snapshot index.
-        """
+        """Largest (algebraic) eigenvalue of the full-batch Hessian for each column of theta: ``lanczos_steps``
+        Lanczos steps (``solvers.lanczos``) on the exact H v from a random start vector derived from ``seed``
+        (the snapshot's); NaN for a member whose Hessian products are not finite."""
         P, n = theta.shape
-        if n == 0:
-            return np.zeros(0)
-        m = max(1, min(self.config["train"]["lanczos_steps"], P))
-        g0 = None  # the exact H v needs no base gradient
-        v = np.random.default_rng(seed).standard_normal((P, n))
-        v /= np.sqrt((v * v).sum(axis=0))
-        V = np.zeros((m, P, n))
-        alpha = np.zeros((m, n))
-        beta = np.zeros((m, n))
-        for j in range(m):
-            V[j] = v
-            w = self._hess_vec(theta, v, g0)
-            alpha[j] = (w * v).sum(axis=0)
-            for _ in range(2):  # full reorthogonalisation, twice is enough (Kahan-Parlett)
-                w -= np.einsum("jpn,jn->pn", V[: j + 1], np.einsum("jpn,pn->jn", V[: j + 1], w))
-            b = np.sqrt((w * w).sum(axis=0))
-            if j + 1 < m:
-                beta[j] = b
-                v = w / np.where(b > 0, b, 1.0)
-        lam = np.empty(n)
-        for q in range(n):
-            k = m
-            for j in range(m - 1):  # an invariant subspace was found: stop there
-                if beta[j, q] <= 1e-12 * max(1.0, abs(alpha[: j + 1, q]).max()):
-                    k = j + 1
-                    break
-            Tq = np.diag(alpha[:k, q]) + np.diag(beta[: k - 1, q], 1) + np.diag(beta[: k - 1, q], -1)
-            if not np.all(np.isfinite(Tq)):  # a diverging member: NaN, which the divergence check reports
-                lam[q] = np.nan
-                continue
-            lam[q] = np.linalg.eigvalsh(Tq)[-1]
-        return lam
+        v0 = np.random.default_rng(seed).standard_normal((P, n))
+        return lanczos_max(lambda v: self._hess_vec(theta, v, None), v0, self.config["train"]["lanczos_steps"])
 
     # ---------------------------------------------------------------------------------------- training
     def train(self, path=None, *, resume: bool = False, stop_after: int | None = None,
