@@ -56,12 +56,12 @@ class Settings(Schema):
     """The grid of trained settings (stage 1): test-loss curves and weight histograms."""
 
     parameterizations: list[PARAMS] = Field(default_factory=lambda: ["ntk", "mup"], description="parameterisations")
-    depths: list[int] = Field(default_factory=lambda: [1, 2, 3], description="depths L (number of weight matrices; L = 1 is linear regression)")
-    widths: list[int] = Field(default_factory=lambda: [16, 32, 64], description="hidden widths N (L ≥ 2)")
+    depths: list[int] = Field(default_factory=lambda: [1, 2], description="depths L (number of weight matrices; L = 1 is linear regression; L = 3 at N = 64 costs ~5× L = 2)")
+    widths: list[int] = Field(default_factory=lambda: [16, 32, 64, 128], description="hidden widths N (L ≥ 2)")
     alpha: float = Field(2.0, gt=0, description="GD's sample size P = αD")
     lr: float = Field(0.5, gt=0, description="learning rate η (the parameterisation scales it per layer)")
     batch_size: int = Field(8, ge=1, description="one-pass SGD batch size B")
-    members: int = Field(128, ge=8, description="members of each ensemble")
+    members: int = Field(256, ge=8, description="members of each ensemble")
     steps: int = Field(400, ge=1, description="optimiser steps (t = η·step)")
     snapshots: int = Field(24, ge=4, description="log-spaced snapshots")
     width_measure: Literal["trajectory", "final"] = Field("trajectory", description=(
@@ -128,7 +128,7 @@ class Config(Schema):
 
 
 QUICK = {
-    "settings": {"depths": [1, 2], "widths": [16, 64], "members": 48, "steps": 200, "snapshots": 14},
+    "settings": {"depths": [1, 2], "widths": [16, 64], "members": 96, "steps": 200, "snapshots": 14},
     "alpha_sweep": {"alphas": [0.5, 1.0, 2.0], "depths": [1], "steps": 2000, "members": 48},
     "transfer": {"widths": [16, 64], "members": 12,
                  "lrs": {"mup": [0.5, 1.0, 2.0, 4.0, 8.0], "ntk": [2.0, 4.0, 8.0, 16.0, 32.0],
@@ -715,5 +715,6 @@ def verdict(cfg: dict, res: Result) -> Verdict:
                             "for GD (no noise) the drift-only transport is exact to the floor"))  # fmt: skip
     held = sum(c.held for c in claims)
     summary = (f"{held} of {len(claims)} measured statements held on D = {cfg['problem']['d']}, "
-               f"a = {cfg['problem']['spectrum_exponent']:g}, σ = {cfg['problem']['noise']:g}.")  # fmt: skip
+               f"a = {cfg['problem']['spectrum_exponent']:g}, σ = {cfg['problem']['noise']:g}. Not held: "
+               + ("; ".join(c.name for c in claims if not c.held) or "none") + ".")  # fmt: skip
     return Verdict(claims, summary=summary, thresholds=threshold_definitions())
