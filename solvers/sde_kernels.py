@@ -26,13 +26,17 @@ NUMERIC    derivative specs only: a central difference of the coefficient spec i
 specialisation of every kernel for every user function and every process, and its on-disk cache would never
 hit. Through a pointer, one compiled (and cached) kernel serves every function; the price is an indirect call
 (a few ns) that LLVM cannot inline, paid only in FUNC mode. Constants, polynomials and tables are evaluated
-inline. Plain numpy callables do not come here at all: ``integrate_vectorised`` takes one call per step over
-all paths instead.
+inline. Plain Python callables come here compiled (``fpkit.solvers.callables``) when numba can compile them;
+the others do not come here at all: ``integrate_vectorised`` takes one call per step over all paths instead.
 
 Which kernel runs (``fpkit.sde.SDE`` picks; all give the same paths for a seed, bit for bit)
 ---------------------------------------------------------------------------------------------
 * ``em_poly_free_stretch``: Euler-Maruyama, number or polynomial drift, constant D, no walls. Draws a chunk
-  of normals for 32 paths, then advances them with SIMD arithmetic: ~90 % of the generator's own rate.
+  of normals for 32 paths (stream by stream, state in registers), then advances them with SIMD arithmetic:
+  80-95 % of the generator's own rate (scripts/bench_sde.py).
+* ``em_func_free_stretch``: the same layout for a user's compiled drift (a numba function, or a plain Python
+  function compiled by ``fpkit.solvers.callables``): the drift is inlined into a per-function block routine
+  (``block_function_pointer``) that the cached parallel driver calls once per block and chunk.
 * ``em_additive_stretch``: Euler-Maruyama with constant D, any drift spec, walls.
 * ``overdamped_stretch``: every overdamped case (Milstein, Heun, state-dependent D, alpha-stable noise).
 * ``baoab_stretch``: underdamped Langevin.
