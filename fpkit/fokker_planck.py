@@ -91,6 +91,7 @@ class FokkerPlanck:
         # its limit D -> 0, the upwind flux (see _faces); faces on reflecting walls carry no flux at all
         self._faces_cache: list | None = None
         self._faces_last: tuple | None = None  # (t, faces) of the last time-dependent evaluation
+        self._dt_bound: float | None = None  # explicit_dt_bound of a time-independent problem
         self._nodes_cache: dict = {}
 
     # --- discretisation ---------------------------------------------------------------------------------
@@ -251,6 +252,8 @@ class FokkerPlanck:
 
     def explicit_dt_bound(self, t: float = 0.0) -> float:
         """Largest forward-Euler step that keeps the update positive (and stable): 1 / max |L_ii|."""
+        if not self.time_dependent and self._dt_bound is not None:
+            return self._dt_bound  # a full pass over the faces: as costly as a few 2-D steps
         diag = np.zeros(self.grid.shape)
         for a, (alpha, beta) in enumerate(self._faces(t)):
             n = self.grid.n[a]
@@ -260,7 +263,10 @@ class FokkerPlanck:
         if self._full_tensor:
             diag = diag + np.abs(self._cross_terms(t)[0].diagonal()).reshape(self.grid.shape)
         worst = float(np.max(np.abs(diag)))
-        return np.inf if worst == 0 else 1.0 / worst
+        bound = np.inf if worst == 0 else 1.0 / worst
+        if not self.time_dependent:
+            self._dt_bound = bound
+        return bound
 
     # --- solving ----------------------------------------------------------------------------------------
     def _initial(self, p0) -> np.ndarray:
