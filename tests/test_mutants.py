@@ -378,3 +378,64 @@ def test_summary_sentences_end_with_the_entries_diagnostics():
     b.diagnostics = {"messages": ["second", "third"]}
     res = ex.Result(t=a.t, entries=[a, b], members=200, eta=0.02, batch_size=8, split={})
     assert ex.summary_sentences(res).endswith("Diagnostics: first message; second; third.")
+
+
+# ------------------------------------------------------------------ estimators and the generic writer (issue 23)
+def test_histogram_refuses_empty_samples_and_an_empty_grid_window():
+    """Kills `x.size == 0` -> `< 0` (_as_snapshots) and `pts.shape[0] == 0` -> `== -1` (histogram_density)."""
+    from fpkit import estimators as est
+
+    g = fpkit.Grid.uniform(0.0, 1.0, 10)
+    with pytest.raises(ConfigError, match="`samples` is empty"):
+        est.histogram_density(np.empty(0), g)
+    with pytest.raises(ConfigError, match="no samples lie inside the grid"):
+        est.histogram_density(np.array([2.0, 3.0]), g, outside="drop")
+
+
+def test_local_linear_of_samples_at_one_point_is_their_mean_with_its_standard_error():
+    """All samples at one x (bandwidth 0): the fit is mean(Y) with standard error std(Y)/√n everywhere."""
+    from fpkit import estimators as est
+
+    y = np.random.default_rng(0).normal(size=(50, 2))
+    fit = est.local_linear_fit(np.full(50, 0.3), y, np.array([0.0, 0.3, 1.0]))
+    np.testing.assert_allclose(fit.value, np.broadcast_to(y.mean(axis=0), (3, 2)), rtol=1e-15)
+    np.testing.assert_allclose(fit.se, np.broadcast_to(y.std(axis=0) / np.sqrt(50), (3, 2)), rtol=1e-15)
+
+
+def test_evaluation_points_outside_the_samples_are_not_supported():
+    """Kills `&` -> `+` in the support mask: points beyond the samples' range are unsupported even where the
+    kernel still sees many samples."""
+    from fpkit import estimators as est
+
+    x = np.linspace(0.0, 1.0, 2001)
+    fit = est.local_linear_fit(x, 2 * x, np.array([-0.05, 0.5, 1.05]), 0.2, tail="hold")
+    np.testing.assert_array_equal(fit.supported, [False, True, False])
+    np.testing.assert_allclose(fit.value, [1.0, 1.0, 1.0], atol=1e-9)  # held at the one supported value
+
+
+def test_fit_on_grid_of_a_collapsed_entry_repeats_the_one_fit_per_cell():
+    """An entry collapsed to one value (every sample equal): each cell gets the mean and its standard error,
+    for every component (kills `np.repeat(..., axis=-1)`)."""
+    from fpkit.estimators.smoothing import _fit_on_grid
+
+    y = np.random.default_rng(1).normal(size=(40, 2))
+    g = fpkit.Grid.uniform(-1.0, 1.0, 8)
+    fit = _fit_on_grid(np.full(40, 0.1), y, g, 0.05, 5.0, "hold")  # the cells miss the one value
+    assert fit.value.shape == fit.se.shape == (8, 2)
+    np.testing.assert_allclose(fit.se, np.broadcast_to(y.std(axis=0) / np.sqrt(40), (8, 2)), rtol=1e-15)
+
+
+def test_generic_writer_stores_object_arrays_as_json(tmp_path):
+    """write_tree: numeric arrays become datasets, object arrays (no HDF5 equivalent) JSON attributes (kills
+    `v.dtype != object` -> `is not object`)."""
+    import json
+
+    import h5py
+
+    from fpkit.experiments import write_tree
+
+    with h5py.File(tmp_path / "t.h5", "w") as f:
+        write_tree(f, {"a": np.arange(3.0), "names": np.array(["x", "yz"], dtype=object), "n": 4})
+    with h5py.File(tmp_path / "t.h5", "r") as f:
+        np.testing.assert_array_equal(f["a"][()], [0.0, 1.0, 2.0])
+        assert json.loads(f.attrs["names"]) == ["x", "yz"] and json.loads(f.attrs["n"]) == 4
