@@ -174,3 +174,17 @@ def test_underdamped_and_stable_noise_with_lambdas():
     a, b = both(st)
     assert a.meta["engine"] == "kernel"
     assert_same(a, b)
+
+
+def test_fpkit_interpolated_coefficients_take_the_vectorised_path_silently(caplog):
+    """A SnapshotInterpolator (the flagship's Langevin cross-check) is vectorised by design: no fallback
+    warning for it, while a user's uncompilable callable still gets one."""
+    import logging
+
+    from fpkit import estimators as est
+
+    g = fpkit.Grid.uniform(-2.0, 2.0, 40)
+    drift = est.SnapshotInterpolator(np.array([0.0, 1.0]), np.stack([-g.x, -2 * g.x]), g, "drift")
+    with caplog.at_level(logging.WARNING, logger="fpkit"):
+        fpkit.SDE(drift=drift, diffusion=0.1).sample(0.0, [0.5], n_paths=1000, dt=0.01, seed=0)
+    assert not [r for r in caplog.records if "vectorised path" in r.getMessage()]

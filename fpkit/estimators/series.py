@@ -411,6 +411,8 @@ class SnapshotInterpolator:
     grid : Grid
     """
 
+    vectorised_by_design = True  # it interpolates arrays: samplers call it vectorised without a warning
+
     def __init__(self, t, values, grid: Grid, name: str = "coefficient"):
         t = np.asarray(t, dtype=float)
         values = np.asarray(values, dtype=float)
