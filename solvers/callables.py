@@ -208,7 +208,7 @@ def _reason(exc: Exception) -> str:
 def explain_fallback(name: str, fn, reason: str, where: str) -> None:
     """One log line (once per function definition and coefficient name) for a callable that runs vectorised."""
     key = (getattr(fn, "__code__", None) or id(fn), name)
-XX
+    if key in _explained or getattr(fn, "vectorised_by_design", False):  # fpkit's own array callables
         return
     _explained.add(key)
     what = getattr(fn, "__qualname__", type(fn).__name__)
