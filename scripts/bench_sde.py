@@ -54,7 +54,8 @@ from numpy.polynomial import Polynomial
 
 from fpkit.sde import SDE
 from fpkit.solvers._numba import kernel, prange
-from fpkit.solvers.random import normal_step, seed_streams
+from fpkit.solvers.random import seed_streams
+from fpkit.solvers.sde_kernels import _fill_chunk
 
 D = 0.5
 CASES = {
@@ -78,13 +79,7 @@ def _normals_only(state, n_per_stream, out):
         j0 = 0
         while j0 < n_per_stream:
             s = min(32, n_per_stream - j0)
-            for k in range(m):
-                s0 = state[k0 + k, 0]
-                s1 = state[k0 + k, 1]
-                for j in range(s):
-                    z[j, k], s0, s1 = normal_step(s0, s1)
-                state[k0 + k, 0] = s0
-                state[k0 + k, 1] = s1
+            _fill_chunk(state, k0, m, s, z)  # the SDE kernels' own draw
             for j in range(s):
                 for k in range(m):
                     acc[k] += z[j, k]
