@@ -172,7 +172,8 @@ def test_config_show_and_list(capsys):
     assert "[train]\noptimizer = \"sgd\"\nlr = 0.02\n" in out
     assert main(["config", "show", "nope"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["fpkit config: error: unknown schema 'nope'; valid names: ensemble, fp-histograms, problem"]
+    assert err == [f"fpkit config: error: unknown schema 'nope'; valid names: {', '.join(schemas())}"]
+    assert {"ensemble", "problem", "fp-histograms"} <= set(schemas())
 
 
 # ------------------------------------------------------------------------- random documents via the CLI
