@@ -90,6 +90,19 @@ def _create_layout(f, names, shapes, M, n_snap, n_probe, t, step, with_stats, co
         f.create_dataset("lam_max", shape=(n_snap, n_probe), dtype="float64", fillvalue=np.nan)
 
 
+def start_state(writer, initial_state, resume: bool):
+    """(state, snapshots already stored) to start training from: the stored run's last state with ``resume``,
+    else a fresh ``initial_state()``, its file created when there is a ``writer``."""
+    if resume:
+        if writer is None:
+            raise ConfigError("`resume=True` needs `path`")
+        return writer.open_resume()
+    state = initial_state()
+    if writer is not None:
+        writer.create(state)
+    return state, 0
+
+
 class _Writer:
     """Crash-safe incremental HDF5 writer: ``<path>.partial`` flushed per snapshot.
 

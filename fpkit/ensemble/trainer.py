@@ -19,7 +19,7 @@ from ..progress import progress
 from ..solvers import autoencoder as _ae
 from ..solvers.lanczos import lanczos_max
 from ..solvers.random import derive_seed, fill_normals, seed_streams
-from .results import EnsembleRun, _MemoryStore, _Writer
+from .results import EnsembleRun, _MemoryStore, _Writer, start_state
 from .spec import _DEFAULT_DATA, _FLAT, EnsembleSchema, snapshot_schedule, validate
 
 logger = logging.getLogger(__name__)
@@ -338,14 +338,7 @@ class Ensemble:
         mem = None
         tr = self.config["train"]
         try:
-            if resume:
-                if writer is None:
-                    raise ConfigError("`resume=True` needs `path`")
-                state, n_done = writer.open_resume()
-            else:
-                state, n_done = self.initial_state(), 0
-                if writer is not None:
-                    writer.create(state)
+            state, n_done = start_state(writer, self.initial_state, resume)
             alive = state.pop("alive", None)
             alive = np.ones(tr["members"], dtype=bool) if alive is None else np.asarray(alive, dtype=bool)
             if writer is None:

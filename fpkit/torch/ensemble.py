@@ -15,7 +15,7 @@ from torch.func import stack_module_state
 
 from ..config import parse
 from ..ensemble import EnsembleRun, TrainSchema, snapshot_schedule
-from ..ensemble.results import _MemoryStore, _Writer
+from ..ensemble.results import _MemoryStore, _Writer, start_state
 from ..errors import ConfigError, StabilityError
 from ..progress import progress
 from ..solvers import autoencoder as _ae
@@ -299,14 +299,7 @@ class TorchEnsemble:
         writer = _Writer(path, self._ens, sched) if path is not None else None
         mem = None
         try:
-            if resume:
-                if writer is None:
-                    raise ConfigError("`resume=True` needs `path`")
-                state, n_done = writer.open_resume()
-            else:
-                state, n_done = self.initial_state(), 0
-                if writer is not None:
-                    writer.create(state)
+            state, n_done = start_state(writer, self.initial_state, resume)
             store = writer if writer is not None else (mem := _MemoryStore(self._ens, sched))
             n_new = len(sched) - n_done if stop_after is None else min(int(stop_after), len(sched) - n_done)
             tr = self.config["train"]
