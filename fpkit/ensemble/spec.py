@@ -143,6 +143,14 @@ _FLAT.update({k: ("train", k) for k in TrainSchema.model_fields})
 _FLAT.update(model=("model", "kind"), d=("data", "d"), n=("data", "n"))
 
 
+def train_schedule(train: dict) -> np.ndarray:
+    """The snapshot steps (int64) of a resolved ``train`` section: ``snapshot_steps`` when given, else
+    ``snapshot_schedule`` of ``steps``, ``snapshots`` and ``per_decade``."""
+    if train["snapshot_steps"] is not None:
+        return np.asarray(train["snapshot_steps"], dtype=np.int64)
+    return snapshot_schedule(train["steps"], int(train["snapshots"]), float(train["per_decade"]))
+
+
 def snapshot_schedule(steps: int, n: int = 50, per_decade: float = 20.0) -> np.ndarray:
     """Snapshot steps 0 = s_0 < ... < s_{n-1} = steps, geometric in (step + c).
 

@@ -20,7 +20,7 @@ from ..solvers import autoencoder as _ae
 from ..solvers.lanczos import lanczos_max
 from ..solvers.random import derive_seed, fill_normals, seed_streams
 from .results import EnsembleRun, _MemoryStore, _Writer, start_state
-from .spec import _DEFAULT_DATA, _FLAT, EnsembleSchema, snapshot_schedule, validate
+from .spec import _DEFAULT_DATA, _FLAT, EnsembleSchema, train_schedule, validate
 
 logger = logging.getLogger(__name__)
 
@@ -127,10 +127,7 @@ class Ensemble:
 
     @property
     def schedule(self) -> np.ndarray:
-        tr = self.config["train"]
-        if tr["snapshot_steps"] is not None:
-            return np.asarray(tr["snapshot_steps"], dtype=np.int64)
-        return snapshot_schedule(tr["steps"], int(tr["snapshots"]), float(tr["per_decade"]))
+        return train_schedule(self.config["train"])
 
     # ------------------------------------------------------------------------------------------ shards
     member_offset = 0  # global index of this ensemble's first member (non-zero for a shard)

@@ -14,7 +14,8 @@ import torch
 from torch.func import stack_module_state
 
 from ..config import parse
-from ..ensemble import EnsembleRun, TrainSchema, snapshot_schedule
+from ..ensemble import EnsembleRun, TrainSchema
+from ..ensemble.spec import train_schedule
 from ..ensemble.results import _MemoryStore, _Writer, start_state
 from ..errors import ConfigError, StabilityError
 from ..progress import progress
@@ -178,10 +179,7 @@ class TorchEnsemble:
     @property
     def schedule(self) -> np.ndarray:
         """Snapshot steps (int64), as ``fpkit.Ensemble.schedule``."""
-        tr = self.config["train"]
-        if tr["snapshot_steps"] is not None:
-            return np.asarray(tr["snapshot_steps"], dtype=np.int64)
-        return snapshot_schedule(tr["steps"], int(tr["snapshots"]), float(tr["per_decade"]))
+        return train_schedule(self.config["train"])
 
     def initial_state(self) -> dict:
         """The resumable state as numpy arrays, in the numba trainer's layout: ``theta`` (P, M) parameters,
