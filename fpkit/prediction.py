@@ -128,10 +128,12 @@ def layer_rates(run) -> dict:
 
 
 def diffusion_share(run, name: str) -> np.ndarray:
-    """Per entry of ``name``: 2∫E[D]dt / Var(w at the end), D = (η/2)·grad_var — how much of the final
-    spread diffusion alone would have made. Large for entries whose histograms are shaped by diffusion."""
+    """Per entry of ``name``: 2∫E[D]dt / Var(w at the end), D = (η/2)·c²·grad_var with c the layer's rate
+    (``layer_rates``; 1 for standard runs) — how much of the final spread diffusion alone would have made.
+    Large for entries whose histograms are shaped by diffusion."""
     W, V = run.weights[name], run.grad_var[name]
-    Dm = 0.5 * run.eta * V.mean(axis=1)
+    c = layer_rates(run).get(name, 1.0)  # ntk / mup: the same D = η c² v / 2 as entry_arrays
+    Dm = 0.5 * run.eta * c * c * V.mean(axis=1)
     added = np.sum(0.5 * (Dm[1:] + Dm[:-1]) * np.diff(run.t)[(...,) + (None,) * (Dm.ndim - 1)], axis=0) * 2
     return added / np.maximum(W[-1].var(axis=0), 1e-300)
 

@@ -117,6 +117,38 @@ def test_predict_uses_layer_rates_under_mup():
     assert p.distance["frozen"][-1] > 2 * p.distance["drift_only"][-1]  # the entry moved
 
 
+def test_diffusion_share_uses_layer_rates_of_an_ou_process():
+    """An exact Ornstein-Uhlenbeck ensemble under μP (D = 8, N = 16, γ₀ = 1: W1 rate c = N/D = 2, W2 rate 1/N):
+    dw = −θw dt + √(2D_c) dW from w = 0 with D_c = η c² v / 2, the diffusion the layer's stored entries feel.
+    Var(T) = D_c (1 − e^{−2θT}) / θ, so the share 2 D_c T / Var(T) = 2θT / (1 − e^{−2θT}) for every layer;
+    without c² it would be off by 1/c² (4× for W1, 256× for W2)."""
+    from fpkit.ensemble.results import EnsembleRun
+    from fpkit.prediction import diffusion_share
+
+    rng = np.random.default_rng(7)
+    D, N, M, eta, v, theta = 8, 16, 6000, 0.05, 3.0, 0.4
+    t = np.linspace(0.0, 2.0, 9)
+    rates = {"W1": N / D, "W2": 1.0 / N}
+    shapes = {"W1": (N, D), "W2": (1, N)}
+    weights, gvar = {}, {}
+    for name, c in rates.items():
+        Dc = eta * c * c * v / 2
+        w = np.zeros((t.size, M) + shapes[name])
+        for s in range(1, t.size):  # exact OU transitions between snapshots
+            a = np.exp(-theta * (t[s] - t[s - 1]))
+            w[s] = a * w[s - 1] + np.sqrt(Dc / theta * (1 - a * a)) * rng.standard_normal((M,) + shapes[name])
+        weights[name], gvar[name] = w, np.full_like(w, v)
+    cfg = {"model": {"kind": "mlp", "parameterization": "mup", "gamma0": 1.0}}
+    run = EnsembleRun.from_arrays(t=t, weights=weights, eta=eta, grad_var=gvar, config=cfg)
+    T = t[-1]
+    exact = 2 * theta * T / (1 - np.exp(-2 * theta * T))
+    tol = 5 * np.sqrt(2.0 / M) * exact  # 5 standard errors of a sample variance
+    for name in rates:
+        share = diffusion_share(run, name)
+        assert share.shape == shapes[name]
+        assert np.all(np.abs(share - exact) < tol), (name, float(share.min()), float(share.max()), exact)
+
+
 @pytest.mark.slow
 def test_quick_run_end_to_end(tmp_path):
     out = X.run("gd-vs-sgd", quick=True, out=tmp_path)
