@@ -94,6 +94,27 @@ def test_verdict_counts_criteria_and_the_late_goal(late, held):
     assert set(v.thresholds) >= {"drift-dominated criteria", "diffusion-driven criteria", "late goal"}
 
 
+@pytest.mark.parametrize("rec, coord, held", [
+    (TH["output_goal"], TH["output_goal"], True),
+    (TH["output_goal"] + 0.01, 1.0, False),
+    (1.0, TH["output_goal"] + 0.01, False),
+])  # fmt: skip
+def test_output_goal_claim_on_both_sides_of_its_threshold(rec, coord, held):
+    """The copula networks' reconstruction error and every output coordinate within the output goal (issue 17,
+    goal 3): one claim, its measured numbers those stored in the outputs' summary, and the same numbers in the
+    verdict's summary paragraph."""
+    w2 = fake("W2[0,0]")
+    res = ex.Result(t=w2.t, entries=[w2], members=200, eta=0.02, batch_size=8, split={},
+                    outputs={"copula": np.ones(3), "w1_copula_over_floor": rec,
+                             "copula_coords_w1_over_floor": {"xhat[0]": 0.5, "xhat[1]": coord}})  # fmt: skip
+    v = ex.FpHistograms().verdict({}, res)
+    c = v.claims[-1]
+    assert (c.name, c.threshold, c.held) == ("output distributions", "output goal", held)
+    assert c.value == {"reconstruction": rec, "worst coordinate": max(coord, 0.5), "which": "xhat[1]"}
+    assert "output goal" in v.thresholds and f"{rec:.2f} floors" in v.summary
+    assert ("not within the output goal" in v.summary) is not held
+
+
 # ------------------------------------------------------------------------------------- 3. baselines
 @pytest.fixture(scope="module")
 def deterministic_run():
@@ -231,7 +252,7 @@ def test_thresholds_are_the_published_criteria():
     3) and as the report's threshold definitions state them."""
     assert ex.THRESHOLDS == {"drift_max": 5.0, "drift_median": 2.0, "drift_vs_baselines": 3.0,
                              "diffusion_vs_frozen": 5.0, "diffusion_vs_drift_only": 1.5, "diffusion_max": 3.5,
-                             "late_goal": 3.0}  # fmt: skip
+                             "late_goal": 3.0, "output_goal": 5.0}  # fmt: skip
     text = ex.threshold_definitions()
     assert "≥ 5× better than frozen and ≥ 1.5× better than drift-only" in text["diffusion-driven criteria"]
     assert "W1/floor ≤ 5 at every snapshot and ≤ 2 at the median" in text["drift-dominated criteria"]

@@ -14,7 +14,8 @@ Stages (``FpHistograms.run``):
    entries with a 2 × 2 diffusion tensor; SVAG ensembles (the "SDE truth"); output distributions of networks
    whose W2 entries come from the prediction; with ``sweep``, the failure map over η and B.
 4. Verdict: the drift-dominated criteria for W2/W3 entries and the diffusion-driven criteria for W1 entries
-   (``THRESHOLDS``), and the late-time goal for the diffusion-driven ones.
+   (``THRESHOLDS``), the late-time goal for the diffusion-driven ones, and the output goal for the networks
+   built from the prediction (copula).
 """
 
 from __future__ import annotations
@@ -134,6 +135,7 @@ THRESHOLDS = {
     "diffusion_vs_drift_only": 1.5,
     "diffusion_max": 3.5,
     "late_goal": 3.0,
+    "output_goal": 5.0,
 }
 THRESHOLD_TEXT = {
     "drift-dominated criteria": "W1/floor ≤ {drift_max:g} at every snapshot and ≤ {drift_median:g} at the median "
@@ -144,6 +146,9 @@ THRESHOLD_TEXT = {
                                  "{diffusion_max:g} at every snapshot",
     "late goal": "W1/floor ≤ {late_goal:g} at every snapshot of the last quarter, for W1 entries measured to be "
                  "diffusion-driven",
+    "output goal": "out of sample (copula from the estimation half, W2 marginals from the FP): the reconstruction "
+                   "error on held-out inputs and every output coordinate on one held-out input within "
+                   "{output_goal:g} two-sample noise floors of W1 from the judged networks' (issue 17, goal 3)",
     "noise floor": "W1/floor ≈ 1 on average for a perfect prediction; its maximum over ~50 correlated "
                    "snapshots reaches 2–3",
 }  # fmt: skip
@@ -417,6 +422,20 @@ def late_max(p: Prediction) -> float:
     return float(np.max(p.distance["fp"][-q:]))
 
 
+def output_goal(res: Result, th: dict = THRESHOLDS) -> dict | None:
+    """The output goal (``THRESHOLD_TEXT``) on the copula networks of ``output_distributions``: the
+    reconstruction error's W1/floor, the worst output coordinate's W1/floor and which coordinate it is, and
+    pass; None when the run has no copula comparison."""
+    out = res.outputs
+    if not out or "copula" not in out:
+        return None
+    coords = out["copula_coords_w1_over_floor"]
+    worst = max(coords, key=coords.get)
+    rec = float(out["w1_copula_over_floor"])
+    return {"reconstruction": round(rec, 3), "worst coordinate": round(float(coords[worst]), 3),
+            "which": worst, "pass": bool(rec <= th["output_goal"] and coords[worst] <= th["output_goal"])}  # fmt: skip
+
+
 # ---------------------------------------------------------------------------------------- experiment
 class FpHistograms(Experiment):
     name = "fp-histograms"
@@ -476,6 +495,11 @@ class FpHistograms(Experiment):
             v = late_max(p)
             claims.append(Claim(f"{p.label} late", v <= THRESHOLDS["late_goal"], round(v, 3), "late goal",
                                 "within the late-time goal where the entry turns stationary and stiff"))  # fmt: skip
+        out = output_goal(res)
+        if out is not None:
+            claims.append(Claim("output distributions", out["pass"], {k: v for k, v in out.items() if k != "pass"},
+                                "output goal", "networks built from the predicted W2 marginals and the estimation "
+                                "half's copula reproduce the judged networks' outputs"))  # fmt: skip
         return Verdict(claims, summary=summary_sentences(res), thresholds=threshold_definitions())
 
     def report(self, cfg: dict, res: Result, verdict: Verdict, figures: dict) -> str:
@@ -507,7 +531,7 @@ def summary_sentences(res: Result) -> str:
                  f"the worst is {worst.label} at {worst.distance['fp'][1:].max():.2f} floors (t = "
                  f"{worst.t[1:][np.argmax(worst.distance['fp'][1:])]:.3g}).")  # fmt: skip
     parts += [s for s in (figs.w1_sentence(res), figs.late_sentence(res), figs.kind_sentence(res),
-                          figs.sweep_sentence(res.sweep)) if s]  # fmt: skip
+                          figs.output_sentence(res), figs.sweep_sentence(res.sweep)) if s]  # fmt: skip
     msgs = [m for p in res.entries for m in p.diagnostics.get("messages", [])]
     if msgs:
         parts.append("Diagnostics: " + "; ".join(msgs) + ".")

@@ -238,6 +238,21 @@ def kind_sentence(res) -> str:
     return f"Judged by the drift-dominated criteria but shaped by diffusion in this run: {parts}{why}."
 
 
+def output_sentence(res) -> str:
+    """The output goal on the copula networks (the same numbers as the verdict's claim and the report's
+    output-distribution section)."""
+    from .fp_histograms import THRESHOLDS, output_goal
+
+    o = output_goal(res)
+    if o is None:
+        return ""
+    held = "within" if o["pass"] else "not within"
+    return (f"Networks built from the prediction (W2 marginals from the FP, dependence from the estimation half) "
+            f"reproduce the judged networks' reconstruction errors on held-out inputs to {o['reconstruction']:.2f} "
+            f"floors and their output coordinates to at worst {o['worst coordinate']:.2f} ({o['which']}): {held} "
+            f"the output goal of {THRESHOLDS['output_goal']:g} floors.")
+
+
 def sweep_sentence(rows) -> str:
     """Where the failure map crosses the late goal, from the sweep's numbers."""
     from .fp_histograms import THRESHOLDS
@@ -352,6 +367,10 @@ def report_body(cfg: dict, res) -> str:
                      f"{out['w1_copula_over_floor']:.2f} (KS {out['ks_copula']:.3f}); output coordinates on one "
                      f"held-out input: max {max(coords.values()):.2f} over {len(coords)} (floor: two independent "
                      "samples of these sizes).\n")  # fmt: skip
+            L.append("| output (copula networks vs judged networks) | W1/floor |\n|---|---|\n"
+                     f"| reconstruction error | {out['w1_copula_over_floor']:.2f} |\n"
+                     + "\n".join(f"| {k} | {v:.2f} |" for k, v in coords.items())
+                     + "\n\nThe verdict judges these by the *output goal*.\n")  # fmt: skip
     pair = res.pair
     if pair:
         m = [v[1:] for v in pair.marginal_distance]
