@@ -5,6 +5,7 @@ Every test here failed before its fix (checked by reverting the fix locally)."""
 
 import errno
 import os
+import re
 import textwrap
 from pathlib import Path
 from unittest import mock
@@ -184,6 +185,33 @@ def test_divergence_stop_names_members_and_keeps_the_snapshots_so_far(tmp_path):
     assert info.value.time > 0
     run = EnsembleRun.load(tmp_path / "d.h5")  # the snapshots before the divergence, all finite
     assert all(np.all(np.isfinite(w)) for w in run.weights.values())
+
+
+def test_divergence_names_each_members_exact_first_step():
+    """Full-batch GD on 1-D least squares with lr·a > 2: e_t = (1 - lr a)^t e_0 grows geometrically, so
+    the first step at which |w_t| exceeds the bound is known in closed form for every member. The report
+    names that step (not the end of the ≤ 256-step chunk the check runs on) for each member."""
+    lr, bound = 2.5, 1e6
+    ens = Ensemble(model="regression", lr=lr, sampling="full", batch_size=32, members=16, seed=3,
+                   data={"kind": "regression", "d": 1, "n": 32, "x_std": 1.0, "noise": 0.3, "w_star": [0.5]},
+                   snapshot_steps=[0, 300], statistics=False, divergence_bound=bound)  # fmt: skip
+    x, y = ens.dataset.x[:, 0], np.asarray(ens.dataset.y).ravel()
+    a, w_star = np.mean(x * x), np.mean(x * y) / np.mean(x * x)
+    e0 = ens.initial_state()["theta"][0] - w_star
+    w = w_star + (1 - lr * a) ** np.arange(300)[:, None] * e0
+    first = np.argmax(np.abs(w) > bound, axis=0)
+    members = np.arange(16)
+    # no member sits within round-off of the bound, so the closed form decides every step
+    assert np.all(np.abs(w[first, members]) > bound * (1 + 1e-6))
+    assert np.all(np.abs(w[first - 1, members]) < bound * (1 - 1e-6))
+    assert np.unique(first).size > 3  # members diverge at different steps
+    with pytest.raises(StabilityError) as info:
+        ens.train()
+    reported = {int(m): int(s) for m, s in re.findall(r"(\d+) \(step (\d+)\)", str(info.value))}
+    assert len(reported) == 12  # the first twelve named, earliest first
+    assert reported == {m: int(first[m]) for m in reported}
+    assert f"the first at step {first.min()} " in str(info.value)
+    assert info.value.time == pytest.approx(lr * first.min())
 
 
 def _all_finite_datasets(path):

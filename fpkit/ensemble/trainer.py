@@ -349,15 +349,18 @@ class Ensemble:
                 for j in range(n_done, n_done + n_new):
                     while state["step"] < sched[j]:
                         chunk = int(min(sched[j] - state["step"], 256))
-                        start = int(state["step"])
+                        before = _copy_state(state)  # to replay the chunk if a member diverges in it
                         self.advance(state, chunk)
                         bar.update(chunk * tr["members"])
-                        self._check_divergence(state, alive, _diverged(state["theta"], tr["divergence_bound"]),
-                                               start, "weights")  # fmt: skip
+                        bad = _diverged(state["theta"], tr["divergence_bound"]) & alive
+                        if np.any(bad):
+                            first = self._first_divergent_steps(before, chunk, bad)
+                            self._check_divergence(state, alive, bad, first, "weights")
                     snap = self._snapshot(state, j)
                     bad = _bad_statistics(snap, tr["members"]) & alive
                     if np.any(bad):
-                        self._check_divergence(state, alive, bad, int(state["step"]), "statistics")
+                        at = np.full(int(bad.sum()), int(state["step"]))
+                        self._check_divergence(state, alive, bad, at, "statistics")
                     if not np.all(alive):  # dropped members: zeros, masked out (never NaN/inf in the file)
                         _zero_members(snap, ~alive)
                         store.put(j, state, snap, alive.copy())
@@ -383,21 +386,39 @@ class Ensemble:
             return EnsembleRun.load(writer.path)
         return mem.run()
 
-    def _check_divergence(self, state: dict, alive: np.ndarray, bad: np.ndarray, start: int, what: str):
-        """Members ``bad`` (among ``alive``) diverged between step ``start`` and now: stop (a StabilityError
-        naming them) or drop them (``alive`` updated, their state set to zeros so they stay finite)."""
+    def _first_divergent_steps(self, before: dict, n_steps: int, bad: np.ndarray) -> np.ndarray:
+        """The step at which each member in ``bad`` first diverged within the ``n_steps`` run from the state
+        ``before``: the chunk is replayed one step at a time (the per-member random streams make the replay
+        exact, as resuming is), so only a diverging run pays for it."""
+        bound = self.config["train"]["divergence_bound"]
+        state = _copy_state(before)
+        first = np.full(bad.shape, -1, dtype=np.int64)
+        for _ in range(n_steps):
+            self.advance(state, 1)
+            new = _diverged(state["theta"], bound) & bad & (first < 0)
+            first[new] = state["step"]
+            if np.all(first[bad] >= 0):
+                break
+        first[bad & (first < 0)] = before["step"] + n_steps  # not reproduced (cannot happen): the chunk's end
+        return first[bad]
+
+    def _check_divergence(self, state: dict, alive: np.ndarray, bad: np.ndarray, first: np.ndarray, what: str):
+        """Members ``bad`` (among ``alive``) diverged, member ``bad.nonzero()[0][i]`` first at step
+        ``first[i]``: stop (a StabilityError naming them and their steps) or drop them (``alive`` updated,
+        their state set to zeros so that they stay finite)."""
         bad = bad & alive
         if not np.any(bad):
             return
         tr = self.config["train"]
         ids = np.nonzero(bad)[0]
-        step = int(state["step"])
-        where = f"at step {step}" if start == step else f"between step {start} and step {step}"
-        shown = ", ".join(str(i) for i in ids[:12]) + (", ..." if ids.size > 12 else "")
+        first = np.asarray(first, dtype=np.int64)
+        order = np.argsort(first, kind="stable")  # earliest first
+        step = int(first.min())
+        shown = ", ".join(f"{ids[i]} (step {first[i]})" for i in order[:12]) + (", ..." if ids.size > 12 else "")
         what = ("weights turned non-finite or exceeded |w| > " f"{tr['divergence_bound']:g}" if what == "weights"
                 else "snapshot statistics (gradient, loss or λmax) turned non-finite")  # fmt: skip
-        msg = (f"{ids.size} of {alive.size} members diverged ({what}) {where} (t = {tr['lr'] * step:g}): "
-               f"members [{shown}]")  # fmt: skip
+        msg = (f"{ids.size} of {alive.size} members diverged ({what}), the first at step {step} "
+               f"(t = {tr['lr'] * step:g}): members [{shown}]")  # fmt: skip
         if tr["on_divergence"] == "stop":
             raise StabilityError(
                 f"{msg}; lower `train.lr`, or set `train.on_divergence = \"drop\"` to continue without them",
@@ -418,6 +439,11 @@ class Ensemble:
             with np.errstate(over="ignore", invalid="ignore"):  # a diverging member is reported by the caller
                 snap.update(self.statistics(th, probe_seed=derive_seed(self.config["seed"], 4, j)))
         return snap
+
+
+def _copy_state(state: dict) -> dict:
+    """An independent copy of a training state (arrays copied, the step kept)."""
+    return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in state.items()}
 
 
 def _diverged(theta: np.ndarray, bound: float) -> np.ndarray:
