@@ -308,68 +308,171 @@ def plot_distances(predictions, path=None, *, groups=None, thresholds=None, base
     fig, axes = plt.subplots(1, len(groups), figsize=(5.4 * len(groups), 4.4), squeeze=False, sharey=True,
                              layout="constrained")  # fmt: skip
     axes = axes[0]
-    from matplotlib.lines import Line2D
-
     for ax, (prefix, title) in zip(axes, groups):
         members = [p for p in preds if p.label.startswith(prefix)]
         th = thresholds.get(prefix, {}) if thresholds and all(isinstance(v, dict) for v in thresholds.values()) \
             else (thresholds or {})  # fmt: skip
-        handles = []
-        if th:
-            top_name, top = max(th.items(), key=lambda kv: kv[1])
-            ax.axhspan(1e-3, top, color="0.92", zorder=0)
-            for (name, v), ls in zip(sorted(th.items(), key=lambda kv: -kv[1]), ("-", "--", ":", "-.")):
-                ax.axhline(v, color="0.45", lw=0.9, ls=ls, zorder=1)
-                handles.append(Line2D([], [], color="0.45", lw=0.9, ls=ls, label=f"{name} = {v:g}"))
-        ax.axhline(1, color="0.7", lw=0.6, zorder=1)
-        for i, r in enumerate(members):
-            c = f"C{i % 10}"
-            for key in baselines:
-                if key not in r.distance:
-                    continue
-                ls, lw, _ = _BASELINE_STYLES[key]
-                ax.plot(r.t[1:], r.distance[key][1:], color=c, ls=ls, lw=lw,
-                        alpha=0.45 if key == "frozen" else 0.9, zorder=2 if key == "frozen" else 3)  # fmt: skip
-            handles.append(Line2D([], [], color=c, lw=4, label=r.label))
+        _distance_panel(ax, members, th, baselines, title)
+    _distance_limits(axes)
+    return _finish(fig, path)
+
+
+def _distance_panel(ax, members: list, th: dict, baselines, title: str) -> None:
+    """One panel of ``plot_distances``: W1/floor over time of ``members`` (a colour each, a line style per
+    baseline), the thresholds ``th`` as labelled lines, and a legend."""
+    from matplotlib.lines import Line2D
+
+    handles = []
+    if th:
+        top_name, top = max(th.items(), key=lambda kv: kv[1])
+        ax.axhspan(1e-3, top, color="0.92", zorder=0)
+        for (name, v), ls in zip(sorted(th.items(), key=lambda kv: -kv[1]), ("-", "--", ":", "-.")):
+            ax.axhline(v, color="0.45", lw=0.9, ls=ls, zorder=1)
+            handles.append(Line2D([], [], color="0.45", lw=0.9, ls=ls, label=f"{name} = {v:g}"))
+    ax.axhline(1, color="0.7", lw=0.6, zorder=1)
+    for i, r in enumerate(members):
+        c = f"C{i % 10}"
         for key in baselines:
-            ls, lw, name = _BASELINE_STYLES[key]
-            handles.append(Line2D([], [], color="k", ls=ls, lw=lw, label=name))
-        ax.set(xscale="log", yscale="log", xlabel=TIME_LABEL, title=title)
-        ax.legend(handles=handles, fontsize=6.5, ncols=2, loc="upper left")
-        if th:
-            ax.text(0.99, 0.02, f"shaded: W1/floor ≤ {top:g} ({top_name})", transform=ax.transAxes, ha="right",
-                    va="bottom", fontsize=7, color="0.3")  # fmt: skip
+            if key not in r.distance:
+                continue
+            ls, lw, _ = _BASELINE_STYLES[key]
+            ax.plot(r.t[1:], r.distance[key][1:], color=c, ls=ls, lw=lw,
+                    alpha=0.45 if key == "frozen" else 0.9, zorder=2 if key == "frozen" else 3)  # fmt: skip
+        handles.append(Line2D([], [], color=c, lw=4, label=r.label))
+    for key in baselines:
+        ls, lw, name = _BASELINE_STYLES[key]
+        handles.append(Line2D([], [], color="k", ls=ls, lw=lw, label=name))
+    ax.set(xscale="log", yscale="log", xlabel=TIME_LABEL, title=title)
+    ax.legend(handles=handles, fontsize=6.5, ncols=2, loc="upper left")
+    if th:
+        ax.text(0.99, 0.02, f"shaded: W1/floor ≤ {top:g} ({top_name})", transform=ax.transAxes, ha="right",
+                va="bottom", fontsize=7, color="0.3")  # fmt: skip
+
+
+def _distance_limits(axes) -> None:
+    """Shared y range of distance panels (room above for the legend), plain-number ticks, the y label."""
     from matplotlib.ticker import FuncFormatter
 
     drawn = np.concatenate([np.ravel(line.get_ydata()) for ax in axes for line in ax.get_lines()
                             if len(line.get_xdata()) > 2] or [np.ones(1)])  # fmt: skip
     drawn = drawn[np.isfinite(drawn) & (drawn > 0)]
-    axes[0].set_ylim(0.8 * min(drawn.min(), 0.5), 1.3 * max(drawn.max(), 2.0) * 3)  # room for the legend
-    axes[0].yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    if drawn.size == 0:
+        drawn = np.ones(1)
+    for ax in axes:
+        ax.set_ylim(0.8 * min(drawn.min(), 0.5), 1.3 * max(drawn.max(), 2.0) * 3)  # room for the legend
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     axes[0].set_ylabel(DISTANCE_LABEL + "\n(judged out of sample)")
+
+
+def plot_prediction(prediction, path=None, *, ax=None, snapshots=None, n_bins: int = 60):
+    """One prediction at a glance (``Prediction.plot``): the predicted density (lines) over the judged members'
+    histogram (steps) at a few snapshots, one colour per snapshot; with no ``ax``, a second panel shows
+    W1/floor over time of the FP and its baselines (drawn as in ``plot_distances``).
+
+    Parameters
+    ----------
+    prediction : Prediction
+        One entry's prediction (``fpkit.predict``).
+    path : str or Path, optional
+        Write the figure there (format by suffix: .png, .pdf, .svg) and return the path; otherwise return
+        the figure.
+    ax : matplotlib.axes.Axes, optional
+        Draw only the density panel into this axes (of the caller's figure).
+    snapshots : sequence of int, optional
+        Snapshot indices; default ``overlay_snapshots`` (t_end · {1/100, 1/10, 1/3, 1}).
+    n_bins : int
+        About this many display bins across the drawn window (display only; the judged W1 is unaffected).
+
+    Returns
+    -------
+    Path or matplotlib.figure.Figure
+        The written file's path when ``path`` is given, else the figure (``ax``'s figure if given).
+    """
+    plt = _pyplot()
+    r = prediction
+    if ax is None:
+        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+    else:
+        fig, ax2 = ax.figure, None
+    picks = overlay_snapshots(r.t) if snapshots is None else np.asarray(snapshots)
+    edges = r.grid.edges[0]
+    # one window for every snapshot drawn: the union of their central 99 %
+    wins = [display_window(r.empirical[s], edges) for s in picks]
+    i0, i1 = min(w[0] for w in wins), max(w[1] for w in wins)
+    win = edges[i0 : i1 + 1]
+    for i, s in enumerate(picks):
+        emp, e = display_bins(r.empirical[s, i0:i1], win, n_bins)
+        ax.stairs(emp, e, color=f"C{i}", alpha=0.5, label=f"judged, t = {r.t[s]:.3g}")
+        pred, e = display_bins(r.density[s, i0:i1], win, n_bins)
+        ax.plot(0.5 * (e[1:] + e[:-1]), pred, color=f"C{i}", lw=1.6, label=f"FP, t = {r.t[s]:.3g}")
+    ax.set(xlim=(win[0], win[-1]), xlabel=f"{r.label} (weight value)", ylabel="density",
+           title=f"{r.label}: FP prediction (lines) vs judged members (steps)")  # fmt: skip
+    ax.legend(fontsize=7, ncols=2)
+    if ax2 is not None:
+        _distance_panel(ax2, [r], {}, [k for k in _BASELINE_STYLES if k in r.distance],
+                        f"{r.label}: distance to the judged members")  # fmt: skip
+        _distance_limits([ax2])
     return _finish(fig, path)
+
+
+SE_BAND = 2.0
+"""Half-width of the coefficient bands in standard errors: ±2 SE, a pointwise ≈95 % interval."""
 
 
 def plot_coefficients(predictions, path=None, snapshots=None):
     """Estimated drift A(w, t) (top) and diffusion D(w, t) (bottom) at a few snapshots, one column per
-    prediction, drawn where the estimate had enough members (``coefficients["supported"]``). Units: w per
-    unit t for A and w² per unit t for D, t = η·step."""
+    prediction, drawn where the estimate had enough members (``coefficients["supported"]``), with a band of
+    ±``SE_BAND`` standard errors where the prediction carries them (``coefficients["drift_se"]``,
+    ``["diffusion_se"]``: the local-linear fit's sandwich standard errors, ``fpkit.predict``). On the log D
+    axis a band's lower edge is cut at 1 % of the estimate (a band reaching that far: D is consistent with
+    zero). Units: A in w per unit t, D in w² per unit t (Itô, ∂t p = −∂w(A p) + ∂w²(D p)), t = η·step.
+
+    Parameters
+    ----------
+    predictions : Prediction, Predictions or list of Prediction
+        The predictions to draw, one column each.
+    path : str or Path, optional
+        Write the figure there (format by suffix: .png, .pdf, .svg) and return the path; otherwise return
+        the matplotlib figure.
+    snapshots : sequence of int, optional
+        Snapshot indices to draw; default ``overlay_snapshots`` of the first prediction's times.
+
+    Returns
+    -------
+    Path or matplotlib.figure.Figure
+        The written file's path when ``path`` is given, else the figure.
+    """
     plt = _pyplot()
+    from matplotlib.patches import Patch
+
     preds = _as_list(predictions)
     picks = overlay_snapshots(preds[0].t) if snapshots is None else np.asarray(snapshots)
     fig, axes = plt.subplots(2, len(preds), figsize=(4.6 * len(preds), 6.2), squeeze=False, layout="constrained")
     for col, r in enumerate(preds):
         seen = r.empirical.max(axis=0) > 0
+        banded = False
         for i, s in enumerate(picks):
             m = np.asarray(r.coefficients["supported"][s], dtype=bool) & seen
-            axes[0, col].plot(r.grid.x[m], r.coefficients["drift"][s][m], color=f"C{i}", label=f"t = {r.t[s]:.3g}")
-            axes[1, col].plot(r.grid.x[m], r.coefficients["diffusion"][s][m], color=f"C{i}", label=f"t = {r.t[s]:.3g}")
+            x = r.grid.x[m]
+            for ax, key in ((axes[0, col], "drift"), (axes[1, col], "diffusion")):
+                y = r.coefficients[key][s][m]
+                ax.plot(x, y, color=f"C{i}", label=f"t = {r.t[s]:.3g}")
+                se = r.coefficients.get(f"{key}_se")
+                if se is not None and np.isfinite(se[s][m]).any():
+                    lo, hi = y - SE_BAND * se[s][m], y + SE_BAND * se[s][m]
+                    if key == "diffusion":
+                        lo = np.maximum(lo, 0.01 * y)
+                    ax.fill_between(x, lo, hi, color=f"C{i}", alpha=0.25, lw=0)
+                    banded = True
         axes[0, col].axhline(0, color="0.5", lw=0.7)
         axes[0, col].set(title=f"{r.label}: drift A(w, t)", xlabel=f"w = {r.label}", ylabel="A  [w per unit t]")
         axes[1, col].set(title=f"{r.label}: diffusion D(w, t)", xlabel=f"w = {r.label}", ylabel="D  [w² per unit t]",
                          yscale="log")  # fmt: skip
-        axes[0, col].legend(fontsize=7)
-        axes[1, col].legend(fontsize=7)
+        for ax in axes[:, col]:
+            handles, _ = ax.get_legend_handles_labels()
+            if banded:
+                handles.append(Patch(color="0.55", alpha=0.45, label=f"±{SE_BAND:g} standard errors (pointwise)"))
+            ax.legend(handles=handles, fontsize=7)
     return _finish(fig, path)
 
 

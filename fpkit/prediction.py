@@ -207,20 +207,20 @@ def split_members(M: int, seed: int, mode="half") -> tuple[np.ndarray, np.ndarra
 
 # ---------------------------------------------------------------------------------- estimate and solve
 def estimate_series(run, arrays: dict, members: np.ndarray, grid: Grid, variant: str = "standard",
-                    route: str = "mechanistic") -> est.CoefficientSeries:  # fmt: skip
-    """Drift and diffusion of one entry on ``grid`` at every snapshot, from ``members`` (module docstring)."""
+                    route: str = "mechanistic", se: bool = False) -> est.CoefficientSeries:  # fmt: skip
+    """Drift and diffusion of one entry on ``grid`` at every snapshot, from ``members`` (module docstring);
+    with ``se`` also their standard errors (a second pass over the samples, NaN without it)."""
     check_choice("route", route, ROUTES[:2])
     sub = lambda a: None if a is None else a[:, members]  # noqa: E731
-    # predictions do not use the smoothing's standard errors: skip their second pass over the samples
     if route == "kramers-moyal":
-        return est.kramers_moyal_series(run.t, sub(arrays["w"]), grid, at="start", se=False)
+        return est.kramers_moyal_series(run.t, sub(arrays["w"]), grid, at="start", se=se)
     if arrays["g"] is None or arrays["v"] is None:
         raise ConfigError("the ensemble was trained without statistics; use route='kramers-moyal' or train "
                           "with statistics = true")  # fmt: skip
     opts = dict(VARIANT_OPTIONS[check_choice("variant", variant, tuple(VARIANT_OPTIONS))])
     hg = sub(arrays["hg"]) if opts.get("second_order") else None
     return est.mechanistic_series(run.t, sub(arrays["w"]), sub(arrays["g"]), sub(arrays["v"]), run.eta, grid,
-                                  hg=hg, se=False, **opts)  # fmt: skip
+                                  hg=hg, se=se, **opts)  # fmt: skip
 
 
 def solve_density(series, p0: np.ndarray, t: np.ndarray, dt: float, *, drift: bool = True) -> tuple[np.ndarray, float]:
@@ -308,8 +308,11 @@ class Prediction:
                                 "diffusion_only", and "fp_<variant or route>" for each of ``compare_with``
     w1, w1_floor : (S,)         the FP's W1 distance and the floor it is divided by (units of w)
     ks, js : (S,)               KS and Jensen-Shannon distances of the FP over their floors (js NaN if off)
-    coefficients : dict         "drift" (S, n) A, "diffusion" (S, n) D, "supported" (S, n) bool (where the
-                                smoothing had enough samples)
+    coefficients : dict         "drift" (S, n) A [w per unit t], "diffusion" (S, n) D [w² per unit t],
+                                "drift_se", "diffusion_se" (S, n) their standard errors (the local-linear
+                                fit's sandwich errors: members are independent, so this is the spread a
+                                bootstrap over members would give, at no refits; smoothing bias not
+                                included), "supported" (S, n) bool (where the smoothing had enough samples)
     diagnostics : dict          validity checks; "messages" lists the ones that need a reader's attention
     samples : (S, M)            the entry's value in every member
     split : dict                "estimate", "judge": member indices
@@ -353,32 +356,24 @@ class Prediction:
 
     def plot(self, ax=None, snapshots: Sequence[int] | None = None):
         """Predicted density (lines) over the judged members' histograms (steps) at a few snapshots; with no
-        ``ax``, a second panel shows W1/floor over time for the FP and the baselines. Returns the figure."""
-        from .plotting import _pyplot
+        ``ax``, a second panel shows W1/floor over time for the FP and the baselines. Drawn by
+        ``fpkit.plotting.plot_prediction``.
 
-        plt = _pyplot()
-        if ax is None:
-            fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
-        else:
-            fig, ax2 = ax.figure, None
-        picks = snapshots if snapshots is not None else np.unique(
-            [int(np.argmin(np.abs(self.t - f * self.t[-1]))) for f in (0.01, 0.1, 1 / 3, 1.0)])  # fmt: skip
-        x = self.grid.x
-        for i, s in enumerate(picks):
-            c = f"C{i}"
-            ax.stairs(self.empirical[s], self.grid.edges[0], color=c, alpha=0.5)
-            ax.plot(x, self.density[s], color=c, label=f"t = {self.t[s]:.3g}")
-        ax.set(xlabel=f"{self.label} (weight value)", ylabel="density",
-               title=f"{self.label}: FP prediction (lines) vs judged members (steps)")  # fmt: skip
-        ax.legend(fontsize=8)
-        if ax2 is not None:
-            for k in ("fp", *BASELINES):
-                ax2.plot(self.t[1:], self.distance[k][1:], label=k.replace("_", " "))
-            ax2.axhline(1.0, color="0.5", lw=0.8, ls=":")
-            ax2.set(xscale="log", yscale="log", xlabel="t = η·step", ylabel="W1 / noise floor",
-                    title="distance to the judged members")  # fmt: skip
-            ax2.legend(fontsize=8)
-        return fig
+        Parameters
+        ----------
+        ax : matplotlib.axes.Axes, optional
+            Draw only the density panel into this axes.
+        snapshots : sequence of int, optional
+            Snapshot indices to draw; default t_end · {1/100, 1/10, 1/3, 1}.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            The figure drawn into (``ax``'s figure when given).
+        """
+        from .plotting import plot_prediction
+
+        return plot_prediction(self, ax=ax, snapshots=snapshots)
 
     def to_xarray(self):
         """An ``xarray.Dataset`` with dims (t, w) for densities and coefficients, (t, member) for the judged
@@ -558,7 +553,7 @@ def predict_entry(run, label: str, est_members, judge_members, *, route: str = "
     S = t.size
     floors = judged_floors(judged)
 
-    series = estimate_series(run, arrays, est_members, grid, variant, route)
+    series = estimate_series(run, arrays, est_members, grid, variant, route, se=True)  # errors for the figures
     tp = t if route == "mechanistic" else t[:-1]  # Kramers-Moyal ends one lag early
     p_pred, clipped = solve_density(series, p0, tp, dt)
     w1 = np.full(S, np.nan)
@@ -589,7 +584,8 @@ def predict_entry(run, label: str, est_members, judge_members, *, route: str = "
     if p_pred.shape[0] < S:  # pad so that every array covers all snapshots
         pad = np.full((S - p_pred.shape[0], grid.n[0]), np.nan)
         p_pred = np.concatenate([p_pred, pad])
-    coefficients = {"drift": series.drift, "diffusion": series.diffusion, "supported": series.supported}
+    coefficients = {"drift": series.drift, "diffusion": series.diffusion, "supported": series.supported,
+                    "drift_se": series.drift_se, "diffusion_se": series.diffusion_se}  # fmt: skip
     options = {"route": route, "variant": variant, "seed": seed, "dt": dt, "cells": cells,
                "cells_per_sd": cells_per_sd, "max_cells": max_cells}  # fmt: skip
     pred = Prediction(label, t, grid, p_pred, p_emp, judged, distance, w1, floors, ks_ratio, js_ratio, coefficients,

@@ -32,7 +32,8 @@ def save_results(f, res) -> None:
 
     - ``t`` (S,) snapshot times t = η·step; ``eta_lam_max`` (S, probes) when measured;
     - ``entries/<label>/``: ``samples`` (S, M) the entry in every member, ``p_pred``/``p_emp`` (S, n) predicted
-      and judged densities on the entry's grid (attr ``grid``), ``drift``/``diffusion`` (S, n) estimates,
+      and judged densities on the entry's grid (attr ``grid``), ``drift``/``diffusion`` (S, n) estimates
+      (A in w per unit t, D in w² per unit t) and ``drift_se``/``diffusion_se`` (S, n) their standard errors,
       ``w1``, ``w1_floor``, ``ks_ratio``, ``js_ratio`` (S,), ``ratios/<name>`` (S,) W1/floor of the FP, its
       variants and the baselines; attrs ``kind``, ``diagnostics`` (JSON);
     - ``extra/split/estimate``, ``extra/split/judge``: member indices of the two halves; ``extra/langevin``,
@@ -48,7 +49,8 @@ def save_results(f, res) -> None:
         g.attrs["kind"] = r.kind
         stored = {"p_pred": r.density, "p_emp": r.empirical, "drift": r.coefficients["drift"],
                   "diffusion": r.coefficients["diffusion"], "w1": r.w1, "w1_floor": r.w1_floor, "ks_ratio": r.ks,
-                  "js_ratio": r.js, "samples": r.samples}  # fmt: skip
+                  "js_ratio": r.js, "samples": r.samples, "drift_se": r.coefficients.get("drift_se"),
+                  "diffusion_se": r.coefficients.get("diffusion_se")}  # fmt: skip
         for name, a in stored.items():
             if a is not None:
                 g.create_dataset(name, data=a, compression="gzip", compression_opts=4)
