@@ -2,6 +2,7 @@
 every panel whose lines differ, constrained layout (no overlapping titles), honest colour scales, and
 files written in the format their suffix asks for."""
 
+import h5py
 import numpy as np
 import pytest
 from matplotlib.layout_engine import ConstrainedLayoutEngine
@@ -9,9 +10,11 @@ from matplotlib.layout_engine import ConstrainedLayoutEngine
 import fpkit
 from fpkit import plotting
 from fpkit.prediction import PairPrediction, Prediction
+from fpkit.validation.experiments import fp_histograms as ex
+from fpkit.validation.experiments import fp_histograms_figures as figs
 
 
-def fake_prediction(label, seed=0, S=12, n=120):
+def fake_prediction(label, seed=0, S=12, n=120, se=False):
     rng = np.random.default_rng(seed)
     g = fpkit.Grid.uniform(-3, 3, n)
     t = np.concatenate([[0.0], np.geomspace(0.1, 50, S - 1)])
@@ -21,6 +24,8 @@ def fake_prediction(label, seed=0, S=12, n=120):
     empirical = np.array([np.histogram(j, g.edges[0], density=True)[0] for j in judged])
     dist = {"fp": 1 + rng.random(S), "frozen": 1 + t, "drift_only": 1 + t / 2, "diffusion_only": 1 + t}
     coef = {"drift": -np.tile(g.x, (S, 1)), "diffusion": np.full((S, n), 0.1), "supported": np.ones((S, n), bool)}
+    if se:
+        coef.update(drift_se=np.full((S, n), 0.05), diffusion_se=np.full((S, n), 0.01))
     return Prediction(label=label, t=t, grid=g, density=density, empirical=empirical, judged=judged, distance=dist,
                       w1=np.ones(S), w1_floor=np.ones(S), ks=np.ones(S), js=np.ones(S), coefficients=coef)  # fmt: skip
 
@@ -94,3 +99,48 @@ def test_output_distributions_legend_says_what_the_number_is():
 def test_files_written_in_the_format_of_their_suffix(preds, tmp_path, suffix, magic):
     out = plotting.plot_distances(preds, tmp_path / f"d{suffix}")
     assert out.read_bytes().startswith(magic)
+
+
+def test_coefficient_bands_are_two_standard_errors_wide_and_labelled():
+    p = fake_prediction("W2[0,0]", se=True)
+    fig = plotting.plot_coefficients([p], snapshots=[3])
+    check_figure(fig)
+    for ax, key in ((fig.axes[0], "drift"), (fig.axes[1], "diffusion")):
+        [band] = [c for c in ax.collections if c.get_paths()]
+        y = band.get_paths()[0].vertices[:, 1]
+        line = ax.get_lines()[0].get_ydata()
+        assert y.max() == pytest.approx(max(line) + plotting.SE_BAND * p.coefficients[f"{key}_se"][3, 0])
+        assert "±2 standard errors (pointwise)" in [t.get_text() for t in ax.get_legend().get_texts()]
+    # without stored errors (an older prediction file): no band and no band label
+    fig = plotting.plot_coefficients([fake_prediction("W2[0,0]")])
+    assert not any(c.get_paths() for ax in fig.axes for c in ax.collections)
+    assert not any("standard errors" in t.get_text() for ax in fig.axes for t in ax.get_legend().get_texts())
+
+
+def test_flagship_stores_the_standard_errors_as_datasets(tmp_path):
+    p = fake_prediction("W2[0,0]", se=True)
+    res = ex.Result(t=p.t, entries=[p], members=400, eta=0.1, batch_size=8,
+                    split={"estimate": np.arange(2), "judge": np.arange(2, 4)})  # fmt: skip
+    with h5py.File(tmp_path / "r.h5", "w") as f:
+        figs.save_results(f, res)
+    with h5py.File(tmp_path / "r.h5", "r") as f:
+        np.testing.assert_array_equal(f["entries/W2[0,0]/drift_se"][()], p.coefficients["drift_se"])
+        np.testing.assert_array_equal(f["entries/W2[0,0]/diffusion_se"][()], p.coefficients["diffusion_se"])
+
+
+def test_prediction_plot_draws_through_fpkit_plotting(preds):
+    """Prediction.plot is plotting.plot_prediction: labelled panels with legends, the distance panel drawn as
+    plot_distances draws it (one colour for the entry, a line style per baseline), and into a given axes."""
+    p = preds[2]
+    fig = p.plot()
+    check_figure(fig)
+    dens, dist = fig.axes
+    assert dist.get_title() == "W1[1,5]: distance to the judged members"
+    labels = [t.get_text() for t in dist.get_legend().get_texts()]
+    assert labels[0] == "W1[1,5]" and {"FP prediction", "frozen (density at t = 0)"} <= set(labels)
+    assert {line.get_linestyle() for line in dist.get_lines() if len(line.get_xdata()) > 2} == {"-", ":", "--", "-."}
+    assert any(t.get_text() == f"FP, t = {p.t[-1]:.3g}" for t in dens.get_legend().get_texts())
+    plt = plotting._pyplot()
+    own, ax = plt.subplots()
+    assert p.plot(ax=ax, snapshots=[0, 5]) is own and len(own.axes) == 1
+    assert len(ax.get_lines()) == 2 and ax.get_legend() is not None
