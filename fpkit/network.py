@@ -22,11 +22,13 @@ def _layers(weights: dict) -> list[str]:
 
 
 def forward(weights: dict, x: np.ndarray, activation: str) -> list[np.ndarray]:
-    """Activations of every layer for each member: weights[name] (M, out, in), x (n, d) -> list of (M, n, ·).
-    Hidden layers use ``activation``, the output layer is linear (fpkit.ensemble's convention)."""
+    """Activations of every layer for each member: weights[name] (M, out, in), x (n, d) shared by the members
+    or (M, n, d) one set per member -> list of (M, n, ·). Hidden layers use ``activation``, the output layer is
+    linear (fpkit.ensemble's convention)."""
     act = _ACT[activation][0]
     names = _layers(weights)
-    h = np.broadcast_to(x, (next(iter(weights.values())).shape[0],) + x.shape)
+    M = next(iter(weights.values())).shape[0]
+    h = x if x.ndim == 3 else np.broadcast_to(x, (M,) + x.shape)
     outs = [h]
     for ell, name in enumerate(names):
         z = np.einsum("moi,mni->mno", weights[name], h)
