@@ -94,7 +94,20 @@ def _samples(x, name: str, min_size: int = 1) -> np.ndarray:
 
 
 def grid_cdf(p, grid: Grid) -> np.ndarray:
-    """CDF of a 1-D grid density at the ``n + 1`` cell faces (0 at ``lo``, 1 at ``hi``)."""
+    """CDF of a 1-D grid density at the ``n + 1`` cell faces (0 at ``lo``, 1 at ``hi``).
+
+    Parameters
+    ----------
+    p : array (n,)
+        A density on ``grid`` (Σ p·dx = 1; undershoots down to ``NEG_TOL``·max are clipped).
+    grid : fpkit.Grid
+        The 1-D grid of the densities (units of x).
+
+    Returns
+    -------
+    array (n + 1,)
+        F at the cell faces.
+    """
     grid = _grid_1d(grid)
     p = _density(p, grid, "p")
     c = np.concatenate([[0.0], np.cumsum(p) * grid.dx[0]])
@@ -124,7 +137,22 @@ def _density_vs_steps(p, grid: Grid, x_sorted: np.ndarray):
 
 def marginal(p, grid: Grid, axis: int) -> tuple[Grid, np.ndarray]:
     """The 1-D marginal of a 2-D/3-D grid density along ``axis``: ``(grid_1d, density_1d)``, so the 1-D
-    distances and floors apply to each coordinate of a joint density (e.g. a pair of weights)."""
+    distances and floors apply to each coordinate of a joint density (e.g. a pair of weights).
+
+    Parameters
+    ----------
+    p : array
+        A 2-D or 3-D density on ``grid``.
+    grid : fpkit.Grid
+        Its grid.
+    axis : int
+        The coordinate to keep.
+
+    Returns
+    -------
+    (fpkit.Grid, array)
+        The 1-D grid of that axis and the marginal density on it (Σ p·dx = 1).
+    """
     if not isinstance(grid, Grid) or grid.ndim < 2:
         raise ConfigError("`grid` must be an fpkit Grid with 2 or 3 axes")
     if not 0 <= axis < grid.ndim:
@@ -142,6 +170,20 @@ def w1_grid(p, q, grid: Grid) -> float:
     """Wasserstein-1 distance between two 1-D densities on the same grid (units of x).
 
     Exact for cell-average densities: ``F_p − F_q`` is linear inside each cell.
+
+    Parameters
+    ----------
+    p : array (n,)
+        A density on ``grid`` (Σ p·dx = 1; undershoots down to ``NEG_TOL``·max are clipped).
+    q : array (n,)
+        A second density on the same grid.
+    grid : fpkit.Grid
+        The 1-D grid of the densities (units of x).
+
+    Returns
+    -------
+    float
+        W1 in units of x.
     """
     grid = _grid_1d(grid)
     d = grid_cdf(p, grid) - grid_cdf(q, grid)
@@ -154,6 +196,20 @@ def w1_samples(p, grid: Grid, samples) -> float:
     Exact: on each interval between consecutive cell faces and sample points the empirical CDF is constant
     and the density's CDF linear. Samples outside the grid are included (the density's CDF is 0 below the
     grid and 1 above it).
+
+    Parameters
+    ----------
+    p : array (n,)
+        A density on ``grid`` (Σ p·dx = 1; undershoots down to ``NEG_TOL``·max are clipped).
+    grid : fpkit.Grid
+        The 1-D grid of the densities (units of x).
+    samples : array (N,)
+        The judged samples (units of x).
+
+    Returns
+    -------
+    float
+        W1 in units of x.
     """
     grid = _grid_1d(grid)
     x = _samples(samples, "samples")
@@ -164,7 +220,18 @@ def w1_samples(p, grid: Grid, samples) -> float:
 
 
 def w1_two_samples(a, b) -> float:
-    """Exact Wasserstein-1 distance between the empirical measures of two 1-D samples."""
+    """Exact Wasserstein-1 distance between the empirical measures of two 1-D samples.
+
+    Parameters
+    ----------
+    a, b : array
+        The two samples (1-D, units of x).
+
+    Returns
+    -------
+    float
+        W1 in units of x.
+    """
     a = _samples(a, "a")
     b = _samples(b, "b")
     z = np.union1d(a, b)
@@ -175,7 +242,22 @@ def w1_two_samples(a, b) -> float:
 
 # --------------------------------------------------------------------------------------------- KS
 def ks_grid(p, q, grid: Grid) -> float:
-    """Kolmogorov-Smirnov distance ``sup|F_p − F_q|`` between two grid densities (extremes at cell faces)."""
+    """Kolmogorov-Smirnov distance ``sup|F_p − F_q|`` between two grid densities (extremes at cell faces).
+
+    Parameters
+    ----------
+    p : array (n,)
+        A density on ``grid`` (Σ p·dx = 1; undershoots down to ``NEG_TOL``·max are clipped).
+    q : array (n,)
+        A second density on the same grid.
+    grid : fpkit.Grid
+        The 1-D grid of the densities (units of x).
+
+    Returns
+    -------
+    float
+        The KS distance, in [0, 1].
+    """
     grid = _grid_1d(grid)
     return float(np.max(np.abs(grid_cdf(p, grid) - grid_cdf(q, grid))))
 
@@ -184,6 +266,20 @@ def ks_samples(p, grid: Grid, samples) -> float:
     """Kolmogorov-Smirnov distance between a grid density and the empirical CDF of ``samples``.
 
     The supremum is attained at a sample point, from the left or the right (the one-sample KS statistic).
+
+    Parameters
+    ----------
+    p : array (n,)
+        A density on ``grid`` (Σ p·dx = 1; undershoots down to ``NEG_TOL``·max are clipped).
+    grid : fpkit.Grid
+        The 1-D grid of the densities (units of x).
+    samples : array (N,)
+        The judged samples (units of x).
+
+    Returns
+    -------
+    float
+        The KS distance, in [0, 1].
     """
     grid = _grid_1d(grid)
     x = _samples(samples, "samples")
@@ -196,7 +292,18 @@ def ks_samples(p, grid: Grid, samples) -> float:
 
 
 def ks_two_samples(a, b) -> float:
-    """Two-sample Kolmogorov-Smirnov distance between empirical CDFs."""
+    """Two-sample Kolmogorov-Smirnov distance between empirical CDFs.
+
+    Parameters
+    ----------
+    a, b : array
+        The two samples (1-D, units of x).
+
+    Returns
+    -------
+    float
+        The KS distance, in [0, 1].
+    """
     a = _samples(a, "a")
     b = _samples(b, "b")
     z = np.union1d(a, b)
@@ -227,6 +334,18 @@ def js_grid(p, q, grid: Grid) -> float:
     """Jensen-Shannon distance (square root of the base-2 JS divergence, in [0, 1]) between grid densities.
 
     Works on grids of any dimension: cell masses ``p * cell_volume`` are compared.
+
+    Parameters
+    ----------
+    p, q : array
+        Densities on ``grid`` (any dimension; Σ p·cell_volume = 1).
+    grid : fpkit.Grid
+        Their grid.
+
+    Returns
+    -------
+    float
+        The JS distance, in [0, 1].
     """
     if not isinstance(grid, Grid):
         raise ConfigError(f"`grid` must be an fpkit Grid, got {type(grid).__name__}")
@@ -238,7 +357,20 @@ def js_grid(p, q, grid: Grid) -> float:
 def binned_masses(samples, grid: Grid) -> np.ndarray:
     """Sample counts per cell of a grid, with one overflow bin below and one above (1-D: ``n + 2`` values);
     on 2-D/3-D grids samples have shape ``(N, ndim)`` and points outside the grid go to one overflow bin
-    appended at the end."""
+    appended at the end.
+
+    Parameters
+    ----------
+    samples : array (N,) or (N, ndim)
+        The samples.
+    grid : fpkit.Grid
+        The grid whose cells bin them.
+
+    Returns
+    -------
+    array
+        Counts per cell, then the overflow bin(s) (1-D: below first, above last).
+    """
     if not isinstance(grid, Grid):
         raise ConfigError(f"`grid` must be an fpkit Grid, got {type(grid).__name__}")
     x = np.asarray(samples, dtype=float)
@@ -263,6 +395,20 @@ def js_samples(p, grid: Grid, samples) -> float:
     Samples outside the grid fall in overflow bins (where the density has no mass), so they count fully.
     The value depends on the binning and is biased upwards by sampling noise (≈ sqrt(cells / N) for
     broad densities): compare it with its noise floor (``bootstrap_floor`` / ``halves_floor``).
+
+    Parameters
+    ----------
+    p : array
+        A density on ``grid`` (any dimension).
+    grid : fpkit.Grid
+        Its grid, which also bins the samples.
+    samples : array (N,) or (N, ndim)
+        The judged samples.
+
+    Returns
+    -------
+    float
+        The JS distance, in [0, 1].
     """
     if not isinstance(grid, Grid):
         raise ConfigError(f"`grid` must be an fpkit Grid, got {type(grid).__name__}")
@@ -276,7 +422,20 @@ def js_samples(p, grid: Grid, samples) -> float:
 
 
 def js_two_samples(a, b, grid: Grid) -> float:
-    """Jensen-Shannon distance between two samples binned on the same grid (with overflow bins)."""
+    """Jensen-Shannon distance between two samples binned on the same grid (with overflow bins).
+
+    Parameters
+    ----------
+    a, b : array (N,) or (N, ndim)
+        The two samples.
+    grid : fpkit.Grid
+        The grid that bins both.
+
+    Returns
+    -------
+    float
+        The JS distance, in [0, 1].
+    """
     return _js_from_masses(binned_masses(a, grid), binned_masses(b, grid))
 
 
@@ -323,6 +482,14 @@ def w1_floor(n: int, *, samples=None, p=None, grid: Grid | None = None, exact: b
         Samples whose empirical CDF stands for ``F``.
     p, grid : optional
         A 1-D grid density standing for ``F`` (give both, not ``samples``).
+
+    exact : bool
+        Use the exact binomial mean absolute deviation instead of the normal approximation.
+
+    Returns
+    -------
+    float
+        The expected W1 distance (units of x).
     """
     n = int(check_positive("n", n))
     if (samples is None) == (p is None):
@@ -350,7 +517,22 @@ def w1_floor(n: int, *, samples=None, p=None, grid: Grid | None = None, exact: b
 
 def w1_floor_pair(n1: int, n2: int, *, samples=None, p=None, grid: Grid | None = None) -> float:
     """Expected W1 between two independent empirical measures of sizes ``n1``, ``n2`` from the same law:
-    ``sqrt(2/π) ∫ sqrt(F(1−F)(1/n1 + 1/n2)) dx`` (= √2 floors for n1 = n2)."""
+    ``sqrt(2/π) ∫ sqrt(F(1−F)(1/n1 + 1/n2)) dx`` (= √2 floors for n1 = n2).
+
+    Parameters
+    ----------
+    n1, n2 : int
+        Sizes of the two samples.
+    samples : array (N,), optional
+        Samples whose empirical CDF stands for F.
+    p, grid : optional
+        A 1-D grid density standing for F (give both, not ``samples``).
+
+    Returns
+    -------
+    float
+        The expected W1 distance (units of x).
+    """
     n1 = int(check_positive("n1", n1))
     n2 = int(check_positive("n2", n2))
     one = w1_floor(1, samples=samples, p=p, grid=grid)
@@ -360,7 +542,18 @@ def w1_floor_pair(n1: int, n2: int, *, samples=None, p=None, grid: Grid | None =
 def ks_floor(n: int) -> float:
     """Expected KS distance between a continuous law and ``n`` of its samples (any continuous F):
     Kolmogorov's mean ``sqrt(π/2) ln 2`` divided by Stephens' effective ``sqrt(n) + 0.12 + 0.11/sqrt(n)``
-    (the finite-n correction is 1.3 % at n = 100)."""
+    (the finite-n correction is 1.3 % at n = 100).
+
+    Parameters
+    ----------
+    n : int
+        Number of samples.
+
+    Returns
+    -------
+    float
+        The expected KS distance.
+    """
     n = int(check_positive("n", n))
     rn = np.sqrt(n)
     return KS_MEAN / (rn + 0.12 + 0.11 / rn)
@@ -379,6 +572,22 @@ def bootstrap_floor(
     ``distance(a, b)`` compares two samples (e.g. ``w1_two_samples`` or
     ``lambda a, b: js_two_samples(a, b, grid)``). The bootstrap world's "true law" is the empirical measure
     of ``samples``, so this estimates ``E distance(F_N, F)`` for the ``N`` judged samples.
+
+    Parameters
+    ----------
+    samples : array (N,) or (N, ndim)
+        The judged samples.
+    distance : callable
+        ``distance(a, b) -> float`` between two samples.
+    n_boot : int
+        Number of resamples.
+    seed : int
+        Seed of the resampling.
+
+    Returns
+    -------
+    float
+        The floor, in the distance's units.
     """
     x = np.asarray(samples, dtype=float)
     if x.ndim not in (1, 2) or x.shape[0] < 2:
@@ -396,6 +605,22 @@ def halves_floor(
 
     Two halves of sizes ``n1 = N // 2``, ``n2 = N − n1`` sit ``sqrt(N (1/n1 + 1/n2)) ≈ 2`` floors apart for
     W1, KS and JS alike (all scale as ``1/sqrt(n_eff)``), so the mean split distance is divided by that.
+
+    Parameters
+    ----------
+    samples : array (N,) or (N, ndim)
+        The judged samples (N ≥ 4).
+    distance : callable
+        ``distance(a, b) -> float`` between two samples.
+    n_splits : int
+        Number of random splits averaged.
+    seed : int
+        Seed of the splits.
+
+    Returns
+    -------
+    float
+        The floor, in the distance's units.
     """
     x = np.asarray(samples, dtype=float)
     if x.ndim not in (1, 2) or x.shape[0] < 4:
@@ -412,7 +637,20 @@ def halves_floor(
 
 
 def floor_ratio(distance, floor):
-    """``distance / floor`` (arrays broadcast); a perfect prediction scores ≈ 1 on average."""
+    """``distance / floor`` (arrays broadcast); a perfect prediction scores ≈ 1 on average.
+
+    Parameters
+    ----------
+    distance : float or array
+        Measured distances.
+    floor : float or array
+        Their noise floors (positive), in the same units.
+
+    Returns
+    -------
+    array
+        distance / floor (dimensionless).
+    """
     floor = np.asarray(floor, dtype=float)
     if np.any(~(floor > 0)):
         raise ConfigError("`floor` must be positive")
@@ -425,6 +663,24 @@ def compare(p, grid: Grid, samples, *, js_floor_boot: int = 30, seed: int = 0) -
     Floors: W1 from the judged samples' empirical CDF (``w1_floor``), KS asymptotic (``ks_floor``), JS by
     bootstrap (``js_floor_boot`` resamples). Returns a dict with keys ``w1, ks, js, w1_floor, ks_floor,
     js_floor, w1_ratio, ks_ratio, js_ratio, n``.
+
+    Parameters
+    ----------
+    p : array (n,)
+        A density on ``grid`` (Σ p·dx = 1; undershoots down to ``NEG_TOL``·max are clipped).
+    grid : fpkit.Grid
+        The 1-D grid of the densities (units of x).
+    samples : array (N,)
+        The judged samples (N ≥ 2, units of x).
+    js_floor_boot : int
+        Bootstrap resamples of the JS floor.
+    seed : int
+        Seed of the bootstrap.
+
+    Returns
+    -------
+    dict
+        The keys listed above (W1 and its floor in units of x; KS, JS and the ratios dimensionless).
     """
     x = _samples(samples, "samples", 2)
     n = x.size
