@@ -425,7 +425,7 @@ def merge_pieces(ens, path, pieces) -> Path:
     one snapshot of one field.
     """
     from .ensemble.results import FIELDS, KIND, _create_layout, _meta
-    from .io import FORMAT_VERSION, set_json_attr
+    from .io import FORMAT_VERSION, release_reserve, reserve_space, set_json_attr, write_error
 
     path = Path(path)
     tr = ens.config["train"]
@@ -449,6 +449,9 @@ def merge_pieces(ens, path, pieces) -> Path:
         from datetime import UTC, datetime
 
         with h5py.File(tmp, "w") as f:
+            # the merged file is about the pieces' size: its blocks are taken before HDF5 writes (a full disk
+            # met inside HDF5 loses data silently), and a full disk is a clean OutputError here
+            reserve_space(tmp, sum(os.path.getsize(s.filename) for s in srcs))
             f.attrs["fpkit_format"] = FORMAT_VERSION
             f.attrs["kind"] = KIND
             f.attrs["created"] = datetime.now(UTC).isoformat()
@@ -499,11 +502,14 @@ def merge_pieces(ens, path, pieces) -> Path:
                      for (a, b), s in zip(ranges, srcs)]))  # fmt: skip
         from .io import _fsync
 
+        release_reserve(tmp)
         _fsync(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        if isinstance(exc, OSError) and not isinstance(exc, FpkitError):
+            raise write_error(path, exc) from exc
         raise
     finally:
         for s in srcs:

@@ -97,6 +97,57 @@ def ensure_space(path, nbytes: int) -> None:
         raise OSError(errno.ENOSPC, f"No space left on device ({free} bytes free, {need} needed)")
 
 
+def reserve_space(path, nbytes: int) -> None:
+    """Reserve disk blocks for the next ``nbytes`` (with :func:`ensure_space`'s margin) that HDF5 will append
+    to the open file ``path``, or raise OSError(ENOSPC). A free-space check alone leaves a race: another
+    process can fill the disk between the check and HDF5's write, and HDF5 meeting a full disk loses the data
+    silently and can crash the interpreter. The blocks are taken beyond the end of the file without changing
+    its size (Linux ``fallocate`` with FALLOC_FL_KEEP_SIZE), so HDF5's appends land in space that is already
+    ours; :func:`release_reserve` gives back what was not used. Where the file system cannot reserve space
+    (not Linux, or no fallocate there), the free-space check is all there is."""
+    need = int(1.5 * nbytes) + 2**18
+    fallocate = _fallocate()
+    if fallocate is None:
+        return ensure_space(path, nbytes)
+    import ctypes
+
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        if fallocate(fd, 1, os.fstat(fd).st_size, need) != 0:  # 1 = FALLOC_FL_KEEP_SIZE
+            err = ctypes.get_errno()
+            if err in (errno.ENOSPC, errno.EDQUOT):
+                raise OSError(errno.ENOSPC, f"No space left on device (could not reserve {need} bytes)")
+            return ensure_space(path, nbytes)  # EOPNOTSUPP and the like: check only
+    finally:
+        os.close(fd)
+
+
+def release_reserve(path) -> None:
+    """Give back the blocks :func:`reserve_space` took beyond the end of ``path`` and HDF5 did not use."""
+    with contextlib.suppress(OSError):
+        os.truncate(path, os.path.getsize(path))
+
+
+_FALLOCATE: list = []
+
+
+def _fallocate():
+    """libc's ``fallocate(fd, mode, offset, len)`` (Linux), or None."""
+    if not _FALLOCATE:
+        fn = None
+        if sys.platform.startswith("linux"):
+            import ctypes
+
+            try:
+                fn = ctypes.CDLL(None, use_errno=True).fallocate
+                fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+                fn.restype = ctypes.c_int
+            except (OSError, AttributeError):
+                fn = None
+        _FALLOCATE.append(fn)
+    return _FALLOCATE[0]
+
+
 def _fsync(path, directory: bool = False) -> None:
     fd = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0))
     try:

@@ -19,7 +19,8 @@ import h5py
 import numpy as np
 
 from ..errors import ConfigError, FileFormatError, StabilityError, check_positive
-from ..io import FORMAT_VERSION, _fsync, check_output_file, ensure_space, get_json_attr, set_json_attr
+from ..io import (FORMAT_VERSION, _fsync, check_output_file, ensure_space, get_json_attr, release_reserve,
+                  reserve_space, set_json_attr)
 
 if TYPE_CHECKING:
     from .trainer import Ensemble
@@ -160,6 +161,8 @@ class _Writer:
             ensure_space(self.partial, sum(np.asarray(v).nbytes for v in (*state.values(), ds.x_eval, ds.y_eval)
                                            if v is not None))  # fmt: skip
             f = self.f = h5py.File(self.partial, "w")
+            reserve_space(self.partial, sum(np.asarray(v).nbytes for v in (*state.values(), ds.x_eval, ds.y_eval)
+                                            if v is not None))  # fmt: skip
             f.attrs["fpkit_format"] = FORMAT_VERSION
             f.attrs["kind"] = KIND
             from datetime import datetime
@@ -238,7 +241,8 @@ class _Writer:
     def put(self, j, state, snap, alive=None):
         f, arch = self.f, self.ens.arch
         try:
-            ensure_space(self.partial, sum(np.asarray(v).nbytes for v in (*snap.values(), *state.values())))
+            # blocks reserved before HDF5 writes: a disk filled by another process meanwhile cannot reach it
+            reserve_space(self.partial, sum(np.asarray(v).nbytes for v in (*snap.values(), *state.values())))
             for fld in FIELDS:
                 if fld in snap:
                     flat = snap[fld].T  # (M, P)
@@ -274,6 +278,7 @@ class _Writer:
         try:
             self.f.flush()
             self._close_file()
+            release_reserve(self.partial)
             _fsync(self.partial)  # on disk before it takes the output's name
         except OSError as exc:
             raise self._write_failed(exc) from exc
