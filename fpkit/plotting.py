@@ -22,7 +22,20 @@ def _pyplot():
 
 def save_figure(fig, path) -> Path:
     """Save through fpkit's one atomic-write path (temporary file, fsync, verify, rename) and close the
-    figure, also when saving fails (then the previous file at ``path`` is unchanged)."""
+    figure, also when saving fails (then the previous file at ``path`` is unchanged).
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        The figure (closed afterwards).
+    path : str or Path
+        The file; its suffix picks the format (``FIGURE_FORMATS``, png when none).
+
+    Returns
+    -------
+    Path
+        The written file.
+    """
     from .io import atomic_path
 
     path = check_figure_path(path)
@@ -36,7 +49,18 @@ def save_figure(fig, path) -> Path:
 
 
 def check_figure_path(path) -> Path:
-    """A figure's file name: its suffix must be a format fpkit writes (png by default)."""
+    """A figure's file name: its suffix must be a format fpkit writes (png by default).
+
+    Parameters
+    ----------
+    path : str or Path
+        The figure's file name.
+
+    Returns
+    -------
+    Path
+        ``path`` as a Path; a ``ConfigError`` naming it if the suffix is not a known format.
+    """
     path = Path(path)
     if path.suffix.lstrip(".").lower() not in ("", *FIGURE_FORMATS):
         raise ConfigError(f"figure {str(path)!r}: unknown format {path.suffix!r}; use one of {list(FIGURE_FORMATS)}")
@@ -57,7 +81,23 @@ def _verify_image(tmp: Path) -> None:
 
 
 def plot_solution(sol, path=None, title: str | None = None):
-    """Density over time (heat map in 1-D, snapshots in 2-D), snapshots, and a mass/mean/variance panel."""
+    """Density over time (heat map in 1-D, snapshots in 2-D), snapshots, and a mass/mean/variance panel.
+
+    Parameters
+    ----------
+    sol : fpkit.Solution
+        A density over time (``FokkerPlanck.solve``; x and t in the problem's units).
+    path : str or Path, optional
+        Write the figure there (format by suffix: .png, .pdf, .svg) and return the path; otherwise return the
+        figure.
+    title : str, optional
+        A title over the panels.
+
+    Returns
+    -------
+    Path or matplotlib.figure.Figure
+        The written file's path when ``path`` is given, else the figure.
+    """
     plt = _pyplot()
     g = sol.grid
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
@@ -96,7 +136,21 @@ def plot_solution(sol, path=None, title: str | None = None):
 
 
 def plot_ensemble(run, path=None):
-    """Training of an ensemble: loss quantiles, η·λmax, and the spread of every W2 entry over time."""
+    """Training of an ensemble: loss quantiles, η·λmax, and the spread of every W2 entry over time.
+
+    Parameters
+    ----------
+    run : fpkit.EnsembleRun
+        A trained ensemble (t = η·step).
+    path : str or Path, optional
+        Write the figure there (format by suffix: .png, .pdf, .svg) and return the path; otherwise return the
+        figure.
+
+    Returns
+    -------
+    Path or matplotlib.figure.Figure
+        The written file's path when ``path`` is given, else the figure.
+    """
     plt = _pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), layout="constrained")
     t = np.maximum(run.t, run.t[1] / 2 if run.t.size > 1 else 1.0)
@@ -140,6 +194,18 @@ PLOTTERS = {
 
 
 def cli_plot(args) -> int:
+    """`fpkit plot RESULT -o FIGURE`: draw a results file with the plotter of its kind (``PLOTTERS``).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        ``result`` (the results file) and ``output`` (the figure's path).
+
+    Returns
+    -------
+    int
+        The exit status, 0.
+    """
     import importlib
 
     from .io import check_output_file, read_kind
@@ -190,7 +256,22 @@ def _finish(fig, path):
 
 def display_bins(p: np.ndarray, edges: np.ndarray, n_bins: int = 60):
     """Average a density over groups of cells so that about ``n_bins`` remain (for display only); returns
-    the coarse density and its edges."""
+    the coarse density and its edges.
+
+    Parameters
+    ----------
+    p : array (..., n)
+        Densities on cells with edges ``edges``.
+    edges : array (n + 1,)
+        The cell edges.
+    n_bins : int
+        About this many coarse bins.
+
+    Returns
+    -------
+    (array, array)
+        The coarse densities (..., m) and their m + 1 edges.
+    """
     f = max(1, p.shape[-1] // n_bins)
     m = (p.shape[-1] // f) * f
     return p[..., :m].reshape(*p.shape[:-1], -1, f).mean(axis=-1), edges[: m + 1 : f]
@@ -198,7 +279,22 @@ def display_bins(p: np.ndarray, edges: np.ndarray, n_bins: int = 60):
 
 def display_window(p: np.ndarray, edges: np.ndarray, tail: float = 0.005) -> tuple[int, int]:
     """Cell range [i0, i1) holding all but ``tail`` of the density in each tail, padded by 30 % of its width
-    (late W1 entries are a narrow core inside the grid that spans their initial spread)."""
+    (late W1 entries are a narrow core inside the grid that spans their initial spread).
+
+    Parameters
+    ----------
+    p : array (n,)
+        A density on cells with edges ``edges``.
+    edges : array (n + 1,)
+        The cell edges.
+    tail : float
+        Probability left out in each tail before padding.
+
+    Returns
+    -------
+    (int, int)
+        The first and one past the last cell index.
+    """
     c = np.cumsum(p * np.diff(edges))
     i0, i1 = int(np.searchsorted(c, tail * c[-1])), int(np.searchsorted(c, (1 - tail) * c[-1])) + 1
     pad = max(1, int(0.3 * (i1 - i0)))
@@ -206,7 +302,18 @@ def display_window(p: np.ndarray, edges: np.ndarray, tail: float = 0.005) -> tup
 
 
 def overlay_snapshots(t: np.ndarray) -> np.ndarray:
-    """Snapshot indices closest to t_end · {1/100, 1/10, 1/3, 1}: spread in log time over where entries move."""
+    """Snapshot indices closest to t_end · {1/100, 1/10, 1/3, 1}: spread in log time over where entries move.
+
+    Parameters
+    ----------
+    t : array (S,)
+        Snapshot times (t = η·step), increasing.
+
+    Returns
+    -------
+    array of int
+        The distinct snapshot indices, increasing.
+    """
     return np.unique([int(np.argmin(np.abs(t - f * t[-1]))) for f in (0.01, 0.1, 1 / 3, 1.0)])
 
 
@@ -217,6 +324,19 @@ def plot_heatmaps(predictions, path=None):
     late core does not hide the early spread, and the prediction is never scaled by the data's noise); the
     colour bar reads "density / its maximum at that t" from 0 to 1. Time runs on a log axis from the first
     snapshot after t = 0; the initial condition (t = 0) is drawn as a separate strip below, labelled so.
+
+    Parameters
+    ----------
+    predictions : Prediction, Predictions or list of Prediction
+        The predictions to draw (``fpkit.predict``), one row (or column) each.
+    path : str or Path, optional
+        Write the figure there (format by suffix: .png, .pdf, .svg) and return the path; otherwise return the
+        figure.
+
+    Returns
+    -------
+    Path or matplotlib.figure.Figure
+        The written file's path when ``path`` is given, else the figure.
     """
     plt = _pyplot()
     preds = _as_list(predictions)
@@ -259,7 +379,25 @@ def _log_edges(t: np.ndarray) -> np.ndarray:
 def plot_overlays(predictions, path=None, snapshots=None, n_bins: int = 40):
     """Predicted density over the judged members' histogram and the frozen baseline (the judged density at
     t = 0), one row per prediction and one column per snapshot (default: t_end · {1/100, 1/10, 1/3, 1}).
-    Each panel shows its snapshot's central 99 % in about ``n_bins`` display bins and its W1 / noise floor."""
+    Each panel shows its snapshot's central 99 % in about ``n_bins`` display bins and its W1 / noise floor.
+
+    Parameters
+    ----------
+    predictions : Prediction, Predictions or list of Prediction
+        The predictions to draw (``fpkit.predict``), one row (or column) each.
+    path : str or Path, optional
+        Write the figure there (format by suffix: .png, .pdf, .svg) and return the path; otherwise return the
+        figure.
+    snapshots : sequence of int, optional
+        Snapshot indices, one column each.
+    n_bins : int
+        About this many display bins per panel (display only).
+
+    Returns
+    -------
+    Path or matplotlib.figure.Figure
+        The written file's path when ``path`` is given, else the figure.
+    """
     plt = _pyplot()
     preds = _as_list(predictions)
     picks = overlay_snapshots(preds[0].t) if snapshots is None else np.asarray(snapshots)
@@ -299,6 +437,11 @@ def plot_distances(predictions, path=None, *, groups=None, thresholds=None, base
     baselines : sequence of str
         Which of "fp", "frozen", "drift_only", "diffusion_only" to draw. "frozen" is drawn wide and under the
         others, so it stays visible where a baseline coincides with it.
+
+    Returns
+    -------
+    Path or matplotlib.figure.Figure
+        The written file's path when ``path`` is given, else the figure.
     """
     plt = _pyplot()
     preds = _as_list(predictions)
@@ -478,7 +621,23 @@ def plot_coefficients(predictions, path=None, snapshots=None):
 
 def plot_pair(pair, path=None, snapshot: int = -1):
     """A joint 2-D prediction (``fpkit.predict(..., joint=True)``) next to the judged members' 2-D histogram
-    at one snapshot, on one shared colour scale (0 to the judged histogram's 99.5th percentile), labelled."""
+    at one snapshot, on one shared colour scale (0 to the judged histogram's 99.5th percentile), labelled.
+
+    Parameters
+    ----------
+    pair : PairPrediction
+        A joint prediction of two entries (``fpkit.predict(..., joint=True)``).
+    path : str or Path, optional
+        Write the figure there (format by suffix: .png, .pdf, .svg) and return the path; otherwise return the
+        figure.
+    snapshot : int
+        The snapshot index (default the last).
+
+    Returns
+    -------
+    Path or matplotlib.figure.Figure
+        The written file's path when ``path`` is given, else the figure.
+    """
     plt = _pyplot()
     g = pair.grid
     s = snapshot % pair.t.size
@@ -498,7 +657,25 @@ def plot_output_distributions(trained, others: dict, path=None, *, quantity: str
     """Histograms of a per-network output quantity: the trained networks (filled) and other sets of networks
     (``others``: label -> values, or label -> (values, W1/floor against the trained)), on the trained
     networks' range (left, linear) and on everything (right, log). The number after a label is the set's W1
-    distance to the trained networks over the two-sample noise floor."""
+    distance to the trained networks over the two-sample noise floor.
+
+    Parameters
+    ----------
+    trained : array (N,)
+        The quantity for the trained networks.
+    others : dict
+        label -> values, or label -> (values, W1/floor against ``trained``).
+    path : str or Path, optional
+        Write the figure there (format by suffix: .png, .pdf, .svg) and return the path; otherwise return the
+        figure.
+    quantity : str
+        The quantity's name, used as the x label (with its units if it has any).
+
+    Returns
+    -------
+    Path or matplotlib.figure.Figure
+        The written file's path when ``path`` is given, else the figure.
+    """
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12.5, 4.4), layout="constrained")
     sets = [("trained networks", np.asarray(trained), None, dict(histtype="stepfilled", color="0.7"))]
