@@ -251,6 +251,7 @@ class _CoefND:
         self.name, self.ndim, self.scale, self.value = name, ndim, float(scale), value
         self.nonnegative = nonnegative
         self.parts: list | None = None
+        self.orientation_checked = False
         if callable(value):
             self.kind = "vector-callable"
         elif np.ndim(value) == 0:
@@ -293,8 +294,10 @@ class _CoefND:
         if self.kind == "constant":
             return np.broadcast_to(self.const, (n, self.ndim)).copy()
         if self.kind == "vector-callable":
-            out = check_components(_call_vectorised(self.value, (*coords, t), self.name), self.ndim, (n,),
-                                   self.name, t)  # fmt: skip
+            raw = _call_vectorised(self.value, (*coords, t), self.name)
+            if not self.orientation_checked:
+                self._check_orientation(raw, coords, t)
+            out = check_components(raw, self.ndim, (n,), self.name, t)
             return self.scale * np.stack(out, axis=1)
         cols = []
         for kind, v in self.parts:
@@ -306,6 +309,25 @@ class _CoefND:
             else:
                 cols.append(self.scale * v.at(x, t))
         return np.stack(cols, axis=1)
+
+    def _check_orientation(self, raw, coords: list, t: float) -> None:
+        """The callable returns components first: shape (ndim, n) or ndim arrays of n values. An array of
+        shape (n, ndim) (points first) is refused; with n == ndim the two cannot be told apart from one call,
+        so the callable is called once more on n + 1 points (the first repeated) to see which axis follows
+        the points."""
+        nd, n = self.ndim, coords[0].shape[0]
+        arr = raw if isinstance(raw, np.ndarray) else None
+        if arr is not None and arr.ndim == 2 and n == nd:
+            probe = _call_vectorised(self.value, (*[np.append(c, c[:1]) for c in coords], t), self.name)
+            arr = probe if isinstance(probe, np.ndarray) else None
+            n += 1
+        if arr is not None and arr.ndim == 2 and arr.shape == (n, nd) and n != nd:
+            raise ConfigError(
+                f"`{self.name}` callable returned an array of shape (n_points, {nd}) = {arr.shape}: return the "
+                f"components first, shape ({nd}, n_points), e.g. a tuple ({', '.join(f'a{i}' for i in range(nd))}) "
+                "or np.stack([...]) with the default axis=0"
+            )
+        self.orientation_checked = True
 
     def for_fokker_planck(self, grid: Grid):
         if self.kind == "constant" and np.all(self.const == self.const[0]):

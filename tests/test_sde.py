@@ -317,6 +317,30 @@ def test_two_dimensional_ou_variances():
     assert hist.shape == (20, 30) and g2.integrate(hist) == pytest.approx(inside, rel=1e-12)
 
 
+@pytest.mark.parametrize("nd", [2, 3])
+def test_as_many_paths_as_dimensions(nd):
+    """n_paths == ndim: a drift returned components first is used as such (Euler against the same scheme
+    written path by path), and one returned points first, shape (n_paths, ndim) — which one call cannot tell
+    from the transpose — is refused instead of being used transposed."""
+    rot = np.roll(np.eye(nd), 1, axis=0) - 0.5 * np.eye(nd)  # couples the axes, so a transpose would show
+
+    def drift(*args):
+        return tuple(rot[a] @ np.array(args[:-1]) for a in range(nd))
+
+    x0 = np.arange(1.0, 1.0 + nd * nd).reshape(nd, nd)
+    dt, steps = 0.01, 10
+    got = SDE(drift, 0.0, ndim=nd).sample(x0, [dt * steps], method="euler", dt=dt, seed=0).x[-1]
+    want = x0.copy()
+    for i in range(nd):  # path by path
+        for _ in range(steps):
+            want[i] = want[i] + dt * rot @ want[i]
+    np.testing.assert_allclose(got, want, rtol=1e-13)
+
+    points_first = SDE(lambda *a: np.stack(drift(*a), axis=1), 0.0, ndim=nd)
+    with pytest.raises(ConfigError, match=r"shape \(n_points, %d\).*components first" % nd):
+        points_first.sample(x0, [dt * steps], method="euler", dt=dt, seed=0)
+
+
 # --- alpha-stable noise --------------------------------------------------------------------------------------------
 def test_alpha_two_gives_gaussian_increments():
     D, h, n = 0.7, 0.1, 100_000
