@@ -76,7 +76,21 @@ RESULTS_KIND = "fpkit.Experiment"
 @dataclass
 class Claim:
     """One checked statement: ``held`` says whether the measured ``value`` met the ``threshold`` (text naming
-    a threshold defined in the verdict's ``thresholds``); ``sentence`` says in words what was claimed."""
+    a threshold defined in the verdict's ``thresholds``); ``sentence`` says in words what was claimed.
+
+    Parameters
+    ----------
+    name : str
+        Short name of the claim (e.g. an entry's label).
+    held : bool
+        Whether the measured value met the threshold.
+    value : float, dict or str
+        The measured number(s), in the units the threshold states.
+    threshold : str
+        Name of a threshold defined in the verdict's ``thresholds``.
+    sentence : str
+        What was claimed, in words.
+    """
 
     name: str
     held: bool
@@ -85,6 +99,13 @@ class Claim:
     sentence: str
 
     def to_dict(self) -> dict:
+        """The claim as plain JSON-able values (numpy scalars and arrays converted).
+
+        Returns
+        -------
+        dict
+            ``name``, ``held``, ``value``, ``threshold``, ``sentence``.
+        """
         return {"name": self.name, "held": bool(self.held), "value": _plain(self.value), "threshold": self.threshold,
                 "sentence": self.sentence}  # fmt: skip
 
@@ -92,7 +113,17 @@ class Claim:
 @dataclass
 class Verdict:
     """The numbers' verdict: the claims, every threshold used (defined once, by name) and a summary paragraph
-    (computed from the claims by the experiment, never parsed back from a report)."""
+    (computed from the claims by the experiment, never parsed back from a report).
+
+    Parameters
+    ----------
+    claims : list of Claim
+        The checked claims.
+    summary : str
+        A paragraph computed from the numbers.
+    thresholds : dict
+        Threshold name -> its definition in words (with its value).
+    """
 
     claims: list
     summary: str = ""
@@ -100,16 +131,32 @@ class Verdict:
 
     @property
     def held(self) -> int:
+        """The number of claims that held."""
         return sum(bool(c.held) for c in self.claims)
 
     @property
     def passed(self) -> bool:
+        """Whether every claim held."""
         return self.held == len(self.claims)
 
     def headline(self) -> str:
+        """One line: how many claims held, then the summary.
+
+        Returns
+        -------
+        str
+            The headline.
+        """
         return f"{self.held} of {len(self.claims)} claims held. {self.summary}".strip()
 
     def markdown(self) -> str:
+        """The report's verdict section: headline, a table of the claims and the threshold definitions.
+
+        Returns
+        -------
+        str
+            Markdown text.
+        """
         lines = ["## Verdict\n", self.headline() + "\n"]
         if self.claims:
             lines += ["| claim | measured | threshold | held |", "|---|---|---|---|"]
@@ -122,6 +169,13 @@ class Verdict:
         return "\n".join(lines) + "\n"
 
     def to_dict(self) -> dict:
+        """The verdict as plain JSON-able values (stored as the ``verdict`` attribute of results.h5).
+
+        Returns
+        -------
+        dict
+            ``summary``, ``held``, ``claims`` and ``thresholds``.
+        """
         return {"summary": self.summary, "held": self.held, "claims": [c.to_dict() for c in self.claims],
                 "thresholds": dict(self.thresholds)}  # fmt: skip
 
@@ -148,7 +202,15 @@ def _fmt_value(v) -> str:
 
 # ------------------------------------------------------------------------------------------ the base
 class RunContext:
-    """What a running experiment gets besides its configuration: stage timing and a progress switch."""
+    """What a running experiment gets besides its configuration: stage timing and a progress switch.
+
+    Parameters
+    ----------
+    show_progress : bool, optional
+        Progress bars on (True), off (False) or when the output is a terminal (None).
+    client : dask.distributed.Client, optional
+        Where an experiment may send its sweeps and per-entry tasks (None: in-process).
+    """
 
     def __init__(self, show_progress: bool | None = None, client=None):
         self.timings: dict[str, float] = {}
@@ -157,7 +219,18 @@ class RunContext:
 
     @contextmanager
     def stage(self, name: str):
-        """Time a stage (seconds, accumulated under ``name`` in the results file and the report)."""
+        """Time a stage (seconds, accumulated under ``name`` in the results file and the report).
+
+        Parameters
+        ----------
+        name : str
+            The stage's name.
+
+        Yields
+        ------
+        None
+            The body of the ``with`` block is timed.
+        """
         t0 = time.perf_counter()
         log.info("stage %s ...", name)
         try:
@@ -177,30 +250,108 @@ class Experiment:
     quick: dict = {}
 
     def run(self, cfg: dict, ctx: RunContext):
-        """Run the stages on the resolved configuration (a plain nested dict); return a result dataclass."""
+        """Run the stages on the resolved configuration (a plain nested dict); return a result dataclass.
+
+        Parameters
+        ----------
+        cfg : dict
+            The resolved configuration (a plain nested dict, validated by ``Config``).
+        ctx : RunContext
+            Stage timing, the progress switch and an optional Dask client.
+
+        Returns
+        -------
+        object
+            The experiment's result (a dataclass).
+        """
         raise NotImplementedError
 
     def verdict(self, cfg: dict, result) -> Verdict:
-        """The claims and whether they held, from the result's numbers."""
+        """The claims and whether they held, from the result's numbers.
+
+        Parameters
+        ----------
+        cfg : dict
+            The resolved configuration (a plain nested dict, validated by ``Config``).
+        result : object
+            What ``run`` returned.
+
+        Returns
+        -------
+        Verdict
+            The claims, thresholds and summary.
+        """
         raise NotImplementedError
 
     def report(self, cfg: dict, result, verdict: Verdict, figures: dict) -> str:
-        """Markdown sections of the report (the writer adds the title, verdict, run times and figures)."""
+        """Markdown sections of the report (the writer adds the title, verdict, run times and figures).
+
+        Parameters
+        ----------
+        cfg : dict
+            The resolved configuration (a plain nested dict, validated by ``Config``).
+        result : object
+            What ``run`` returned.
+        verdict : Verdict
+            What ``verdict`` returned.
+        figures : dict
+            Description -> path of the figures written.
+
+        Returns
+        -------
+        str
+            Markdown.
+        """
         return ""
 
     def figures(self, cfg: dict, result, out: Path) -> dict:
-        """Write figures into ``out``; return {description: path}."""
+        """Write figures into ``out``; return {description: path}.
+
+        Parameters
+        ----------
+        cfg : dict
+            The resolved configuration (a plain nested dict, validated by ``Config``).
+        result : object
+            What ``run`` returned.
+        out : Path
+            The output folder.
+
+        Returns
+        -------
+        dict
+            Description -> path (or None for a figure not drawn).
+        """
         return {}
 
     def save(self, group, cfg: dict, result) -> None:
         """Write the result into an open HDF5 group (default: every dataclass field, arrays as datasets,
-        nested dicts and dataclasses as groups, other values as JSON attributes)."""
+        nested dicts and dataclasses as groups, other values as JSON attributes).
+
+        Parameters
+        ----------
+        group : h5py.Group
+            The open results file's root group.
+        cfg : dict
+            The resolved configuration (a plain nested dict, validated by ``Config``).
+        result : object
+            What ``run`` returned.
+        """
         write_tree(group, result)
 
 
 def write_tree(group, value, name: str | None = None) -> None:
     """Store a dataclass / dict / list / array / scalar tree in an HDF5 group: arrays as datasets, containers
-    as sub-groups, scalars and strings as JSON attributes (the generic results layout)."""
+    as sub-groups, scalars and strings as JSON attributes (the generic results layout).
+
+    Parameters
+    ----------
+    group : h5py.Group
+        Where to write.
+    value : object
+        The tree to store.
+    name : str, optional
+        The name under ``group`` (None: ``value``'s fields go into ``group`` itself).
+    """
     from .io import set_json_attr
 
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -234,7 +385,13 @@ def _entry_points() -> dict:
 
 
 def available() -> dict[str, str]:
-    """Installed experiments: name -> one-line title."""
+    """Installed experiments: name -> one-line title.
+
+    Returns
+    -------
+    dict
+        Experiment name -> title, sorted by name.
+    """
     out = {}
     for name, ep in sorted(_entry_points().items()):
         try:
@@ -256,7 +413,18 @@ def _instance(obj) -> Experiment:
 
 def load(name_or_path) -> Experiment:
     """An experiment by registered name, or from a Python file that defines ``EXPERIMENT`` (or exactly one
-    Experiment subclass)."""
+    Experiment subclass).
+
+    Parameters
+    ----------
+    name_or_path : str or Path
+        A registered name (``fpkit experiment list``) or a .py file.
+
+    Returns
+    -------
+    Experiment
+        An instance of the experiment.
+    """
     s = str(name_or_path)
     if s.endswith(".py") or os.sep in s:
         path = Path(s)
@@ -291,7 +459,13 @@ def load(name_or_path) -> Experiment:
 
 # ------------------------------------------------------------------------------------ configuration
 def experiment_schemas() -> dict[str, type]:
-    """The configuration schema of every installed experiment, by experiment name (``fpkit config show``)."""
+    """The configuration schema of every installed experiment, by experiment name (``fpkit config show``).
+
+    Returns
+    -------
+    dict
+        Experiment name -> its ``Config`` schema class.
+    """
     out = {}
     for name, ep in _entry_points().items():
         try:
@@ -302,7 +476,18 @@ def experiment_schemas() -> dict[str, type]:
 
 
 def defaults(exp: Experiment) -> dict:
-    """The experiment's default configuration as a plain nested dict."""
+    """The experiment's default configuration as a plain nested dict.
+
+    Parameters
+    ----------
+    exp : Experiment
+        The experiment.
+
+    Returns
+    -------
+    dict
+        Its default configuration.
+    """
     return exp.Config().model_dump()
 
 
@@ -310,7 +495,26 @@ def resolve_config(exp: Experiment, *, quick: bool = False, config=None, overrid
                    seed: int | None = None) -> dict:  # fmt: skip
     """Defaults, then the experiment's --quick overrides, then ``config`` (a dict or a TOML file path), then
     ``overrides`` (a dict), then ``seed``; validated by the experiment's schema (wrong types and unknown keys
-    refused with their path)."""
+    refused with their path).
+
+    Parameters
+    ----------
+    exp : Experiment
+        The experiment.
+    quick : bool
+        Apply the experiment's small configuration.
+    config : dict or str or Path, optional
+        Overrides, or a TOML file of them.
+    overrides : dict, optional
+        Further overrides (applied after ``config``).
+    seed : int, optional
+        Replaces the configuration's seed.
+
+    Returns
+    -------
+    dict
+        The validated configuration.
+    """
     from .config import load_toml, merge, parse
 
     cfg = defaults(exp)
@@ -329,7 +533,23 @@ def resolve_config(exp: Experiment, *, quick: bool = False, config=None, overrid
 @dataclass
 class Outcome:
     """What ``run`` returns: the experiment, its resolved configuration, result, verdict, stage timings and
-    the files written (None when no output folder was given)."""
+    the files written (None when no output folder was given).
+
+    Parameters
+    ----------
+    experiment : Experiment
+        The experiment that ran.
+    config : dict
+        Its resolved configuration.
+    result : object
+        What its ``run`` returned.
+    verdict : Verdict
+        Its verdict.
+    timings : dict
+        Stage name -> seconds (wall clock).
+    files : dict, optional
+        Description -> path of every file written.
+    """
 
     experiment: Experiment
     config: dict
@@ -342,7 +562,32 @@ class Outcome:
 def run(name_or_path, *, quick: bool = False, config=None, overrides: dict | None = None, seed: int | None = None,
         out=None, show_progress: bool | None = None, client=None) -> Outcome:  # fmt: skip
     """Resolve the configuration, run the experiment, compute its verdict and (with ``out``) write
-    results.h5, report.md and the figures into the folder ``out``."""
+    results.h5, report.md and the figures into the folder ``out``.
+
+    Parameters
+    ----------
+    name_or_path : str, Path or Experiment
+        The experiment (``load``'s argument, or an instance).
+    quick : bool
+        Use the experiment's small configuration.
+    config : dict or str or Path, optional
+        Overrides, or a TOML file of them.
+    overrides : dict, optional
+        Further overrides.
+    seed : int, optional
+        Replaces the configuration's seed.
+    out : str or Path, optional
+        Output folder; nothing is written without it.
+    show_progress : bool, optional
+        Progress bars on/off (None: when the output is a terminal).
+    client : dask.distributed.Client, optional
+        Run the experiment's sweeps and per-entry tasks there.
+
+    Returns
+    -------
+    Outcome
+        The configuration, result, verdict, timings and files.
+    """
     exp = name_or_path if isinstance(name_or_path, Experiment) else load(name_or_path)
     cfg = resolve_config(exp, quick=quick, config=config, overrides=overrides, seed=seed)
     if out is not None:  # an unusable output folder is refused before any work
@@ -361,7 +606,20 @@ def run(name_or_path, *, quick: bool = False, config=None, overrides: dict | Non
 def write_outputs(outcome: Outcome, out_dir) -> dict:
     """The one writer of every experiment: results.h5 first (config, verdict, timings and the experiment's own
     layout under ``/``), so a failure later (a figure) loses no result, then the figures, then report.md —
-    each through fpkit's one atomic-write path (temporary file, fsync, verify, rename)."""
+    each through fpkit's one atomic-write path (temporary file, fsync, verify, rename).
+
+    Parameters
+    ----------
+    outcome : Outcome
+        What ``run`` computed.
+    out_dir : str or Path
+        The output folder (created if missing).
+
+    Returns
+    -------
+    dict
+        Description -> path of every file written.
+    """
     from .io import atomic_h5, check_output_dir, set_json_attr
 
     exp, cfg, res = outcome.experiment, outcome.config, outcome.result
@@ -393,7 +651,20 @@ def write_outputs(outcome: Outcome, out_dir) -> dict:
 
 def write_text_atomic(path: Path, text: str) -> Path:
     """Write a text file (UTF-8) through fpkit's one atomic-write path (temporary file, fsync, verified by
-    reading it back, rename); the previous file is unchanged after any error."""
+    reading it back, rename); the previous file is unchanged after any error.
+
+    Parameters
+    ----------
+    path : Path
+        The file.
+    text : str
+        Its content.
+
+    Returns
+    -------
+    Path
+        The written file.
+    """
     from .io import write_bytes_atomic
 
     return write_bytes_atomic(path, text.encode("utf-8"))
@@ -401,7 +672,19 @@ def write_text_atomic(path: Path, text: str) -> Path:
 
 # ------------------------------------------------------------------------------------------------ CLI
 def cli_experiment(args) -> int:
-    """``fpkit experiment list`` / ``fpkit experiment run NAME [--quick] [--config F] [--out DIR] [--seed N]``."""
+    """``fpkit experiment list`` / ``fpkit experiment run NAME [--quick] [--config F] [--out DIR] [--seed N]``.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line (``action``, ``name``, ``quick``, ``config``, ``out``, ``seed``, and the Dask
+        options).
+
+    Returns
+    -------
+    int
+        The exit status, 0.
+    """
     if args.action == "list":
         for name, title in available().items():
             print(f"{name:20s} {title}")
@@ -414,6 +697,22 @@ def cli_experiment(args) -> int:
 
 
 def run_and_print(name, *, quick, config, seed, out, **kwargs) -> int:
+    """Run an experiment and print its headline and the files written (the command line's output).
+
+    Parameters
+    ----------
+    name : str or Path
+        The experiment (``load``'s argument).
+    quick, config, seed, out
+        As for ``run``.
+    **kwargs
+        Passed on to ``run`` (``client``, ``show_progress``).
+
+    Returns
+    -------
+    int
+        The exit status, 0.
+    """
     t0 = time.perf_counter()
     exp = load(name)
     print(f"fpkit experiment run {exp.name}{' --quick' if quick else ''}: {exp.title} ...", flush=True)
