@@ -357,7 +357,8 @@ class SDE:
     drift : number, Polynomial, array, callable or sequence
         A. 1-D: a number, a ``numpy.polynomial.Polynomial`` in x, an array on ``grid`` (linearly
         interpolated), a numba-jitted ``f(x, t)`` of scalars, or a vectorised numpy ``f(x, t)``. d-D: a number,
-        a callable ``f(x, y[, z], t)`` returning d components, a sequence of d coefficients, or an array of
+        a callable ``f(x, y[, z], t)`` returning d components (a tuple of d arrays, or one array of shape
+        (d, n_points): components first; points first is refused), a sequence of d coefficients, or an array of
         shape (d, *grid.shape). The module docstring says which forms run in the compiled kernels.
     diffusion : same forms as ``drift``
         D ≥ 0 (not σ: the noise amplitude is √(2D)); diagonal in d-D (a number is isotropic).
