@@ -100,6 +100,13 @@ def test_width_analysis_exponent():
         curves.append(g.Curve("mup", 2, N, "gd", np.arange(3.0), np.arange(3), loss, 0.1, 0.1, 0.1))
     w = g.width_analysis(curves, "mup", "gd")
     assert w["better"] > 0 and abs(w["p"] - 1) < 0.01
+    # a deeper setting with gains ∝ 1/N²: the default analyses the deepest, ``depth`` picks one
+    for N in (16, 32, 64):
+        loss = np.full((3, 50), 1.0 + 4.0 / N**2) + 1e-7 * np.random.default_rng(N).standard_normal((3, 50))
+        curves.append(g.Curve("mup", 3, N, "gd", np.arange(3.0), np.arange(3), loss, 0.1, 0.1, 0.1))
+    assert g.width_depths(curves) == [2, 3]
+    assert abs(g.width_analysis(curves, "mup", "gd")["p"] - 2) < 0.01
+    assert abs(g.width_analysis(curves, "mup", "gd", depth=2)["p"] - 1) < 0.01
 
 
 def test_predict_uses_layer_rates_under_mup():

@@ -64,6 +64,11 @@ class Settings(Schema):
     members: int = Field(256, ge=8, description="members of each ensemble")
     steps: int = Field(400, ge=1, description="optimiser steps (t = η·step)")
     snapshots: int = Field(24, ge=4, description="log-spaced snapshots")
+    deep_depths: list[int] = Field(default_factory=list, description=(
+        "extra depths L ≥ 3 trained at deep_widths with deep_members members (the issue's L = 3–4 range; off by "
+        "default: their cost is in the report of issue 19)"))
+    deep_widths: list[int] = Field(default_factory=lambda: [16, 64, 256], description="hidden widths N of deep_depths")
+    deep_members: int = Field(64, ge=8, description="members of each deep_depths ensemble")
     width_measure: Literal["trajectory", "final"] = Field("trajectory", description=(
         "loss compared across widths: trajectory (each member's loss averaged over the log-spaced snapshots "
         "after t = 0: the whole learning curve) or final (last snapshot)"))
@@ -349,12 +354,12 @@ def _spectra(weights: dict, depth: int) -> tuple[dict, dict]:
     return spectra, entries
 
 
-def train_curve(cfg: dict, *, param, depth, width, optimizer, with_reference=True) -> Curve:
+def train_curve(cfg: dict, *, param, depth, width, optimizer, with_reference=True, members=None) -> Curve:
     s = cfg["settings"]
     D = cfg["problem"]["d"]
     P = max(1, int(round(s["alpha"] * D)))
     ens = ensemble(cfg, param=param, depth=depth, width=width, optimizer=optimizer, lr=s["lr"], steps=s["steps"],
-                   members=s["members"], P=P, batch_size=s["batch_size"], snapshots=s["snapshots"])  # fmt: skip
+                   members=members or s["members"], P=P, batch_size=s["batch_size"], snapshots=s["snapshots"])  # fmt: skip
     run = ens.train(show_progress=False)
     lam, w = spectrum(cfg), teacher(cfg)
     rate = float(s["lr"] * ens.arch.lr_rows[0])
@@ -385,6 +390,11 @@ def settings_stage(cfg: dict) -> list:
             for width in (s["widths"] if depth > 1 else [0]):
                 for opt in ("gd", "sgd"):
                     out.append(train_curve(cfg, param=param, depth=depth, width=width, optimizer=opt))
+        for depth in s["deep_depths"]:
+            for width in s["deep_widths"]:
+                for opt in ("gd", "sgd"):
+                    out.append(train_curve(cfg, param=param, depth=depth, width=width, optimizer=opt,
+                                           members=s["deep_members"]))  # fmt: skip
     return out
 
 
@@ -479,14 +489,20 @@ def _bootstrap_means(loss: np.ndarray, n: int, rng) -> np.ndarray:
     return np.stack([loss[..., i].mean(axis=-1) for i in idx])
 
 
+def width_depths(curves: list) -> list[int]:
+    """The depths L ≥ 2 of ``curves``, ascending (each gets its own width analysis)."""
+    return sorted({c.depth for c in curves if c.depth > 1})
+
+
 def width_analysis(curves: list, param: str, optimizer: str, n_boot: int = 300, seed: int = 0,
-                   measure: str = "trajectory") -> dict | None:
-    """Loss (``measure``: each member's mean over the snapshots after t = 0, or the last snapshot) against width at the deepest depth with ≥ 2 widths: loss(N), the differences between
-    successive widths and their decay exponent p (|Δ| ∝ N^-p), with bootstrap errors."""
+                   measure: str = "trajectory", depth: int | None = None) -> dict | None:
+    """Loss (``measure``: each member's mean over the snapshots after t = 0, or the last snapshot) against width
+    at ``depth`` (None: the deepest): loss(N), the differences between successive widths and their decay exponent
+    p (|Δ| ∝ N^-p), with bootstrap errors; None with fewer than 2 widths."""
     cs = [c for c in curves if c.param == param and c.optimizer == optimizer and c.depth > 1]
     if not cs:
         return None
-    depth = max(c.depth for c in cs)
+    depth = max(c.depth for c in cs) if depth is None else depth
     cs = sorted((c for c in cs if c.depth == depth), key=lambda c: c.width)
     if len(cs) < 2:
         return None
@@ -652,24 +668,25 @@ def verdict(cfg: dict, res: Result) -> Verdict:
                                 {"max |z|": _r(allz.max(), 2), "points": int(allz.size)}, "reference",
                                 f"{what} (ensemble mean, every snapshot and α)"))  # fmt: skip
     # width
-    for param in cfg["settings"]["parameterizations"]:
-        for opt in ("gd", "sgd"):
-            w = width_analysis(res.curves, param, opt, seed=cfg["seed"], measure=cfg["settings"]["width_measure"])
-            if w is None:
-                continue
-            tag = f"{param} {opt} L={w['depth']}"
-            claims.append(Claim(f"wider is better ({tag})", bool(w["better"] > sig * w["better_se"]),
-                                {"loss(N_min) − loss(N_max)": _r(w["better"], 5), "SE": _r(w["better_se"], 5)},
-                                "significant", f"the test loss ({w['measure']}) falls from N = {int(w['widths'][0])} to "
-                                f"N = {int(w['widths'][-1])}"))  # fmt: skip
-            if len(w["widths"]) < 3:
-                claims.append(Claim(f"1/N saturation ({tag})", False, "undecided: 2 widths", "1/N saturation",
-                                    "grid too coarse: one difference of widths cannot give a decay exponent"))  # fmt: skip
-            else:
-                claims.append(Claim(f"1/N saturation ({tag})",
-                                    bool(np.isfinite(w["p"]) and abs(w["p"] - 1) <= th["saturation_tol"]),
-                                    {"p": _r(w["p"], 2), "SE": _r(w["p_se"], 2)}, "1/N saturation",
-                                    "the gain from doubling the width shrinks as 1/N"))  # fmt: skip
+    for param, depth, opt in ((p, L, o) for p in cfg["settings"]["parameterizations"] for L in width_depths(res.curves)
+                              for o in ("gd", "sgd")):  # fmt: skip
+        w = width_analysis(res.curves, param, opt, seed=cfg["seed"], measure=cfg["settings"]["width_measure"],
+                           depth=depth)  # fmt: skip
+        if w is None:
+            continue
+        tag = f"{param} {opt} L={w['depth']}"
+        claims.append(Claim(f"wider is better ({tag})", bool(w["better"] > sig * w["better_se"]),
+                            {"loss(N_min) − loss(N_max)": _r(w["better"], 5), "SE": _r(w["better_se"], 5)},
+                            "significant", f"the test loss ({w['measure']}) falls from N = {int(w['widths'][0])} to "
+                            f"N = {int(w['widths'][-1])}"))  # fmt: skip
+        if len(w["widths"]) < 3:
+            claims.append(Claim(f"1/N saturation ({tag})", False, "undecided: 2 widths", "1/N saturation",
+                                "grid too coarse: one difference of widths cannot give a decay exponent"))  # fmt: skip
+        else:
+            claims.append(Claim(f"1/N saturation ({tag})",
+                                bool(np.isfinite(w["p"]) and abs(w["p"] - 1) <= th["saturation_tol"]),
+                                {"p": _r(w["p"], 2), "SE": _r(w["p_se"], 2)}, "1/N saturation",
+                                "the gain from doubling the width shrinks as 1/N"))  # fmt: skip
     # alpha
     for depth, a in res.alpha.items():
         an = alpha_analysis(a)

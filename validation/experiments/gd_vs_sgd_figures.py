@@ -113,14 +113,14 @@ def fig_alpha(res, path):
 
 
 def fig_width(res, cfg, path):
-    from .gd_vs_sgd import width_analysis
+    from .gd_vs_sgd import width_analysis, width_depths
 
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     gains = []
-    for param in cfg["settings"]["parameterizations"]:
+    for param, depth in ((p, L) for p in cfg["settings"]["parameterizations"] for L in width_depths(res.curves)):
         for opt, mk in (("gd", "o-"), ("sgd", "s--")):
-            w = width_analysis(res.curves, param, opt, measure=cfg["settings"]["width_measure"])
+            w = width_analysis(res.curves, param, opt, measure=cfg["settings"]["width_measure"], depth=depth)
             if w is None:
                 continue
             lab = f"{param} {opt} (L = {w['depth']})"
@@ -217,7 +217,7 @@ def _f(x, nd=3):
 
 
 def report_body(cfg, res) -> str:
-    from .gd_vs_sgd import alpha_analysis, transfer_analysis, width_analysis
+    from .gd_vs_sgd import alpha_analysis, transfer_analysis, width_analysis, width_depths
 
     p, s = cfg["problem"], cfg["settings"]
     L = [f"Teacher-student deep linear networks: D = {p['d']} inputs with covariance spectrum λ_k = (k+1)^-"
@@ -243,9 +243,9 @@ def report_body(cfg, res) -> str:
     L.append(f"Loss compared: {'each member' + chr(39) + 's loss averaged over the log-spaced snapshots after t = 0 (the whole learning curve)' if s['width_measure'] == 'trajectory' else 'the last snapshot'}.\n")
     L.append("| parameterisation, optimiser | widths | loss (± SE) | successive gains (± SE) | exponent p |")
     L.append("|---|---|---|---|---|")
-    for param in s["parameterizations"]:
+    for param, depth in ((p, L) for p in s["parameterizations"] for L in width_depths(res.curves)):
         for opt in ("gd", "sgd"):
-            w = width_analysis(res.curves, param, opt, seed=cfg["seed"], measure=s["width_measure"])
+            w = width_analysis(res.curves, param, opt, seed=cfg["seed"], measure=s["width_measure"], depth=depth)
             if w is None:
                 continue
             L.append(f"| {param} {opt} (L = {w['depth']}) | {', '.join(str(int(n)) for n in w['widths'])} | "
