@@ -23,6 +23,13 @@ class StabilityError(FpkitError, ArithmeticError):
     ----------
     time : float or None
         The model time at which the problem was detected.
+
+    Parameters
+    ----------
+    message : str
+        What went wrong, in words.
+    time : float, optional
+        See Attributes.
     """
 
     def __init__(self, message: str, time: float | None = None):
@@ -32,7 +39,15 @@ class StabilityError(FpkitError, ArithmeticError):
 
 class FileFormatError(ConfigError):
     """A file given as input cannot be read as what it should be: missing, empty, truncated, damaged, another
-    format or another kind of result. ``path`` names the file."""
+    format or another kind of result. ``path`` names the file.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong with the file.
+    path : str or Path, optional
+        The file.
+    """
 
     def __init__(self, message: str, path=None):
         super().__init__(message)
@@ -41,7 +56,17 @@ class FileFormatError(ConfigError):
 
 class OutputError(FpkitError, OSError):
     """An output cannot be written: the path is unusable (a folder, an input, not writable) or writing failed
-    (no space left, I/O error). The previous file at ``path``, if any, is left unchanged."""
+    (no space left, I/O error). The previous file at ``path``, if any, is left unchanged.
+
+    Parameters
+    ----------
+    message : str
+        What could not be written and why.
+    path : str or Path, optional
+        The output.
+    errno_ : int, optional
+        The operating system's error number (``errno``), stored as ``errno``.
+    """
 
     def __init__(self, message: str, path=None, errno_: int | None = None):
         super().__init__(message)
@@ -62,6 +87,13 @@ class LandauPoleError(ConfigError):
         The coupling(s) the diverging characteristic started from.
     s_start : float
         The scale it started at.
+
+    Parameters
+    ----------
+    message : str
+        What diverged, in words.
+    s_pole, g_start, s_start
+        See Attributes.
     """
 
     def __init__(self, message: str, s_pole: float, g_start, s_start: float = 0.0):
@@ -72,14 +104,44 @@ class LandauPoleError(ConfigError):
 
 
 def check_choice(name: str, value: str, allowed) -> str:
-    """Return ``value`` if it is one of ``allowed``, else raise a ConfigError listing them."""
+    """Return ``value`` if it is one of ``allowed``, else raise a ConfigError listing them.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name (for the message).
+    value : str
+        The given value.
+    allowed : collection of str
+        The accepted values.
+
+    Returns
+    -------
+    str
+        ``value``.
+    """
     if value not in allowed:
         raise ConfigError(f"`{name}` must be one of {sorted(allowed)}, got {value!r}")
     return value
 
 
 def check_positive(name: str, value, *, strict: bool = True) -> float:
-    """Return ``value`` as a float if it is finite and positive (non-negative if not strict)."""
+    """Return ``value`` as a float if it is finite and positive (non-negative if not strict).
+
+    Parameters
+    ----------
+    name : str
+        The argument's name (for the message).
+    value : number
+        The given value.
+    strict : bool
+        Refuse 0 as well.
+
+    Returns
+    -------
+    float
+        ``value``.
+    """
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -93,7 +155,20 @@ def check_positive(name: str, value, *, strict: bool = True) -> float:
 
 
 def check_seed(value, name: str = "seed") -> int:
-    """Return ``value`` as an int if it is an integer >= 0 (not a bool, float or string), else a ConfigError."""
+    """Return ``value`` as an int if it is an integer >= 0 (not a bool, float or string), else a ConfigError.
+
+    Parameters
+    ----------
+    value : int
+        The given seed.
+    name : str
+        The argument's name (for the message).
+
+    Returns
+    -------
+    int
+        ``value``.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
         raise ConfigError(f"`{name}` must be an integer >= 0, got {value!r}")
     return int(value)
@@ -104,6 +179,20 @@ def check_times(t_eval, t0: float = 0.0, *, strict: bool = True) -> np.ndarray:
 
     They must be non-empty, finite, increasing (strictly, unless ``strict=False``: repeats allowed) and
     start at or after ``t0``, a finite number; otherwise a ConfigError names `t_eval` (or `t0`).
+
+    Parameters
+    ----------
+    t_eval : float or sequence of float
+        Output times (units of the problem's t).
+    t0 : float
+        The start time.
+    strict : bool
+        Require strictly increasing times.
+
+    Returns
+    -------
+    array (T,)
+        The times.
     """
     try:
         t0 = float(t0)

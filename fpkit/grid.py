@@ -48,6 +48,18 @@ class Grid:
     def uniform(cls, lo, hi, n) -> "Grid":
         """Uniform cell-centred grid on [lo, hi] with n cells per axis (numbers for 1-D, sequences for d-D).
 
+        Parameters
+        ----------
+        lo, hi : float or sequence of float
+            The outer cell faces per axis (units of x).
+        n : int or sequence of int
+            Cells per axis (≥ 3; one number for every axis).
+
+        Returns
+        -------
+        Grid
+            The grid.
+
         Raises
         ------
         ConfigError
@@ -77,21 +89,62 @@ class Grid:
 
     @classmethod
     def chebyshev(cls, lo: float, hi: float, n: int) -> "Grid":
-        """Chebyshev Gauss-Lobatto nodes on [lo, hi] (zero-flux walls); FokkerPlanck then solves spectrally."""
+        """Chebyshev Gauss-Lobatto nodes on [lo, hi] (zero-flux walls); FokkerPlanck then solves spectrally.
+
+        Parameters
+        ----------
+        lo, hi : float
+            The walls (units of x).
+        n : int
+            Number of nodes.
+
+        Returns
+        -------
+        Grid
+            A spectral grid (kind ``chebyshev``).
+        """
         from .spectral import chebyshev_grid
 
         return chebyshev_grid(lo, hi, n)
 
     @classmethod
     def fourier(cls, lo: float, hi: float, n: int) -> "Grid":
-        """Equispaced periodic Fourier nodes on [lo, hi); FokkerPlanck then solves spectrally."""
+        """Equispaced periodic Fourier nodes on [lo, hi); FokkerPlanck then solves spectrally.
+
+        Parameters
+        ----------
+        lo, hi : float
+            The period [lo, hi) (units of x).
+        n : int
+            Number of nodes.
+
+        Returns
+        -------
+        Grid
+            A spectral grid (kind ``fourier``).
+        """
         from .spectral import fourier_grid
 
         return fourier_grid(lo, hi, n)
 
     @classmethod
     def hermite(cls, n: int, scale: float = 1.0, center: float = 0.0) -> "Grid":
-        """Hermite-function nodes on the whole line (OU-type problems); FokkerPlanck then solves spectrally."""
+        """Hermite-function nodes on the whole line (OU-type problems); FokkerPlanck then solves spectrally.
+
+        Parameters
+        ----------
+        n : int
+            Number of Hermite functions (and nodes).
+        scale : float
+            Length scale of the basis (units of x).
+        center : float
+            Its centre (units of x).
+
+        Returns
+        -------
+        Grid
+            A spectral grid (kind ``hermite``).
+        """
         from .spectral import hermite_grid
 
         return hermite_grid(n, scale=scale, center=center)
@@ -99,14 +152,17 @@ class Grid:
     # --- geometry -----------------------------------------------------------------------------------
     @property
     def ndim(self) -> int:
+        """Number of axes (1, 2 or 3)."""
         return len(self.n)
 
     @property
     def shape(self) -> tuple:
+        """Number of cells per axis, as a tuple (the shape of a density on the grid)."""
         return tuple(self.n)
 
     @property
     def size(self) -> int:
+        """Total number of cells."""
         return int(np.prod(self.n))
 
     @property
@@ -116,6 +172,7 @@ class Grid:
 
     @property
     def cell_volume(self) -> float:
+        """Volume of one cell, the product of ``dx`` (units of x^ndim; uniform grids)."""
         return float(np.prod(self.dx))
 
     @property
@@ -134,13 +191,31 @@ class Grid:
         return self.axes[0]
 
     def meshgrid(self) -> list[np.ndarray]:
-        """Coordinate arrays of shape ``self.shape``, one per axis (``indexing='ij'``)."""
+        """Coordinate arrays of shape ``self.shape``, one per axis (``indexing='ij'``).
+
+        Returns
+        -------
+        list of array
+            ``ndim`` arrays of shape ``self.shape``.
+        """
         return np.meshgrid(*self.axes, indexing="ij")
 
     def integrate(self, values: np.ndarray, axis: int | Sequence[int] | None = None) -> np.ndarray | float:
         """Integral of cell values (midpoint rule, exact for cell averages) over all or some axes.
 
         ``values`` may carry leading axes (e.g. time); the grid axes are its last ``ndim`` axes.
+
+        Parameters
+        ----------
+        values : array (..., *shape)
+            Cell values.
+        axis : int or sequence of int, optional
+            Grid axes to integrate over (default all).
+
+        Returns
+        -------
+        float or array
+            The integral (units of values × x per integrated axis).
         """
         values = np.asarray(values)
         lead = values.ndim - self.ndim
@@ -158,6 +233,18 @@ class Grid:
 
         "Negative" means below −``negative_tolerance``·max|p| (0 for cell averages; subclasses whose
         nodal values may dip below zero by round-off set a small positive tolerance).
+
+        Parameters
+        ----------
+        p : array (*shape)
+            A non-negative density.
+        name : str
+            The argument's name in error messages.
+
+        Returns
+        -------
+        array
+            ``p`` with Σ p·cell_volume = 1.
         """
         p = np.asarray(p, dtype=float)
         if p.shape != self.shape:
@@ -173,7 +260,18 @@ class Grid:
         return p / mass
 
     def contains(self, points: np.ndarray) -> np.ndarray:
-        """Boolean mask of points (shape (..., ndim) or (...) in 1-D) inside the domain."""
+        """Boolean mask of points (shape (..., ndim) or (...) in 1-D) inside the domain.
+
+        Parameters
+        ----------
+        points : array (..., ndim), or (...) in 1-D
+            Points (units of x).
+
+        Returns
+        -------
+        array of bool
+            True where a point lies in [lo, hi] on every axis.
+        """
         pts = np.asarray(points, dtype=float)
         if self.ndim == 1 and (pts.ndim == 0 or pts.shape[-1] != 1):
             pts = pts[..., None]
@@ -184,10 +282,29 @@ class Grid:
 
     # --- serialisation ------------------------------------------------------------------------------
     def to_dict(self) -> dict:
+        """The grid as plain values (stored with results; ``from_dict`` reads it back).
+
+        Returns
+        -------
+        dict
+            ``lo``, ``hi``, ``n``, ``kind``.
+        """
         return {"lo": list(self.lo), "hi": list(self.hi), "n": list(self.n), "kind": self.kind}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Grid":
+        """A grid from ``to_dict``'s output (spectral kinds included).
+
+        Parameters
+        ----------
+        d : dict
+            ``lo``, ``hi``, ``n`` and optionally ``kind``.
+
+        Returns
+        -------
+        Grid
+            The grid.
+        """
         if d.get("kind", "uniform") != "uniform":
             from .spectral import grid_from_dict
 
@@ -205,6 +322,20 @@ def gaussian(grid: Grid, mean=0.0, std=1.0) -> np.ndarray:
 
     ``mean`` and ``std`` are numbers or one value per axis. Cell averages (not point values) are used so the
     discrete density has mass 1 to round-off and matches finite-volume conventions.
+
+    Parameters
+    ----------
+    grid : Grid
+        The grid.
+    mean : float or sequence of float
+        Mean per axis (units of x).
+    std : float or sequence of float
+        Standard deviation per axis (units of x, positive).
+
+    Returns
+    -------
+    array (*grid.shape)
+        The density, Σ p·cell_volume = 1.
     """
     from scipy.special import ndtr
 
