@@ -34,6 +34,68 @@ def add_cluster_arguments(parser, what: str) -> None:
                    help=f"run {what} on the Dask cluster whose scheduler is at ADDRESS (e.g. tcp://host:8786)")
 
 
+DOCS = "docs/guide/cli.md (the command and its TOML files) and docs/config.md (every key, typed)"
+
+SOLVE_FILE = """\
+The TOML file describes one Fokker-Planck problem (schema `problem`; `fpkit config show problem` prints
+every key with its default). Sections:
+  [grid]     lo, hi, n (numbers in 1-D, lists in 2-D/3-D)
+  [problem]  drift, diffusion (numbers or numpy expressions in x (y, z) and t; D, not sigma), bc, scheme
+  [initial]  a Gaussian's mean and std, or density = an expression (normalised for you)
+  [solve]    t_eval (output times), method, dt, t0
+Example (a double well):
+  [grid]
+  lo = -2.5
+  hi = 2.5
+  n = 400
+  [problem]
+  drift = "-4*x*(x**2 - 1)"
+  diffusion = 0.25
+  [initial]
+  mean = 0.3
+  std = 0.1
+  [solve]
+  t_eval = [0.1, 1.0, 5.0]
+See examples/double_well.toml and """ + DOCS + "."
+
+TRAIN_FILE = """\
+The TOML file describes an ensemble (schema `ensemble`; `fpkit config show ensemble` prints every key with
+its default). Sections: seed, [model] (kind, hidden widths, activation, bias, parameterization),
+[data] (kind, d, n, spectrum, online), [train] (members, steps, snapshots, lr, batch_size, optimizer,
+sampling, on_divergence, ...).
+Example:
+  seed = 0
+  [model]
+  hidden = [3, 3, 3]
+  activation = "tanh"
+  [data]
+  d = 8
+  n = 512
+  [train]
+  members = 1000
+  steps = 2000
+  snapshots = 20
+  lr = 0.05
+  batch_size = 8
+See """ + DOCS + "."
+
+PLOT_FILE = """\
+Draws a results file written by fpkit: a Solution (`fpkit solve`; densities at the output times) or an
+EnsembleRun (`fpkit train`, the torch bridge; weight bands, loss and curvature over training). The
+figure's format follows the --output suffix: .png, .pdf or .svg. Example:
+  fpkit solve examples/double_well.toml -o dw.h5 && fpkit plot dw.h5 -o dw.png"""
+
+EXPERIMENT_FILE = """\
+--config takes a TOML file with the experiment's own keys (schema NAME: `fpkit config show NAME` prints
+them with their defaults); keys left out keep the defaults, `--quick` starts from the small defaults.
+Example:
+  fpkit experiment run fp-histograms --quick --config my.toml --out runs/quick
+with my.toml holding, e.g.
+  [model]
+  activation = "relu"
+See """ + DOCS + "."
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fpkit", description=__doc__.splitlines()[0])
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -47,18 +109,23 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--sweep", action="store_true", help="also run the learning-rate/batch sweep")
     r.add_argument("--seed", type=int, default=None, help="override the configuration's seed")
 
-    s = sub.add_parser("solve", help=COMMANDS["solve"][2])
-    s.add_argument("config", help="TOML problem description")
+    raw = argparse.RawDescriptionHelpFormatter
+    s = sub.add_parser("solve", help=COMMANDS["solve"][2], description=COMMANDS["solve"][2] + ".",
+                       epilog=SOLVE_FILE, formatter_class=raw)  # fmt: skip
+    s.add_argument("config", help="TOML file with sections [grid], [problem], [initial], [solve] (below)")
     s.add_argument("-o", "--output", required=True, help="results file (.h5)")
 
-    pl = sub.add_parser("plot", help=COMMANDS["plot"][2])
-    pl.add_argument("result", help="results file (.h5)")
-    pl.add_argument("-o", "--output", required=True, help="figure file (.png)")
+    pl = sub.add_parser("plot", help=COMMANDS["plot"][2], description=COMMANDS["plot"][2] + ".",
+                        epilog=PLOT_FILE, formatter_class=raw)  # fmt: skip
+    pl.add_argument("result", help="a Solution or EnsembleRun file (.h5) written by fpkit")
+    pl.add_argument("-o", "--output", required=True, help="figure file (.png, .pdf or .svg)")
 
     e = sub.add_parser("experiment", help=COMMANDS["experiment"][2])
     esub = e.add_subparsers(dest="action", required=True)
     esub.add_parser("list", help="list the installed experiments")
-    er = esub.add_parser("run", help="run an experiment and write results.h5, report.md and figures")
+    er = esub.add_parser("run", help="run an experiment and write results.h5, report.md and figures",
+                         description="Run an experiment and write results.h5, report.md and figures.",
+                         epilog=EXPERIMENT_FILE, formatter_class=raw)  # fmt: skip
     er.add_argument("name", help="an installed experiment's name (see `fpkit experiment list`) or a .py file")
     er.add_argument("--quick", action="store_true", help="the experiment's small configuration (under a minute)")
     er.add_argument("--config", help="TOML file overriding the experiment's defaults (see `fpkit config show`)")
@@ -66,8 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     er.add_argument("--seed", type=int, default=None, help="override the configuration's seed")
     add_cluster_arguments(er, "the experiment's sweeps and per-entry predictions")
 
-    t = sub.add_parser("train", help=COMMANDS["train"][2])
-    t.add_argument("config", help="TOML ensemble description")
+    t = sub.add_parser("train", help=COMMANDS["train"][2], description=COMMANDS["train"][2] + ".",
+                       epilog=TRAIN_FILE, formatter_class=raw)  # fmt: skip
+    t.add_argument("config", help="TOML file with seed and sections [model], [data], [train] (below)")
     t.add_argument("-o", "--output", required=True, help="ensemble file (.h5)")
     t.add_argument("--resume", action="store_true", help="continue from the last snapshot in --output")
     add_cluster_arguments(t, "shards of members")
