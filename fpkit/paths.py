@@ -46,28 +46,59 @@ class Paths(Result):
 
     @property
     def n_paths(self) -> int:
+        """Number of paths (absorbed and failed ones included)."""
         return self.x.shape[1]
 
     @property
     def ndim(self) -> int:
+        """Dimension of the state (1, 2 or 3)."""
         return 1 if self.x.ndim == 2 else self.x.shape[2]
 
     def alive(self, index: int = -1) -> np.ndarray:
-        """Mask of paths neither absorbed nor failed at recording ``index``."""
+        """Mask of paths neither absorbed nor failed at recording ``index``.
+
+        Parameters
+        ----------
+        index : int
+            Recording index (default the last).
+
+        Returns
+        -------
+        array of bool (n_paths,)
+            True for live paths.
+        """
         xi = self.x[index]
         return np.isfinite(xi) if xi.ndim == 1 else np.all(np.isfinite(xi), axis=-1)
 
     def survival(self) -> np.ndarray:
-        """Fraction of paths alive at each recording time, shape (n_t,)."""
+        """Fraction of paths alive at each recording time, shape (n_t,).
+
+        Returns
+        -------
+        array (n_t,)
+            Fractions in [0, 1].
+        """
         fin = np.isfinite(self.x) if self.x.ndim == 2 else np.all(np.isfinite(self.x), axis=-1)
         return fin.mean(axis=1)
 
     def mean(self) -> np.ndarray:
-        """Mean position of the live paths at each time, shape (n_t,) or (n_t, d)."""
+        """Mean position of the live paths at each time, shape (n_t,) or (n_t, d).
+
+        Returns
+        -------
+        array
+            Means (units of x).
+        """
         return np.nanmean(self.x, axis=1)
 
     def var(self) -> np.ndarray:
-        """Variance (ddof = 1) of the live paths' positions at each time, shape (n_t,) or (n_t, d)."""
+        """Variance (ddof = 1) of the live paths' positions at each time, shape (n_t,) or (n_t, d).
+
+        Returns
+        -------
+        array
+            Variances (units of x²).
+        """
         return np.nanvar(self.x, axis=1, ddof=1)
 
     def histogram(self, grid: Grid, index: int | None = None) -> np.ndarray:
@@ -76,6 +107,18 @@ class Paths(Result):
         Normalised by *all* paths, so the result integrates to the fraction of paths that are alive and
         inside the grid: with absorbing walls it is the surviving mass, comparable with an absorbing
         Fokker-Planck solution. Shape ``grid.shape`` for one ``index``, else (n_t, *grid.shape).
+
+        Parameters
+        ----------
+        grid : fpkit.Grid
+            A uniform grid of the paths' dimension.
+        index : int, optional
+            One recording index; default every recording time.
+
+        Returns
+        -------
+        array
+            Densities (per unit x^ndim).
         """
         if not isinstance(grid, Grid) or grid.kind != "uniform":
             raise ConfigError("`grid` must be an fpkit Grid.uniform")
