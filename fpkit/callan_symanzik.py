@@ -246,16 +246,43 @@ class CallanSymanzik:
 
     @property
     def has_diffusion(self) -> bool:
+        """Whether κ > 0 somewhere (then characteristics alone do not solve the problem)."""
         return bool(np.any(self._kappa_nodes > 0))
 
     def beta(self, g, s: float = 0.0) -> np.ndarray:
-        """β at points ``g`` (shape ``(...)`` in 1-D, ``(..., ndim)`` otherwise); same shape back."""
+        """β at points ``g`` (shape ``(...)`` in 1-D, ``(..., ndim)`` otherwise); same shape back.
+
+        Parameters
+        ----------
+        g : float or array
+            Couplings.
+        s : float
+            The scale.
+
+        Returns
+        -------
+        array
+            β(g, s).
+        """
         y = self._as_points(g, "g")
         out = self._beta(y.reshape(self.ndim, -1), float(s))
         return self._from_points(out, np.shape(g))
 
     def gamma(self, g, s: float = 0.0) -> np.ndarray:
-        """γ at points ``g`` (shape ``(...)`` in 1-D, ``(..., ndim)`` otherwise)."""
+        """γ at points ``g`` (shape ``(...)`` in 1-D, ``(..., ndim)`` otherwise).
+
+        Parameters
+        ----------
+        g : float or array
+            Couplings.
+        s : float
+            The scale.
+
+        Returns
+        -------
+        array
+            γ(g, s), the shape of the points.
+        """
         y = self._as_points(g, "g")
         return self._gamma(y.reshape(self.ndim, -1), float(s)).reshape(self._lead_shape(g))
 
@@ -296,6 +323,8 @@ class CallanSymanzik:
             Scales (either side of ``s0``).
         s0 : float
             Scale of ``g0``.
+        rtol, atol : float
+            Tolerances of the characteristic integrator.
 
         Returns
         -------
@@ -327,6 +356,15 @@ class CallanSymanzik:
 
     def landau_pole(self, g0, s_max: float, *, s0: float = 0.0):
         """Scale at which the running coupling from ``g0`` diverges, if that happens before ``s_max``.
+
+        Parameters
+        ----------
+        g0 : float or array (ndim,)
+            The start coupling.
+        s_max : float
+            The last scale searched.
+        s0 : float
+            The scale of ``g0``.
 
         Returns
         -------
@@ -531,6 +569,8 @@ class CallanSymanzik:
             extrapolate quadratically.
         rtol, atol : float
             Tolerances of the characteristic integrator.
+        cfl : float, optional
+            Courant number of the grid methods (see ``method``).
 
         Returns
         -------

@@ -236,7 +236,18 @@ class FokkerPlanck:
         return tuple(b == "periodic" for b in self.bc)
 
     def operator(self, t: float = 0.0) -> sp.csr_matrix:
-        """The sparse generator L (dp/dt = L p for C-ordered flattened p) at time ``t``."""
+        """The sparse generator L (dp/dt = L p for C-ordered flattened p) at time ``t``.
+
+        Parameters
+        ----------
+        t : float
+            The time at which the coefficients are evaluated.
+
+        Returns
+        -------
+        scipy.sparse.csr_matrix
+            L with dp/dt = L p on the flattened grid (units of 1/t).
+        """
         return fv.generator_matrix(
             self.grid.shape, self._faces(t), [1 / h for h in self.grid.dx], self._periodic, self._cross_terms(t)
         )
@@ -251,7 +262,18 @@ class FokkerPlanck:
         return self.operator(t)
 
     def explicit_dt_bound(self, t: float = 0.0) -> float:
-        """Largest forward-Euler step that keeps the update positive (and stable): 1 / max |L_ii|."""
+        """Largest forward-Euler step that keeps the update positive (and stable): 1 / max |L_ii|.
+
+        Parameters
+        ----------
+        t : float
+            The time at which the coefficients are evaluated.
+
+        Returns
+        -------
+        float
+            The largest stable forward-Euler step (units of t).
+        """
         if not self.time_dependent and self._dt_bound is not None:
             return self._dt_bound  # a full pass over the faces: as costly as a few 2-D steps
         diag = np.zeros(self.grid.shape)
@@ -298,6 +320,15 @@ class FokkerPlanck:
         dt : float, optional
             Step size; each interval between output times is split into equal steps no longer than ``dt``.
             Default: 0.9 × the positivity bound (explicit), (t_end − t0)/400 (implicit methods).
+        t0 : float
+            The start time.
+        progress_bar : bool, optional
+            Show a progress bar (None: when the output is a terminal and the solve is long).
+
+        Returns
+        -------
+        fpkit.Solution
+            The densities at the times reached (``t_eval``).
 
         Raises
         ------
@@ -378,7 +409,18 @@ class FokkerPlanck:
 
     # --- steady state and spectrum ----------------------------------------------------------------------
     def stationary(self, t: float = 0.0) -> np.ndarray:
-        """The normalised steady state of the generator at time ``t`` (reflecting/periodic walls)."""
+        """The normalised steady state of the generator at time ``t`` (reflecting/periodic walls).
+
+        Parameters
+        ----------
+        t : float
+            The time at which the coefficients are evaluated.
+
+        Returns
+        -------
+        array (*grid.shape)
+            The steady state, Σ p·cell_volume = 1.
+        """
         if "absorbing" in self.bc:
             raise ConfigError("`bc`='absorbing' has no normalisable steady state (all mass leaves)")
         L = self.operator(t).tolil()
@@ -395,7 +437,20 @@ class FokkerPlanck:
         return (p / (p.sum() * self.grid.cell_volume)).reshape(self.grid.shape)
 
     def spectrum(self, k: int = 3, t: float = 0.0) -> np.ndarray:
-        """The ``k`` slowest relaxation rates −Re λ of the generator, ascending (0 first for closed walls)."""
+        """The ``k`` slowest relaxation rates −Re λ of the generator, ascending (0 first for closed walls).
+
+        Parameters
+        ----------
+        k : int
+            How many rates.
+        t : float
+            The time at which the coefficients are evaluated.
+
+        Returns
+        -------
+        array (k,)
+            Rates (units of 1/t).
+        """
         L = self.operator(t)
         n = L.shape[0]
         if not (isinstance(k, (int, np.integer)) and 1 <= k < n - 1):
@@ -410,32 +465,71 @@ class FokkerPlanck:
 
     # --- conversions and description --------------------------------------------------------------------
     def sde(self):
-        """The Langevin SDE dX = A dt + √(2D) dW with this problem's coefficients and walls (fpkit.SDE)."""
+        """The Langevin SDE dX = A dt + √(2D) dW with this problem's coefficients and walls (fpkit.SDE).
+
+        Returns
+        -------
+        fpkit.SDE
+            The sampler of the same problem.
+        """
         from .sde import sde_from_fokker_planck
 
         return sde_from_fokker_planck(self)
 
     def log_density_form(self):
         """The KPZ-type equation for h = ln p (ν = D, λ = 2D, advection −A∂h, source −∂A); see
-        ``fpkit.derived_forms`` and docs/derivations.md."""
+        ``fpkit.derived_forms`` and docs/derivations.md.
+
+        Returns
+        -------
+        fpkit.derived_forms.LogDensityForm
+            The derived problem.
+        """
         from .derived_forms import log_density_form
 
         return log_density_form(self)
 
     def callan_symanzik_form(self):
-        """The Callan-Symanzik form [∂t + A∂w + (∂w A)] p = D ∂w² p (β = A, γ = ∂A, κ = D)."""
+        """The Callan-Symanzik form [∂t + A∂w + (∂w A)] p = D ∂w² p (β = A, γ = ∂A, κ = D).
+
+        Returns
+        -------
+        fpkit.CallanSymanzik
+            The same problem as a CS equation.
+        """
         from .derived_forms import callan_symanzik_form
 
         return callan_symanzik_form(self)
 
     def compare_forms(self, p0, t_eval, **kwargs):
-        """Solve this problem as FP, log-density (KPZ-type) and CS forms; report their mutual differences."""
+        """Solve this problem as FP, log-density (KPZ-type) and CS forms; report their mutual differences.
+
+        Parameters
+        ----------
+        p0 : array or callable
+            The initial density.
+        t_eval : sequence of float
+            Output times.
+        **kwargs
+            Passed to ``fpkit.derived_forms.compare_forms``.
+
+        Returns
+        -------
+        fpkit.derived_forms.FormComparison
+            The three solutions and their mutual distances.
+        """
         from .derived_forms import compare_forms
 
         return compare_forms(self, p0, t_eval, **kwargs)
 
     def describe(self) -> dict:
-        """The resolved problem, for results files."""
+        """The resolved problem, for results files.
+
+        Returns
+        -------
+        dict
+            Grid, coefficients, walls, scheme and the convention (Itô).
+        """
         return {
             "problem": "FokkerPlanck",
             "grid": self.grid.to_dict(),

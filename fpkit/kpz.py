@@ -300,6 +300,7 @@ class Surfaces(Result):
 
     @property
     def n_realisations(self) -> int:
+        """Number R of independent realisations."""
         return int(self.w2.shape[1])
 
     @property
@@ -312,6 +313,11 @@ class Surfaces(Result):
 
         Realisations are independent, so the standard error is exact in the usual sense; values at
         different times of one run are correlated.
+
+        Returns
+        -------
+        (array, array)
+            ⟨w²⟩(t) and its standard error, each (n_t,) (units of h²).
         """
         R = self.n_realisations
         m = self.w2.mean(axis=1)
@@ -328,6 +334,11 @@ class Surfaces(Result):
 
         Normalised so that stationary EW gives S = D/(ν μ_k) → D/(ν k²) at small k (μ_k the lattice
         Laplacian's eigenvalue). Returns (k, S) with k the (bin-centre) wavenumbers and S (n_t, n_k).
+
+        Returns
+        -------
+        (array, array)
+            k (n_k,) (per unit x) and S (n_t, n_k) (units of h²·x^d).
         """
         h = self._need_h("structure_factor")
         g = self.grid
@@ -344,6 +355,16 @@ class Surfaces(Result):
         ``subtract="ensemble"`` removes the grand mean at each time (one-point height fluctuations, the
         quantity compared with Tracy-Widom); ``"realisation"`` removes each realisation's spatial mean.
         Standard errors by the delete-one jackknife over realisations.
+
+        Parameters
+        ----------
+        subtract : str
+            ``"ensemble"`` or ``"realisation"`` (see above).
+
+        Returns
+        -------
+        Moments
+            Skewness, excess kurtosis and their jackknife standard errors, each (n_t,).
         """
         check_choice("subtract", subtract, ("ensemble", "realisation"))
         h = self._need_h("moments")
@@ -448,6 +469,13 @@ class KPZ:
         return (1.0, 1.0 / 3.0) if self.scheme == "lam-shin" else (2.0, 0.25)
 
     def describe(self) -> dict:
+        """The resolved problem, for results files.
+
+        Returns
+        -------
+        dict
+            ``nu``, ``lam``, ``noise`` (D), ``scheme`` and ``grid``.
+        """
         return {
             "nu": self.nu,
             "lam": self.lam,
@@ -460,6 +488,16 @@ class KPZ:
         """Deterministic right-hand side ν∇²h + (λ/2)|∇h|² of the scheme, in plain numpy (a reference).
 
         ``h`` has the grid's shape as its last axes.
+
+        Parameters
+        ----------
+        h : array (..., *grid.shape)
+            Heights.
+
+        Returns
+        -------
+        array
+            ν∇²h + (λ/2)|∇h|², the shape of ``h`` (units of h per unit t).
         """
         h = np.asarray(h, dtype=float)
         if self.scheme != "spectral":
@@ -477,13 +515,36 @@ class KPZ:
 
     # --- exact references bound to this problem -------------------------------------------------------
     def ew_width(self, t, dt: float | None = None, method: str = "euler", h0=None) -> np.ndarray:
-        """``ew_width_exact`` for this grid, ν, D and scheme (valid for λ = 0; see there)."""
+        """``ew_width_exact`` for this grid, ν, D and scheme (valid for λ = 0; see there).
+
+        Parameters
+        ----------
+        t : float or sequence of float
+            Times ≥ 0.
+        dt : float, optional
+            The time step whose discrete-time width is wanted (None: continuous time).
+        method : str
+            The stepping method of that discrete width.
+        h0 : array, optional
+            Initial heights (default flat).
+
+        Returns
+        -------
+        array
+            ⟨w²⟩ at each t (units of h²).
+        """
         return ew_width_exact(
             self.grid, self.nu, self.noise, t, scheme=self.scheme, dt=dt, method=method, h0=h0
         )
 
     def stationary_width(self) -> float:
-        """Continuous-time stationary ⟨w²⟩ of EW; exact for Lam-Shin KPZ in 1-D for any λ."""
+        """Continuous-time stationary ⟨w²⟩ of EW; exact for Lam-Shin KPZ in 1-D for any λ.
+
+        Returns
+        -------
+        float
+            ⟨w²⟩ (units of h²).
+        """
         return stationary_width2(self.grid, self.nu, self.noise, self.scheme)
 
     def sample_stationary(self, n_realisations: int, seed: int = 0) -> np.ndarray:
@@ -492,6 +553,18 @@ class KPZ:
         Mode k gets variance E|ĥ_k|² = N D/(aᵈ κ_k) (``decay_rates``), from white noise on stream r of
         ``seed`` for realisation r, so draws do not depend on the thread count. In 1-D on the lattice this is
         the random-walk bridge measure, stationary for Lam-Shin KPZ at any λ.
+
+        Parameters
+        ----------
+        n_realisations : int
+            Number R of independent surfaces.
+        seed : int
+            Seed of the streams.
+
+        Returns
+        -------
+        array (R, *grid.shape)
+            Heights.
         """
         g = self.grid
         R = int(n_realisations)
@@ -550,6 +623,11 @@ class KPZ:
             Keep all heights (memory n_t·R·N·8 bytes); otherwise only widths and mean heights.
         show_progress : bool, optional
             Progress bar (default: only when stderr is a terminal).
+
+        Returns
+        -------
+        Surfaces
+            Widths, mean heights and (with ``keep_heights``) the heights at the times reached.
 
         Raises
         ------
