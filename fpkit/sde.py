@@ -437,6 +437,30 @@ class SDE:
         Sample it with ``method="baoab"``. The object also stands for its overdamped (Smoluchowski) limit
         A = F/(mγ), D = kT/(mγ): ``fokker_planck`` returns that FP, whose stationary state exp(−U/kT) is the
         exact stationary position marginal of the underdamped dynamics for F = −∇U. ``temperature`` is kT.
+
+        Parameters
+        ----------
+        force : number, array or callable
+            F(x, t) (units of mass·x per t²); a vectorised callable like a drift.
+        mass : float
+            m > 0.
+        friction : float
+            γ > 0 (per unit t).
+        temperature : float
+            kT > 0 (units of mass·x² per t²).
+        ndim : int, optional
+            Dimension of x (inferred from the force or grid when not given).
+        grid : fpkit.Grid, optional
+            A grid for tabulated forces and for walls.
+        bc : str
+            Walls for x: ``"none"``, ``"reflecting"``, ``"absorbing"`` or ``"periodic"``.
+        domain : sequence, optional
+            The walls' positions when there is no grid.
+
+        Returns
+        -------
+        SDE
+            The problem; sample it with ``method="baoab"``.
         """
         m = check_positive("mass", mass)
         g = check_positive("friction", friction)
@@ -520,6 +544,20 @@ class SDE:
         ``bc`` defaults to this SDE's walls; an SDE without walls gets ``"reflecting"`` at the grid's ends (so
         pick a grid wide enough that the density never reaches them). Walls must sit at the grid's bounds.
         Extra keyword arguments go to ``FokkerPlanck``. For ``SDE.underdamped`` this is the overdamped limit.
+
+        Parameters
+        ----------
+        grid : fpkit.Grid
+            The grid of the density.
+        bc : str, optional
+            Walls (default this SDE's).
+        **kwargs
+            Passed to ``FokkerPlanck``.
+
+        Returns
+        -------
+        fpkit.FokkerPlanck
+            The problem ∂t p = −∇·(A p) + ∇·∇·(D p).
         """
         from .fokker_planck import FokkerPlanck
 
@@ -863,7 +901,13 @@ class SDE:
         )
 
     def describe(self) -> dict:
-        """The resolved problem, stored in results files."""
+        """The resolved problem, stored in results files.
+
+        Returns
+        -------
+        dict
+            The equation (Itô), dimension, coefficients and walls.
+        """
         d = {
             "equation": "dX = A dt + sqrt(2 D) dW (Ito)",
             "ndim": self.ndim,

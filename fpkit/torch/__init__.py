@@ -50,7 +50,28 @@ def minibatch_indices(n: int, batch_size: int, members: int, steps: int, *, samp
     """Indices (steps, members, batch_size) of the minibatches that ``fpkit.Ensemble`` and
     :class:`TorchEnsemble` with this ``seed`` draw for each member at steps 0 .. steps − 1 of plain SGD
     (optimizer "sgd" or momentum; SGLD and SVAG take more numbers from the same streams), over a data set of
-    ``n`` samples with ``sampling`` "iid", "distinct" or "epochs"."""
+    ``n`` samples with ``sampling`` "iid", "distinct" or "epochs".
+
+    Parameters
+    ----------
+    n : int
+        Size of the data set.
+    batch_size : int
+        B, samples per minibatch.
+    members : int
+        M, ensemble members.
+    steps : int
+        Number of SGD steps.
+    sampling : str
+        ``"iid"``, ``"distinct"`` or ``"epochs"``.
+    seed : int
+        The ensemble's seed.
+
+    Returns
+    -------
+    array of int (steps, members, batch_size)
+        Indices into the data set.
+    """
     check_choice("sampling", sampling, ("iid", "distinct", "epochs"))
     for name, v in (("n", n), ("batch_size", batch_size), ("members", members), ("steps", steps)):
         if not isinstance(v, (int, np.integer)) or v < (0 if name == "steps" else 1):

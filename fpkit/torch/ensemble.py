@@ -30,7 +30,20 @@ PLAN_BYTES = 1 << 24  # random numbers drawn ahead per call of the stream kernel
 
 
 def member_seed(seed: int, m: int) -> int:
-    """The torch seed under which member ``m`` is initialised (depends only on ``seed`` and ``m``)."""
+    """The torch seed under which member ``m`` is initialised (depends only on ``seed`` and ``m``).
+
+    Parameters
+    ----------
+    seed : int
+        The ensemble's seed.
+    m : int
+        The member index.
+
+    Returns
+    -------
+    int
+        A non-negative 63-bit torch seed.
+    """
     return derive_seed(seed, 2, m) & (2**63 - 1)
 
 
@@ -184,7 +197,13 @@ class TorchEnsemble:
     def initial_state(self) -> dict:
         """The resumable state as numpy arrays, in the numba trainer's layout: ``theta`` (P, M) parameters,
         ``velocity`` (P, M) (momentum > 0, else (1, 1)), ``rng`` (2, M) streams, ``perm`` (M, n) epoch
-        permutations (else (1, 1)), ``step``."""
+        permutations (else (1, 1)), ``step``.
+
+        Returns
+        -------
+        dict
+            The state (arrays as listed, ``step`` an int).
+        """
         tr = self.config["train"]
         M, P, n = tr["members"], self.layout.P, self.fn.n
         theta = self.layout.flatten(self._init_params).T.cpu().numpy().astype(np.float64)
@@ -202,7 +221,15 @@ class TorchEnsemble:
 
     # ---------------------------------------------------------------------------------------- training
     def advance(self, state: dict, n_steps: int) -> None:
-        """Run ``n_steps`` optimiser steps on ``state`` (``initial_state``'s layout) in place."""
+        """Run ``n_steps`` optimiser steps on ``state`` (``initial_state``'s layout) in place.
+
+        Parameters
+        ----------
+        state : dict
+            The training state (``initial_state``), updated in place.
+        n_steps : int
+            Number of steps.
+        """
         params = self._to_torch(state["theta"])
         tr = self.config["train"]
         vel = self._to_torch(state["velocity"]) if tr["momentum"] > 0 else None
@@ -262,7 +289,20 @@ class TorchEnsemble:
             done += K
 
     def statistics(self, theta: np.ndarray, probe_seed: int = 0) -> dict:
-        """grad, grad_var, hess_grad (P, M), loss (M,) and lam_max (n_probe,) at parameters theta (P, M)."""
+        """grad, grad_var, hess_grad (P, M), loss (M,) and lam_max (n_probe,) at parameters theta (P, M).
+
+        Parameters
+        ----------
+        theta : array (P, M)
+            Flattened parameters of the M members.
+        probe_seed : int
+            Seed of the Lanczos probes.
+
+        Returns
+        -------
+        dict
+            The arrays named above (gradients per unit parameter; grad_var of the minibatch-mean gradient).
+        """
         tr = self.config["train"]
         return self.fn.statistics(self.layout, self._to_torch(theta),
                                   var_factor=var_factor(tr["sampling"], self.fn.n, tr["batch_size"]),
@@ -292,6 +332,11 @@ class TorchEnsemble:
             Take at most this many new snapshots, then stop (the file can be resumed).
         show_progress : bool, optional
             Progress bar (default: when stderr is a terminal).
+
+        Returns
+        -------
+        fpkit.EnsembleRun
+            The snapshots (t = η·step).
         """
         sched = self.schedule
         writer = _Writer(path, self._ens, sched) if path is not None else None

@@ -86,7 +86,15 @@ class Recorder:
 
     def snapshot(self, step: int, models) -> None:
         """Record the current weights of ``models`` (a sequence of M modules of one architecture, in member
-        order) at optimiser step ``step`` (t = lr·step), with their statistics. Steps must increase."""
+        order) at optimiser step ``step`` (t = lr·step), with their statistics. Steps must increase.
+
+        Parameters
+        ----------
+        step : int
+            The optimiser step (≥ 0, increasing).
+        models : sequence of torch.nn.Module or torch.nn.Module
+            The M members.
+        """
         if not isinstance(step, (int, np.integer)) or step < 0:
             raise ConfigError(f"`step` must be a non-negative int, got {step!r}")
         if self.steps and step <= self.steps[-1]:
@@ -120,7 +128,13 @@ class Recorder:
         self.snaps.append(snap)
 
     def run(self) -> EnsembleRun:
-        """The recorded snapshots as an :class:`fpkit.EnsembleRun` (``run.save(path)`` writes the file)."""
+        """The recorded snapshots as an :class:`fpkit.EnsembleRun` (``run.save(path)`` writes the file).
+
+        Returns
+        -------
+        fpkit.EnsembleRun
+            The recorded run.
+        """
         if not self.snaps:
             raise ConfigError("no snapshots recorded: call `snapshot(step, models)` first")
         fields = {f: self.layout.split(np.stack([s[f].T for s in self.snaps]))
