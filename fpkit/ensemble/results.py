@@ -321,7 +321,35 @@ def _jd(o):
 # ---------------------------------------------------------------------------------------------- results
 class EnsembleRun:
     """Snapshots of a trained ensemble (see the ``fpkit.ensemble`` docstring for every attribute and the file
-    format)."""
+    format).
+
+    Parameters
+    ----------
+    t : array (n_snap,)
+        Snapshot times t = η·step.
+    step : array of int (n_snap,)
+        Optimiser steps of the snapshots.
+    eta, batch_size : float, int
+        Learning rate η and batch size B.
+    config : dict
+        The resolved configuration.
+    weights : dict
+        name -> (n_snap, M, *shape) weights.
+    grad, grad_var, hess_grad : dict, optional
+        name -> (n_snap, M, *shape): full-batch gradient, variance of the minibatch-mean gradient, H·grad.
+    loss : array (n_snap, M), optional
+        Full-batch data loss.
+    lam_max : array (n_snap, n_probe), optional
+        Largest Hessian eigenvalue of the probe members.
+    probe_members : array of int (n_probe,), optional
+        Which members ``lam_max`` is for.
+    data : dict, optional
+        The training (and evaluation) data.
+    alive : array of bool (n_snap, M), optional
+        Which members were still healthy at each snapshot.
+    member_ids : array of int (M,), optional
+        Original index of every member kept (default 0 .. M − 1).
+    """
 
     kind = KIND
 
@@ -347,7 +375,13 @@ class EnsembleRun:
         """The run without the members that diverged at some snapshot (dropped by ``on_divergence = "drop"``),
         so that every statistic and estimate made from it uses only healthy members; ``dropped`` lists the
         original indices of the members left out, ``member_ids`` those of the members kept. Returns self when
-        no member diverged."""
+        no member diverged.
+
+        Returns
+        -------
+        EnsembleRun
+            The healthy members' run (or self).
+        """
         if self.alive is None or self.alive.size == 0 or np.all(self.alive):
             return self
         keep = np.all(self.alive, axis=0)
@@ -373,18 +407,32 @@ class EnsembleRun:
 
     @property
     def names(self) -> tuple:
+        """Names of the recorded parameters, in order (e.g. ``("W1", "W2", "W3")``)."""
         return tuple(self.weights)
 
     @property
     def shapes(self) -> dict:
+        """name -> the parameter's shape (without the snapshot and member axes)."""
         return {k: v.shape[2:] for k, v in self.weights.items()}
 
     @property
     def members(self) -> int:
+        """Number M of members."""
         return next(iter(self.weights.values())).shape[1]
 
     def flat(self, field: str = "weights") -> np.ndarray:
-        """All entries side by side: (n_snap, M, P) in the order of ``names`` (row-major within each)."""
+        """All entries side by side: (n_snap, M, P) in the order of ``names`` (row-major within each).
+
+        Parameters
+        ----------
+        field : str
+            ``"weights"``, ``"grad"``, ``"grad_var"`` or ``"hess_grad"``.
+
+        Returns
+        -------
+        array (n_snap, M, P)
+            The entries.
+        """
         d = getattr(self, field)
         if d is None:
             raise ConfigError(f"`field` {field!r} was not recorded (statistics = false)")
@@ -397,6 +445,32 @@ class EnsembleRun:
 
         ``weights`` (and grad/grad_var/hess_grad if given) map names to arrays (n_snap, M, *shape);
         ``step`` defaults to round(t / eta).
+
+        Parameters
+        ----------
+        t : array (n_snap,)
+            Snapshot times (t = η·step).
+        weights : dict
+            name -> (n_snap, M, *shape).
+        eta : float
+            Learning rate η (t = η·step).
+        batch_size : int
+            Batch size B.
+        step : array of int (n_snap,), optional
+            Optimiser steps (default round(t / eta)).
+        config : dict, optional
+            A configuration to store with the run.
+        grad, grad_var, hess_grad : dict, optional
+            Per-entry statistics, shaped like ``weights``.
+        loss : array (n_snap, M), optional
+            Full-batch loss.
+        lam_max : array (n_snap, n_probe), optional
+            Largest Hessian eigenvalues (probe members 0 .. n_probe − 1).
+
+        Returns
+        -------
+        EnsembleRun
+            The run.
         """
         t = np.asarray(t, dtype=float)
         if t.ndim != 1:
@@ -431,7 +505,18 @@ class EnsembleRun:
                    probe_members=None if lam_max is None else np.arange(np.shape(lam_max)[1]))  # fmt: skip
 
     def save(self, path) -> Path:
-        """Write the run in the ensemble file format (atomically)."""
+        """Write the run in the ensemble file format (atomically).
+
+        Parameters
+        ----------
+        path : str or Path
+            The results file.
+
+        Returns
+        -------
+        Path
+            The written file.
+        """
         from ..io import atomic_h5
 
         path = Path(path)
@@ -471,6 +556,20 @@ class EnsembleRun:
         Members that diverged in a run with ``on_divergence = "drop"`` are left out (``drop_diverged=False``
         keeps them, with their stored values (zeros from the divergence on) and the mask ``alive``). A missing,
         empty, truncated or foreign file is a FileFormatError naming it.
+
+        Parameters
+        ----------
+        path : str or Path
+            The ensemble file.
+        fields : sequence of str
+            Groups to read (default all: weights and every statistic).
+        drop_diverged : bool
+            Leave out members that diverged.
+
+        Returns
+        -------
+        EnsembleRun
+            The run.
         """
         from ..io import open_h5, reading
 
