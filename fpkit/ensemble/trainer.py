@@ -127,6 +127,9 @@ class Ensemble:
 
     @property
     def schedule(self) -> np.ndarray:
+        """Optimiser steps at which snapshots are taken (``fpkit.ensemble.spec.train_schedule``), increasing,
+        from 0.
+        """
         return train_schedule(self.config["train"])
 
     # ------------------------------------------------------------------------------------------ shards
@@ -140,6 +143,16 @@ class Ensemble:
         width (``fpkit.solvers.autoencoder.LANES``). The probe members (λmax) are the first ones: only the
         shard starting at member 0 tracks them, and it must hold them all. The shard's configuration says
         which members it holds (section ``shard``) and uses the whole ensemble's choice of kernels.
+
+        Parameters
+        ----------
+        first, stop : int
+            The members ``first .. stop - 1``.
+
+        Returns
+        -------
+        Ensemble
+            The shard.
         """
         import copy
 
@@ -184,7 +197,13 @@ class Ensemble:
         return X, T, auto
 
     def initial_state(self) -> dict:
-        """Parameters (P, M), momentum buffer, per-member random streams (2, M) and permutations."""
+        """Parameters (P, M), momentum buffer, per-member random streams (2, M) and permutations.
+
+        Returns
+        -------
+        dict
+            The training state (``theta``, ``velocity``, ``rng``, ``perm``, ``step``).
+        """
         cfg, arch = self.config, self.arch
         M = cfg["train"]["members"]
         dtype = np.dtype(cfg["train"]["dtype"])
@@ -209,7 +228,15 @@ class Ensemble:
         return {"theta": theta, "velocity": vel, "rng": rng, "perm": perm, "step": 0}
 
     def advance(self, state: dict, n_steps: int) -> None:
-        """Run ``n_steps`` optimiser steps on ``state`` in place."""
+        """Run ``n_steps`` optimiser steps on ``state`` in place.
+
+        Parameters
+        ----------
+        state : dict
+            The training state (``initial_state``), updated in place.
+        n_steps : int
+            Number of steps.
+        """
         if n_steps <= 0:
             return
         tr, arch, ds = self.config["train"], self.arch, self.dataset
@@ -236,7 +263,20 @@ class Ensemble:
 
     # ------------------------------------------------------------------------------------ statistics
     def full_gradient(self, theta: np.ndarray, want_sq: bool = False):
-        """Full-batch data gradient (P, M), mean squared per-sample gradient (or None) and loss (M,)."""
+        """Full-batch data gradient (P, M), mean squared per-sample gradient (or None) and loss (M,).
+
+        Parameters
+        ----------
+        theta : array (P, M)
+            Flattened parameters of the M members.
+        want_sq : bool
+            Also return the mean squared per-sample gradient.
+
+        Returns
+        -------
+        (array, array or None, array)
+            The gradient (P, M), the mean square (P, M) or None, the loss (M,).
+        """
         X, T, auto = self._eval_data()
         arch = self.arch
         theta = np.ascontiguousarray(theta, dtype=np.float64)
@@ -263,7 +303,20 @@ class Ensemble:
         return (n - B) / (B * (n - 1.0)) if n > 1 else 0.0
 
     def statistics(self, theta: np.ndarray, probe_seed: int = 0) -> dict:
-        """grad, grad_var, hess_grad (P, M), loss (M,) and lam_max (n_probe,) at parameters theta."""
+        """grad, grad_var, hess_grad (P, M), loss (M,) and lam_max (n_probe,) at parameters theta.
+
+        Parameters
+        ----------
+        theta : array (P, M)
+            Flattened parameters of the M members.
+        probe_seed : int
+            Seed of the Lanczos start vectors.
+
+        Returns
+        -------
+        dict
+            The arrays named above.
+        """
         wd = self.config["train"]["weight_decay"]
         th = np.asarray(theta, dtype=np.float64)
         g, sq, loss = self.full_gradient(th, want_sq=True)
@@ -294,7 +347,20 @@ class Ensemble:
     def lam_max(self, theta: np.ndarray, seed: int = 0) -> np.ndarray:
         """Largest (algebraic) eigenvalue of the full-batch Hessian for each column of theta: ``lanczos_steps``
         Lanczos steps (``solvers.lanczos``) on the exact H v from a random start vector derived from ``seed``
-        (the snapshot's); NaN for a member whose Hessian products are not finite."""
+        (the snapshot's); NaN for a member whose Hessian products are not finite.
+
+        Parameters
+        ----------
+        theta : array (P, n)
+            Flattened parameters of n members.
+        seed : int
+            Seed of the start vectors.
+
+        Returns
+        -------
+        array (n,)
+            λmax of each member (units of loss per weight²).
+        """
         P, n = theta.shape
         v0 = np.random.default_rng(seed).standard_normal((P, n))
         return lanczos_max(lambda v: self._hess_vec(theta, v, None), v0, self.config["train"]["lanczos_steps"])
@@ -324,6 +390,11 @@ class Ensemble:
             (``fpkit.distributed.train``; needs ``fpkit[distributed]``): the same file as without a client.
         shards : int, optional
             With ``client``: the number of shards (default: two per worker).
+
+        Returns
+        -------
+        EnsembleRun
+            The snapshots (t = η·step).
         """
         if client is not None:
             from ..distributed import train as _train_distributed
