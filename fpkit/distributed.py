@@ -68,7 +68,13 @@ INSTALL_HINT = 'pip install "fpkit[distributed]" (Dask\'s distributed scheduler)
 
 # ------------------------------------------------------------------------------------------ Dask access
 def have_dask() -> bool:
-    """True if ``dask.distributed`` can be imported."""
+    """True if ``dask.distributed`` can be imported.
+
+    Returns
+    -------
+    bool
+        Whether Dask is installed.
+    """
     try:
         import distributed  # noqa: F401
     except ImportError:
@@ -77,7 +83,13 @@ def have_dask() -> bool:
 
 
 def require_dask(what: str = "this") -> None:
-    """Raise a ConfigError saying how to install Dask when it is missing."""
+    """Raise a ConfigError saying how to install Dask when it is missing.
+
+    Parameters
+    ----------
+    what : str
+        What needs Dask (for the message).
+    """
     if not have_dask():
         raise ConfigError(f"{what} needs Dask: {INSTALL_HINT}")
 
@@ -88,6 +100,22 @@ def local_client(workers: int, threads_per_worker: int = 1, numba_threads: int |
 
     Each worker runs ``threads_per_worker`` tasks at a time; ``numba_threads`` (default: the machine's cores
     shared out among the workers) is the number of threads each worker's numba kernels use.
+
+    Parameters
+    ----------
+    workers : int
+        Number of worker processes.
+    threads_per_worker : int
+        Tasks each worker runs at a time.
+    numba_threads : int, optional
+        Threads of each worker's numba kernels.
+    **kwargs
+        Passed to ``distributed.LocalCluster``.
+
+    Yields
+    ------
+    distributed.Client
+        The client (closed with its cluster on exit).
     """
     require_dask("a local cluster (--workers)")
     from distributed import Client, LocalCluster
@@ -107,7 +135,18 @@ def local_client(workers: int, threads_per_worker: int = 1, numba_threads: int |
 @contextlib.contextmanager
 def client_from_args(args):
     """The client the command line asks for: ``--workers N`` (a local cluster), ``--scheduler ADDRESS``, or
-    None (one process, Dask not imported)."""
+    None (one process, Dask not imported).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line (``workers``, ``scheduler``).
+
+    Yields
+    ------
+    distributed.Client or None
+        The client, or None for a run in this process.
+    """
     workers, scheduler = getattr(args, "workers", None), getattr(args, "scheduler", None)
     if workers is not None and scheduler is not None:
         raise ConfigError("give either --workers (a local cluster) or --scheduler (a running cluster), not both")
@@ -135,7 +174,20 @@ def _n_workers(client) -> int:
 # ------------------------------------------------------------------------------------------------ shards
 def plan_shards(members: int, shards: int) -> list[tuple[int, int]]:
     """Split ``members`` into at most ``shards`` ranges ``[a, b)`` of whole lanes (``LANES`` members; only the
-    last range may end mid-lane, at ``members``), as even as possible."""
+    last range may end mid-lane, at ``members``), as even as possible.
+
+    Parameters
+    ----------
+    members : int
+        Number M of members.
+    shards : int
+        Most shards wanted (≥ 1).
+
+    Returns
+    -------
+    list of (int, int)
+        The member ranges, in order, covering 0 .. M − 1.
+    """
     from .solvers.autoencoder import LANES
 
     members, shards = int(members), int(shards)
@@ -153,7 +205,18 @@ def _piece_name(a: int, b: int) -> str:
 
 def piece_status(piece) -> tuple[int, bool] | None:
     """(snapshots done, complete) of a shard's piece (its ``.partial`` if there is one), or None if there is
-    no readable piece."""
+    no readable piece.
+
+    Parameters
+    ----------
+    piece : str or Path
+        The piece's file name.
+
+    Returns
+    -------
+    (int, bool) or None
+        Snapshots done and whether the piece is complete.
+    """
     piece = Path(piece)
     partial = piece.with_name(piece.name + ".partial")
     for src in (partial, piece):
@@ -255,6 +318,30 @@ def train(ens, path=None, *, client, shards: int | None = None, resume: bool = F
     keeps the shards of the run it resumes); ``numba_threads`` sets the kernels' threads in each task (default:
     the workers' own setting). Without ``path`` the pieces go to a temporary folder on this machine (the
     workers must see it) and the run is returned in memory.
+
+    Parameters
+    ----------
+    ens : fpkit.Ensemble
+        The ensemble to train.
+    path : str or Path, optional
+        The results file (ensemble format).
+    client : distributed.Client
+        The cluster.
+    shards : int, optional
+        Number of shards (default two per worker).
+    resume : bool
+        Continue the run stored at ``path``.
+    stop_after : int, optional
+        Stop after this many snapshots (resumable).
+    show_progress : bool, optional
+        Progress bar on/off (None: when the output is a terminal).
+    numba_threads : int, optional
+        Threads of the kernels in each task.
+
+    Returns
+    -------
+    fpkit.EnsembleRun
+        The run (the same values as a one-process run).
     """
     require_dask("training with a client")
     from .ensemble.results import EnsembleRun
@@ -423,6 +510,20 @@ def merge_pieces(ens, path, pieces) -> Path:
     The merged file has the layout, values and resume state of a one-process run of ``ens`` (its ``meta``
     carries the whole ensemble's configuration); snapshots are assembled one at a time, so the memory needed is
     one snapshot of one field.
+
+    Parameters
+    ----------
+    ens : fpkit.Ensemble
+        The whole ensemble the pieces belong to.
+    path : str or Path
+        The merged file.
+    pieces : list of ((int, int), path)
+        The member ranges and their piece files, in order.
+
+    Returns
+    -------
+    Path
+        The merged file.
     """
     from .ensemble.results import FIELDS, KIND, _create_layout, _meta
     from .io import FORMAT_VERSION, release_reserve, reserve_space, set_json_attr, write_error
@@ -532,7 +633,26 @@ def _join_state(key: str, parts: list, sizes: list) -> np.ndarray:
 # ------------------------------------------------------------------------------------------- any tasks
 def map_tasks(client, fn, calls, *, desc: str = "tasks", show_progress: bool | None = None) -> list:
     """``[fn(*args) for args in calls]`` as Dask tasks on ``client`` (results in the order of ``calls``), with
-    one progress bar; the first failure cancels the rest and is raised."""
+    one progress bar; the first failure cancels the rest and is raised.
+
+    Parameters
+    ----------
+    client : distributed.Client
+        Where to run.
+    fn : callable
+        The task function (picklable).
+    calls : sequence of tuple
+        One argument tuple per task.
+    desc : str
+        The progress bar's label.
+    show_progress : bool, optional
+        Progress bar on/off (None: when the output is a terminal).
+
+    Returns
+    -------
+    list
+        ``fn``'s results, in the order of ``calls``.
+    """
     require_dask("running tasks on a client")
     from distributed import as_completed
 
