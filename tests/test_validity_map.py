@@ -1,0 +1,127 @@
+"""The ``validity-map`` experiment: its bookkeeping (confusion table, acceptance rates, binomial intervals)
+against hand-made tables and closed forms, a tiny cell's fields, and serial == Dask on a 2-process
+LocalCluster."""
+
+import copy
+import json
+
+import numpy as np
+import pytest
+
+from fpkit import distributed as dist
+from fpkit.experiments import load, resolve_config
+from fpkit.validation.experiments import validity_map as vm
+
+needs_dask = pytest.mark.skipif(not dist.have_dask(), reason='needs Dask: pip install "fpkit[distributed]"')
+
+
+def test_registered():
+    assert load("validity-map").name == "validity-map"
+
+
+# ------------------------------------------------------------------------------------------ bookkeeping
+def test_confusion_table_hand_made():
+    # (verdict, worst): edges are inclusive on the left class (3.0 is "≤ 3", 5.0 is "3–5")
+    cells = [("holds", 0.9), ("holds", 3.0), ("holds", 3.01), ("holds", 7.0),
+             ("doubtful", 5.0), ("doubtful", 5.0001), ("doubtful", 2.0),
+             ("fails", 12.0), ("fails", 40.0), ("fails", 4.0),
+             ("fails", np.nan), ("", np.nan)]  # diverged cells are not counted  # fmt: skip
+    expected = np.array([[2, 1, 1],
+                         [1, 1, 1],
+                         [0, 1, 2]])  # fmt: skip
+    table = vm.confusion_table(*zip(*cells))
+    assert np.array_equal(table, expected)
+    acc = vm.acceptance(table)
+    assert (acc["holds_within_3"]["k"], acc["holds_within_3"]["n"]) == (2, 4)
+    assert (acc["beyond_5_flagged"]["k"], acc["beyond_5_flagged"]["n"]) == (3, 4)
+    assert acc["holds_within_3"]["rate"] == 0.5 and not acc["holds_within_3"]["held"]
+    assert acc["beyond_5_flagged"]["rate"] == 0.75 and not acc["beyond_5_flagged"]["held"]
+    acc = vm.acceptance(np.array([[9, 1, 0], [0, 0, 5], [0, 0, 5]]))
+    assert acc["holds_within_3"]["held"] and acc["holds_within_3"]["rate"] == 0.9
+    assert acc["beyond_5_flagged"]["held"] and acc["beyond_5_flagged"]["rate"] == 1.0
+    empty = vm.acceptance(np.zeros((3, 3), int))["holds_within_3"]
+    assert empty["n"] == 0 and not empty["held"] and np.isnan(empty["rate"]) and np.isnan(empty["ci_low"])
+
+
+def test_binomial_interval_closed_forms():
+    # Clopper-Pearson at the ends has a closed form: k = 0 -> [0, 1 - (α/2)^(1/n)], k = n -> [(α/2)^(1/n), 1]
+    for n in (1, 4, 17, 200):
+        a = 0.05
+        lo, hi = vm.binomial_interval(0, n)
+        assert lo == 0.0 and hi == pytest.approx(1 - (a / 2) ** (1 / n), rel=1e-12)
+        lo, hi = vm.binomial_interval(n, n)
+        assert hi == 1.0 and lo == pytest.approx((a / 2) ** (1 / n), rel=1e-12)
+    # n = 2, k = 1: the Beta(1, 2) and Beta(2, 1) quantiles are 1 - √(1 - α/2) and √(1 - α/2)
+    lo, hi = vm.binomial_interval(1, 2)
+    assert lo == pytest.approx(1 - np.sqrt(0.975), rel=1e-12) and hi == pytest.approx(np.sqrt(0.975), rel=1e-12)
+    # symmetry k <-> n - k
+    lo, hi = vm.binomial_interval(3, 11)
+    lo2, hi2 = vm.binomial_interval(8, 11)
+    assert lo == pytest.approx(1 - hi2, rel=1e-12) and hi == pytest.approx(1 - lo2, rel=1e-12)
+
+
+def test_worst_verdict():
+    assert vm.worst_verdict(["holds", "doubtful", "holds"]) == "doubtful"
+    assert vm.worst_verdict(["doubtful", "fails"]) == "fails"
+    assert vm.worst_verdict(["holds"]) == "holds"
+
+
+# ------------------------------------------------------------------------------------------------ cells
+def _tiny():
+    cfg = resolve_config(vm.EXPERIMENT(), quick=True, seed=3)
+    cfg["map"].update(data=["gaussian", "gaussian-rotated"], activation=["tanh"],
+                      settings=[{"hidden": [2], "lr": 0.05, "batch_size": 8}], members=120, steps=60,
+                      snapshots=4, entries=2)  # fmt: skip
+    cfg["analysis"].update(cells=60, max_cells=200, fp_dt=0.5)
+    return cfg
+
+
+def test_plan_cells_order_and_seeds():
+    cfg = resolve_config(vm.EXPERIMENT())
+    cells = vm.plan_cells(cfg)
+    g = cfg["map"]
+    n_gauss = sum(d != "digits" for d in g["data"]) * len(g["activation"]) * len(g["settings"])
+    n_digits = ("digits" in g["data"]) * len(g["activation"]) * len(g["digits_settings"])
+    assert len(cells) == n_gauss + n_digits
+    assert [c["index"] for c in cells] == list(range(len(cells)))
+    assert len({c["seed"] for c in cells}) == len(cells)  # independent cells
+    assert all(c["depth"] == len(c["hidden"]) and c["width"] == min(c["hidden"]) for c in cells)
+
+
+def _strip(rows):
+    return [{k: v for k, v in r.items() if k not in ("seconds", "cpu_seconds")} for r in rows]
+
+
+def test_cell_fields():
+    cfg = _tiny()
+    cell = vm.plan_cells(cfg)[0]
+    r = vm.run_cell(cfg, cell)
+    assert r["status"] == "ok" and r["verdict"] in vm.VERDICTS
+    assert len(r["entries"]) == 2 and r["entries"][0]["label"].startswith("W1")  # depth 1: W1, W2
+    assert {e["label"][:2] for e in r["entries"]} == {"W1", "W2"}
+    assert r["worst"] == max(e["worst"] for e in r["entries"]) and np.isfinite(r["worst"])
+    assert r["verdict"] == vm.worst_verdict(e["verdict"] for e in r["entries"])
+    for e in r["entries"]:
+        assert e["verdict"] in vm.VERDICTS and isinstance(e["reasons"], list)
+        assert set(e["diagnostics"]) == set(vm.DIAGNOSTIC_KEYS)
+        assert e["diagnostics"]["eta_lam_max"] is not None and e["diagnostics"]["eta_lam_max"] > 0
+        assert (e["verdict"] == "holds") == (not e["reasons"])
+    json.dumps(r)  # plain values only (stored as JSON in results.h5)
+
+
+@pytest.fixture(scope="module")
+def client():
+    if not dist.have_dask():
+        pytest.skip('needs Dask: pip install "fpkit[distributed]"')
+    with dist.local_client(2, numba_threads=1) as c:
+        yield c
+
+
+@needs_dask
+def test_dask_same_as_serial(client):
+    cfg = _tiny()
+    cells = vm.plan_cells(cfg)
+    serial = vm.run_cells(copy.deepcopy(cfg), cells)
+    parallel = vm.run_cells_dask(client, copy.deepcopy(cfg), cells)
+    assert [r["index"] for r in parallel] == [c["index"] for c in cells]
+    assert json.dumps(_strip(parallel), sort_keys=True) == json.dumps(_strip(serial), sort_keys=True)
