@@ -345,7 +345,13 @@ class Prediction:
 
     def summary(self) -> dict:
         """Max, median (over snapshots after the first, which is the initial condition itself) and last
-        W1/floor of the FP and each baseline."""
+        W1/floor of the FP and each baseline.
+
+        Returns
+        -------
+        dict
+            name -> {"max", "median", "last"} (W1/floor, dimensionless).
+        """
         out = {}
         for k, v in self.distance.items():
             later = v[1:][np.isfinite(v[1:])]
@@ -377,7 +383,13 @@ class Prediction:
 
     def to_xarray(self):
         """An ``xarray.Dataset`` with dims (t, w) for densities and coefficients, (t, member) for the judged
-        values, (t,) for the distances (needs the optional ``xarray`` package)."""
+        values, (t,) for the distances (needs the optional ``xarray`` package).
+
+        Returns
+        -------
+        xarray.Dataset
+            The prediction's arrays with labelled dimensions.
+        """
         try:
             import xarray as xr
         except ImportError:
@@ -391,7 +403,18 @@ class Prediction:
                           attrs={"label": self.label, "kind": self.kind, **{k: str(v) for k, v in self.options.items()}})  # fmt: skip
 
     def save(self, path) -> Path:
-        """Write this prediction to an HDF5 file (atomically); ``Prediction.load`` reads it back."""
+        """Write this prediction to an HDF5 file (atomically); ``Prediction.load`` reads it back.
+
+        Parameters
+        ----------
+        path : str or Path
+            The file.
+
+        Returns
+        -------
+        Path
+            The written file.
+        """
         from .io import atomic_h5
 
         with atomic_h5(path) as f:
@@ -401,6 +424,18 @@ class Prediction:
 
     @classmethod
     def load(cls, path) -> Prediction:
+        """Read a file written by ``Prediction.save`` (or a one-entry ``Predictions.save``).
+
+        Parameters
+        ----------
+        path : str or Path
+            The file.
+
+        Returns
+        -------
+        Prediction
+            The prediction.
+        """
         preds = Predictions.load(path)
         if len(preds) != 1:
             raise ConfigError(f"`path` {str(path)!r} holds {len(preds)} predictions; use Predictions.load")
@@ -441,7 +476,13 @@ class Predictions(dict):
     """Predictions of several entries, by label (insertion order kept)."""
 
     def table(self) -> str:
-        """A markdown table: per entry its kind and FP / baseline W1-over-floor (max, median, last)."""
+        """A markdown table: per entry its kind and FP / baseline W1-over-floor (max, median, last).
+
+        Returns
+        -------
+        str
+            Markdown.
+        """
         rows = ["| entry | kind | FP max | FP median | FP last | frozen last | drift-only last | diffusion-only last |",
                 "|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for p in self.values():
@@ -452,6 +493,18 @@ class Predictions(dict):
         return "\n".join(rows)
 
     def save(self, path) -> Path:
+        """Write every prediction to one HDF5 file (atomically), a group per label.
+
+        Parameters
+        ----------
+        path : str or Path
+            The file.
+
+        Returns
+        -------
+        Path
+            The written file.
+        """
         from .io import atomic_h5
 
         with atomic_h5(path) as f:
@@ -462,6 +515,18 @@ class Predictions(dict):
 
     @classmethod
     def load(cls, path) -> Predictions:
+        """Read a file written by ``Predictions.save`` (or ``Prediction.save``).
+
+        Parameters
+        ----------
+        path : str or Path
+            The file; a damaged one is a ``FileFormatError`` naming it.
+
+        Returns
+        -------
+        Predictions
+            The predictions by label, in the stored order.
+        """
         from .io import open_results
 
         with open_results(path, KIND) as f:
@@ -510,6 +575,11 @@ def predict(run, entries="auto", *, split="half", route: str = "mechanistic", va
         snapshot).
     auto_limit : dict, optional
         Entries per layer for ``entries="auto"``.
+
+    Returns
+    -------
+    Prediction, Predictions or PairPrediction
+        As ``entries`` and ``joint`` ask (see ``entries``).
     """
     dt = check_positive("dt", dt)
     E, J = split_members(run.members, int(seed), split)
