@@ -139,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("-o", "--output", required=True, help="ensemble file (.h5)")
     t.add_argument("--resume", action="store_true", help="continue from the last snapshot in --output")
     add_cluster_arguments(t, "shards of members")
+    t.add_argument("--virtual", action="store_true",
+                   help="with --workers/--scheduler: keep the shards' pieces beside OUTPUT (OUTPUT.pieces-ID/) "
+                   "and make OUTPUT virtual datasets over them instead of copying them (no serial merge)")
 
     c = sub.add_parser("config", help=COMMANDS["config"][2])
     c.add_argument("action", choices=("list", "show"), help="list the schemas, or show NAME's defaults")

@@ -32,15 +32,19 @@ Sweeps and experiments
     their results in order; experiments use it when ``fpkit.experiments.run(..., client=client)`` (``fpkit
     experiment run NAME --workers N``) gives them a client.
 
-Why the pieces are merged into one HDF5 file (rather than written in place into a Zarr store): the merged
-file is the one documented format every reader of fpkit takes, self-contained and atomic. The price is a
-serial copy on the client after the shards: ``scripts/bench_distributed.py`` measures it (≈ 10 s per GB wall,
-≈ 3 s per GB of CPU on a shared 2-core VM, pieces in the page cache). Its ratio to the training time per
-worker does not depend on the number of members: ≈ 32·P·S·W·r·t_GB / (10⁹·steps) for P parameters, S
+Why the pieces are merged into one HDF5 file by default (rather than written in place into a Zarr store): the
+merged file is the one documented format every reader of fpkit takes, self-contained and atomic. The price is a
+serial copy on the client after the shards: ``scripts/bench_distributed.py`` measures it (≈ 10-37 s per GB
+wall, ≈ 3-11 s per GB of CPU on a shared 2-core VM, pieces in the page cache). Its ratio to the training time
+per worker does not depend on the number of members: ≈ 32·P·S·W·r·t_GB / (10⁹·steps) for P parameters, S
 snapshots with statistics, W workers each training r member-steps/s, t_GB seconds per GB: 7-9 % on the 2
-workers measured, but for 64 workers, 10⁴ steps and 60 snapshots ≈ 0.15-0.5 at the (contended) speed measured
-and ≈ 1-3 at a full core's speed. Beyond ~10 workers, shards writing their chunks in place (Zarr, or HDF5
-virtual datasets over the pieces) would pay; that is not built yet.
+workers measured, but for 64 workers, 10⁴ steps and 60 snapshots the projected efficiency falls to ≈ 0.6 with
+full-core workers. For such runs ``virtual=True`` (``fpkit train --virtual``) copies no snapshot: the file
+holds HDF5 virtual datasets over the pieces (kept in ``<path>.pieces-<id>/``), read by h5py and every fpkit
+loader with the same values; only the resume state is copied, so the merge grows with the members but not
+with the snapshots (projected efficiency ≈ 0.99 there). HDF5 virtual datasets rather than Zarr: no new
+dependency and no second format for readers; :func:`consolidate` turns such a file into a self-contained one.
+A missing piece is a FileFormatError on loading (HDF5 alone would read its part as NaN).
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .errors import ConfigError, FpkitError
+from .errors import ConfigError, FileFormatError, FpkitError
 
 log = logging.getLogger(__name__)
 
@@ -310,7 +314,7 @@ def _config_json(config) -> str:
 
 def train(ens, path=None, *, client, shards: int | None = None, resume: bool = False,
           stop_after: int | None = None, show_progress: bool | None = None,
-          numba_threads: int | None = None):  # fmt: skip
+          numba_threads: int | None = None, virtual: bool = False):  # fmt: skip
     """Train ``ens`` (an :class:`fpkit.Ensemble`) in shards on a Dask cluster and merge them into ``path``.
 
     The same as ``ens.train(path, resume=..., stop_after=...)`` in one process (module docstring): the file
@@ -318,6 +322,11 @@ def train(ens, path=None, *, client, shards: int | None = None, resume: bool = F
     keeps the shards of the run it resumes); ``numba_threads`` sets the kernels' threads in each task (default:
     the workers' own setting). Without ``path`` the pieces go to a temporary folder on this machine (the
     workers must see it) and the run is returned in memory.
+
+    ``virtual=True`` skips the serial copy of the snapshots: the pieces move to
+    ``<path>.pieces-<id>/`` and ``path`` holds virtual datasets over them (:func:`merge_pieces`); the same
+    values for every reader, at a merge cost that does not grow with the run. Keep the folder beside the file
+    (move both together), or make a self-contained file with :func:`consolidate`.
 
     Parameters
     ----------
@@ -337,6 +346,8 @@ def train(ens, path=None, *, client, shards: int | None = None, resume: bool = F
         Progress bar on/off (None: when the output is a terminal).
     numba_threads : int, optional
         Threads of the kernels in each task.
+    virtual : bool
+        Merge by HDF5 virtual datasets over the pieces instead of copying them.
 
     Returns
     -------
@@ -396,7 +407,10 @@ def train(ens, path=None, *, client, shards: int | None = None, resume: bool = F
     counts = {n for n, _ in done.values()}
     if all(c for _, c in done.values()):
         t_merge = time.perf_counter()
-        merge_pieces(ens, path, list(zip(ranges, pieces)))
+        if virtual:
+            _merge_virtual(ens, path, ranges, pieces_dir, pieces)
+        else:
+            merge_pieces(ens, path, list(zip(ranges, pieces)))
         report["merge_s"] = time.perf_counter() - t_merge
         shutil.rmtree(pieces_dir, ignore_errors=True)
         run = EnsembleRun.load(path)
@@ -412,6 +426,22 @@ def train(ens, path=None, *, client, shards: int | None = None, resume: bool = F
         merge_pieces(ens, path, list(zip(ranges, pieces)))
         return EnsembleRun.load(path)
     raise FpkitError(f"the shards stopped at different snapshots; continue with --resume ({pieces_dir})")
+
+
+def _merge_virtual(ens, path: Path, ranges, pieces_dir: Path, pieces) -> None:
+    """The pieces move to a folder of their own, ``<path>.pieces-<id>``, and ``path`` becomes virtual
+    datasets over them. The id is new each time: until the new file has replaced ``path`` (atomically), the
+    old file still reads the old pieces, never the new ones; older piece folders of ``path`` go afterwards."""
+    data = path.with_name(f"{path.name}.pieces-{uuid.uuid4().hex[:8]}")
+    data.mkdir()
+    moved = []
+    for piece in pieces:
+        os.replace(piece, data / piece.name)
+        moved.append(data / piece.name)
+    merge_pieces(ens, path, list(zip(ranges, moved)), virtual=True)
+    for old in path.parent.glob(f"{path.name}.pieces-*"):
+        if old != data and old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def _interrupted(pieces_dir: Path) -> KeyboardInterrupt:
@@ -503,13 +533,19 @@ def _run_shards(ens, client, ranges, pieces, todo, stop_after, show_progress, nu
 
 
 # ------------------------------------------------------------------------------------------------ merge
-def merge_pieces(ens, path, pieces) -> Path:
+def merge_pieces(ens, path, pieces, *, virtual: bool = False) -> Path:
     """Merge the pieces ``[((a, b), piece_path), ...]`` of ``ens`` (covering members 0 .. M - 1 in order, all
     at the same snapshot) into one ensemble file at ``path``, written to a temporary name and renamed.
 
     The merged file has the layout, values and resume state of a one-process run of ``ens`` (its ``meta``
     carries the whole ensemble's configuration); snapshots are assembled one at a time, so the memory needed is
     one snapshot of one field.
+
+    ``virtual=True`` copies nothing of the snapshots: each snapshot field (weights, grad, grad_var,
+    hess_grad) is an HDF5 virtual dataset over the pieces' columns (paths relative to ``path``'s folder, so
+    the folder can be moved whole), and only the small datasets (loss, λmax, masks, resume state) are
+    copied. Readers see the same values; the pieces must stay where they are (:func:`consolidate` makes a
+    self-contained copy).
 
     Parameters
     ----------
@@ -519,6 +555,8 @@ def merge_pieces(ens, path, pieces) -> Path:
         The merged file.
     pieces : list of ((int, int), path)
         The member ranges and their piece files, in order.
+    virtual : bool
+        Merge by HDF5 virtual datasets over the pieces instead of copying them.
 
     Returns
     -------
@@ -569,6 +607,9 @@ def merge_pieces(ens, path, pieces) -> Path:
             for fld in FIELDS:
                 if fld not in f:
                     continue
+                if virtual:
+                    _virtual_field(f, fld, ens.arch.names, ens.arch.shapes, len(sched), ranges, srcs, path)
+                    continue
                 for name, shape in zip(ens.arch.names, ens.arch.shapes):
                     buf = np.empty((M, *shape))
                     for j in range(n_done):
@@ -616,6 +657,55 @@ def merge_pieces(ens, path, pieces) -> Path:
         for s in srcs:
             s.close()
     return path
+
+
+def _virtual_field(f, fld: str, names, shapes, n_sched: int, ranges, srcs, path: Path) -> None:
+    """Replace the (empty) datasets of snapshot field ``fld`` by virtual datasets over the pieces' columns."""
+    for name, shape in zip(names, shapes):
+        dtype = f[fld][name].dtype
+        del f[fld][name]
+        layout = h5py.VirtualLayout(shape=(n_sched, ranges[-1][1], *shape), dtype=dtype)
+        for (a, b), src in zip(ranges, srcs):
+            rel = os.path.relpath(src.filename, Path(path).parent)
+            layout[:, a:b] = h5py.VirtualSource(rel, f"{fld}/{name}", shape=(n_sched, b - a, *shape))
+        f[fld].create_virtual_dataset(name, layout, fillvalue=np.nan)
+
+
+def consolidate(path, out=None) -> Path:
+    """A self-contained copy of an ensemble file whose snapshot fields are virtual datasets over shard pieces
+    (``train(..., virtual=True)``): every dataset copied with its values into ``out`` (default: ``path``
+    itself, replaced atomically); the pieces can then be deleted. Returns the path written."""
+    from .io import atomic_h5, open_h5, reading, virtual_sources_missing
+
+    path = Path(path)
+    out = path if out is None else Path(out)
+    with open_h5(path, "ensemble file") as src, reading(path, "ensemble file"):
+        missing = virtual_sources_missing(src)
+        if missing:
+            raise FileFormatError(f"{str(path)!r}: the shard pieces {missing} its snapshots live in are missing",
+                                  path)  # fmt: skip
+        with atomic_h5(out) as dst:
+            for key, value in src.attrs.items():
+                dst.attrs[key] = value
+
+            def copy(name, obj):
+                if isinstance(obj, h5py.Group):
+                    g = dst.require_group(name)
+                    for key, value in obj.attrs.items():
+                        g.attrs[key] = value
+                    return
+                kw = {}
+                if not obj.is_virtual and obj.chunks is not None:
+                    kw = {"chunks": obj.chunks, "compression": obj.compression,
+                          "compression_opts": obj.compression_opts}  # fmt: skip
+                elif obj.is_virtual and obj.ndim >= 2:  # as _create_layout: one snapshot a chunk
+                    kw = {"chunks": (1, *obj.shape[1:])}
+                d = dst.create_dataset(name, data=obj[()], **kw)
+                for key, value in obj.attrs.items():
+                    d.attrs[key] = value
+
+            src.visititems(copy)
+    return out
 
 
 def _join_state(key: str, parts: list, sizes: list) -> np.ndarray:

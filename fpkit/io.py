@@ -343,6 +343,23 @@ def open_h5(path, what: str = "results file"):
         ) from exc
 
 
+def virtual_sources_missing(f) -> list[str]:
+    """The source files of ``f``'s virtual datasets that cannot be found (relative to the file's folder):
+    HDF5 would read their part as the fill value (NaN) without a word."""
+    missing = set()
+    folder = Path(f.filename).parent
+
+    def visit(_, obj):
+        if isinstance(obj, h5py.Dataset) and obj.is_virtual:
+            for src in obj.virtual_sources():
+                p = Path(src.file_name)
+                if not (p if p.is_absolute() else folder / p).exists():
+                    missing.add(src.file_name)
+
+    f.visititems(visit)
+    return sorted(missing)
+
+
 def read_kind(path) -> str | None:
     """The ``kind`` attribute of a results file (None if it has none)."""
     with open_h5(path) as f, reading(path):

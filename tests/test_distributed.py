@@ -110,6 +110,44 @@ def test_pieces_merge_bit_identical(tmp_path, extra):
     assert_same_file(tmp_path / "full.h5", tmp_path / "merged.h5")
 
 
+def test_virtual_merge_reads_the_same_and_consolidates(tmp_path):
+    """virtual=True: the snapshot fields are HDF5 virtual datasets over the pieces (nothing copied); every
+    dataset reads bit-identical to the one-process file, also after the folder is moved whole; a missing
+    piece is a FileFormatError (HDF5 alone would read NaN, its fill value); consolidate gives a self-contained
+    file with the same values."""
+    import shutil
+
+    ens = fpkit.Ensemble(**SMALL)
+    ens.train(tmp_path / "full.h5", show_progress=False)
+    work = tmp_path / "a"
+    (work / "pieces").mkdir(parents=True)
+    pieces = []
+    for i, (a, b) in enumerate(dist.plan_shards(SMALL["members"], 3)):
+        piece = work / "pieces" / f"piece{i}.h5"
+        dist._run_shard(ens.shard(a, b), str(piece), None, i, "topic", None, None)
+        pieces.append(((a, b), piece))
+    dist.merge_pieces(ens, work / "virtual.h5", pieces, virtual=True)
+    with h5py.File(work / "virtual.h5") as f:
+        assert f["weights/W1"].is_virtual and not f["loss"].is_virtual
+    pieces_bytes = sum(p.stat().st_size for _, p in pieces)
+    assert (work / "virtual.h5").stat().st_size < 0.2 * pieces_bytes  # the snapshots were not copied
+    assert_same_file(tmp_path / "full.h5", work / "virtual.h5")
+    shutil.move(work, tmp_path / "moved")  # relative sources: the folder travels whole
+    moved = tmp_path / "moved" / "virtual.h5"
+    assert_same_file(tmp_path / "full.h5", moved)
+    run = fpkit.EnsembleRun.load(moved)
+    assert np.array_equal(run.weights["W2"], fpkit.EnsembleRun.load(tmp_path / "full.h5").weights["W2"])
+    dist.consolidate(moved, tmp_path / "alone.h5")
+    with h5py.File(tmp_path / "alone.h5") as f:
+        assert not f["weights/W1"].is_virtual
+    (tmp_path / "moved" / "pieces" / "piece1.h5").unlink()
+    with pytest.raises(fpkit.errors.FileFormatError, match="shard pieces that are missing: pieces/piece1.h5"):
+        fpkit.EnsembleRun.load(moved)
+    with pytest.raises(fpkit.errors.FileFormatError, match="missing"):
+        dist.consolidate(moved)
+    assert_same_file(tmp_path / "full.h5", tmp_path / "alone.h5")
+
+
 def test_without_dask(monkeypatch, tmp_path, capsys):
     """Without Dask: a client-less run is unchanged, --workers is one clear error (exit 2)."""
     monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed -> ImportError
@@ -142,6 +180,20 @@ def test_sharded_training_bit_identical(client, reference, tmp_path, shards):
     run = fpkit.Ensemble(**SMALL).train(out, client=client, shards=shards, show_progress=False)
     assert_same_file(reference, out)
     assert run.members == SMALL["members"] and not (tmp_path / "merged.h5.shards").exists()
+
+
+@needs_dask
+def test_sharded_training_virtual(client, reference, tmp_path):
+    """train(..., virtual=True) on the cluster: the same values as the one-process file, the pieces in one
+    folder of their own beside it; a second run replaces both (the old folder goes once the new file is in)."""
+    out = tmp_path / "v.h5"
+    for _ in range(2):
+        fpkit.Ensemble(**SMALL).train(out, client=client, shards=3, show_progress=False, virtual=True)
+        assert_same_file(reference, out)
+        folders = sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
+        assert len(folders) == 1 and folders[0].startswith("v.h5.pieces-"), folders
+    with pytest.raises(ConfigError, match="client"):
+        fpkit.Ensemble(**SMALL).train(tmp_path / "x.h5", virtual=True)
 
 
 @needs_dask
@@ -326,6 +378,11 @@ def test_cli_train_workers(tmp_path):
                         "--workers", "2"], capture_output=True, text=True, timeout=300)  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert_same_file(tmp_path / "ref.h5", tmp_path / "out.h5")
+    r = subprocess.run([sys.executable, "-m", "fpkit.cli", "train", str(cfg), "-o", str(tmp_path / "v.h5"),
+                        "--workers", "2", "--virtual"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert_same_file(tmp_path / "ref.h5", tmp_path / "v.h5")
+    assert len(list(tmp_path.glob("v.h5.pieces-*/members-*.h5"))) >= 2
 
 
 CFG_TOML = """seed = 3

@@ -571,12 +571,18 @@ class EnsembleRun:
         EnsembleRun
             The run.
         """
-        from ..io import open_h5, reading
+        from ..io import open_h5, reading, virtual_sources_missing
 
         path = Path(path)
         with open_h5(path, "ensemble file") as f, reading(path, "ensemble file"):
             if f.attrs.get("kind") != KIND:
                 raise FileFormatError(f"`path` {str(path)!r} holds {f.attrs.get('kind')!r}, not an ensemble", path)
+            missing = virtual_sources_missing(f)  # a virtual merge's pieces (fpkit.distributed) moved or deleted
+            if missing:
+                raise FileFormatError(
+                    f"ensemble file {str(path)!r} reads its snapshots from shard pieces that are missing: "
+                    f"{', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''} (keep the folder beside the "
+                    "file, or make a self-contained copy with fpkit.distributed.consolidate)", path)  # fmt: skip
             meta = get_json_attr(f, "meta")
             n = int(meta["n_done"])
             if n < 1:

@@ -368,7 +368,7 @@ class Ensemble:
     # ---------------------------------------------------------------------------------------- training
     def train(self, path=None, *, resume: bool = False, stop_after: int | None = None,
               show_progress: bool | None = None, callback=None, client=None,
-              shards: int | None = None) -> EnsembleRun:  # fmt: skip
+              shards: int | None = None, virtual: bool = False) -> EnsembleRun:  # fmt: skip
         """Train the ensemble, taking snapshots on the schedule; returns an :class:`EnsembleRun`.
 
         Parameters
@@ -390,17 +390,24 @@ class Ensemble:
             (``fpkit.distributed.train``; needs ``fpkit[distributed]``): the same file as without a client.
         shards : int, optional
             With ``client``: the number of shards (default: two per worker).
+        virtual : bool
+            With ``client``: leave the shards' pieces in ``<path>.pieces-<id>/`` and make ``path`` virtual
+            datasets over them instead of copying them (no serial merge; ``fpkit.distributed.consolidate``
+            makes a self-contained file).
 
         Returns
         -------
         EnsembleRun
             The snapshots (t = η·step).
         """
+        if virtual and client is None:
+            raise ConfigError("`virtual=True` is for a run sharded on a Dask client (pass `client`)")
         if client is not None:
             from ..distributed import train as _train_distributed
 
             return _train_distributed(self, path, client=client, shards=shards, resume=resume,
-                                      stop_after=stop_after, show_progress=show_progress)  # fmt: skip
+                                      stop_after=stop_after, show_progress=show_progress,
+                                      virtual=virtual)  # fmt: skip
         sched = self.schedule
         writer = _Writer(path, self, sched) if path is not None else None
         mem = None
@@ -562,7 +569,8 @@ def cli_train(args) -> int:
         from ..distributed import client_from_args  # --workers / --scheduler (Dask imported only then)
 
         with client_from_args(args) as client:
-            run = ens.train(args.output, resume=bool(getattr(args, "resume", False)), client=client)
+            run = ens.train(args.output, resume=bool(getattr(args, "resume", False)), client=client,
+                            virtual=bool(getattr(args, "virtual", False)) and client is not None)  # fmt: skip
     except KeyboardInterrupt as exc:
         note = getattr(exc, "fpkit_note", None) or (
             f"{args.output} holds the snapshots so far (continue with --resume)")  # fmt: skip
