@@ -86,7 +86,9 @@ def autoencoder_markdown(ae: dict) -> str:
             f"{ae['members']} members\n\n")  # fmt: skip
     if ae["status"] != "ok":
         return head + f"Training diverged: {ae['message']}\n"
-    rows = [f"η·λmax at the end (median over probes): {_num(ae.get('eta_lam_max_end'))}.\n",
+    rows = [f"η = {ae['lr']:g}, B = {ae['batch_size']}, {ae['steps']} steps on {ae['n']} images; η·λmax at the end "
+            f"(median over probes): {_num(ae.get('eta_lam_max_end'))}; {ae['seconds']:.0f} s wall, "
+            f"{ae['cpu_seconds']:.0f} s CPU.\n",
             "| entry | kind | worst W1/floor | frozen worst | within 3 floors | verdict | diagnostics' reasons |",
             "|---|---|---|---|---|---|---|"]  # fmt: skip
     unexplained = []
