@@ -90,12 +90,49 @@ def test_rate_points_recover_planted_rates():
     assert tr.linear_fit(p["f"], p["rate"])[0] == pytest.approx(3.0)
 
 
+def test_late_floor_and_slope_of_planted_spreads():
+    """Output-layer spreads S_W = a·t^(−α) give the late log-log slope −α exactly; a constant S_W (a floor)
+    gives slope 0 and its value as the late floor; the exponent of floors c·(η/B)^1 is 1."""
+    t = np.r_[0.0, np.geomspace(1, 1000, 20)]
+    ones = np.ones((21, 6, 3))
+
+    def net(sw_out, lr=0.1, B=1, label="GD"):
+        sw = np.stack([ones, sw_out[:, None, None] * ones], 2)  # (S, M, L = 2, C)
+        return tr.NetRun(label, "sgd", lr, B, t, sw, np.ones((21, 6, 2)), np.zeros((21, 6, 1, 3)), np.zeros((21, 6)))
+
+    pw = net(np.r_[1.0, 2.0 * t[1:] ** -0.7])
+    assert tr.late_slope(pw, 0.5) == pytest.approx(-0.7, rel=1e-10)
+    flat = net(np.full(21, 3e-4))
+    assert tr.late_slope(flat, 0.5) == pytest.approx(0.0, abs=1e-10)
+    assert tr.late_floor(flat, 0.5) == pytest.approx(3e-4, rel=1e-12)
+    runs = [pw] + [net(np.full(21, 0.01 * lr / B), lr, B, f"SGD {lr} {B}") for lr, B in [(0.1, 1), (0.1, 4), (0.05, 1)]]
+    st = tr.floor_stats(runs, 0.5, 10, 0)
+    assert st["exponent"] == pytest.approx(1.0, rel=1e-10) and st["exponent_se"] < 1e-10
+    held = {c.name: c.held for c in tr.floor_claims("x", st, "GD")}
+    assert held["network SGD floor (x)"] is False  # GD's power law sits above the small floors at late t
+    assert held["network SGD saturates (x)"] and held["network floor ∝ η/B (x)"]
+
+
+def test_conflicting_targets_keep_the_least_squares_fit():
+    """Each point twice with targets y ± ε: the pair's mean is y, so any fit's loss is that of y plus the
+    irreducible mean ε²/2 per output: the minimum keeps per-sample residuals ±ε (the toy's v > 0)."""
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((10, 3)), np.eye(2)[rng.integers(0, 2, 10)]
+    x2, y2 = tr.conflicting_targets(x, y, None, 0.3, seed=1)
+    np.testing.assert_array_equal(x2, np.r_[x, x])
+    np.testing.assert_allclose(0.5 * (y2[:10] + y2[10:]), y, atol=1e-15)
+    eps = y2[:10] - y
+    f = y + 0.1 * rng.standard_normal(y.shape)  # any prediction on the 10 points
+    loss2 = 0.5 * np.mean(np.sum((np.r_[f, f] - y2) ** 2, 1))
+    assert loss2 == pytest.approx(0.5 * np.mean(np.sum((f - y) ** 2, 1)) + 0.5 * np.mean(np.sum(eps**2, 1)))
+
+
 def test_quick_run_verdict_has_numbers(tmp_path):
     """The quick experiment end to end (small overrides): every exact-reference claim holds."""
     from fpkit import experiments
 
     over = {"toy": {"fractions": [0.25, 0.5], "sgd_members": 400, "gd_members": 4, "t_end": 15.0, "sgd_t_end": 10.0},
-            "network": {"members": 12, "steps": 200, "bootstrap": 10}}  # fmt: skip
+            "network": {"members": 12, "t_end": 20.0, "bootstrap": 10, "floor_members": 8}}  # fmt: skip
     out = experiments.run("truncation", quick=True, overrides=over, out=tmp_path, show_progress=False)
     held = {c.name: c.held for c in out.verdict.claims}
     assert held["toy rate"] and held["toy slope"] and held["toy FP"]

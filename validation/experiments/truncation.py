@@ -88,7 +88,8 @@ class Network(_Pairs, Schema):
     std: float = Field(0.5, gt=0, description="standard deviation of each cluster")
     hidden: list[int] = Field(default_factory=lambda: [16, 16], min_length=1, description="hidden widths")
     lr: float = Field(0.1, gt=0, description="learning rate η of the GD run")
-    steps: int = Field(8000, ge=10, description="steps of every run")
+    t_end: float = Field(1500.0, gt=0, description="training time t = η·step of every run (steps = t_end/η: "
+                                                   "runs at different η end at the same t)")
     members: int = Field(128, ge=4, description="members of every run")
     snapshots: int = Field(30, ge=4, description="snapshots per run")
     sgd_lr: list[float] = Field(default_factory=lambda: [0.1, 0.1, 0.05], min_length=1,
@@ -96,6 +97,13 @@ class Network(_Pairs, Schema):
     sgd_batch_size: list[int] = Field(default_factory=lambda: [1, 4, 1], min_length=1,
                                       description="B of the SGD runs (paired with sgd_lr)")
     bootstrap: int = Field(100, ge=10, description="bootstrap resamples of the members for uncertainties")
+    late: float = Field(0.5, gt=0, lt=1, description="late part of training: snapshots with t ≥ (1 − late)·t_end "
+                                                     "give the floors (mean S_W) and the late log-log slopes")
+    floor_target_std: float = Field(0.3, ge=0, description=(
+        "the floor runs: every training point twice, with targets one-hot ± ε (ε ~ N(0, std²) per output), so "
+        "that, as in the toy (v > 0), the per-sample residuals stay ±ε at the least-squares minimum and the SGD "
+        "noise does not vanish there; 0: no floor runs"))
+    floor_members: int = Field(64, ge=4, description="members of every floor run")
 
 
 class Config(Schema):
@@ -110,14 +118,14 @@ class Config(Schema):
 QUICK = {
     "toy": {"fractions": [0.25, 0.5, 0.75], "sgd_lr": [0.05, 0.05], "sgd_batch_size": [2, 8], "sgd_members": 1000, "t_end": 30.0,
             "sgd_t_end": 20.0, "gd_members": 16, "snapshots": 20, "fp_cells": 200},
-    "network": {"members": 48, "steps": 2000, "per_cluster": 12, "hidden": [12, 12], "snapshots": 20,
-                "sgd_lr": [0.1, 0.1], "sgd_batch_size": [1, 4], "bootstrap": 40},
+    "network": {"members": 48, "t_end": 200.0, "per_cluster": 12, "hidden": [12, 12], "snapshots": 20,
+                "sgd_lr": [0.1, 0.1], "sgd_batch_size": [1, 4], "bootstrap": 40, "floor_members": 24},
 }  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------- thresholds
 THRESHOLDS = {"toy_rate_rel": 1e-6, "diagonal_slope_tol": 0.05, "z_max": 4.0, "fp_w1_floor": 3.0,
-              "network_slope_z": 2.0, "collapse_factor": 2.0}  # fmt: skip
+              "network_slope_z": 2.0, "collapse_factor": 2.0, "floor_z": 2.0, "saturation_slope": 0.1}  # fmt: skip
 THRESHOLD_TEXT = {
     "exact rate": "the toy's fitted rate equals the exact discrete-time rate −ln(1 − ηκ)/η, κ = n_tr/N, to a "
                   "relative {toy_rate_rel:g}",
@@ -129,8 +137,10 @@ THRESHOLD_TEXT = {
     "positive slope": "the network's slope of rate against n_tr/N is positive by ≥ {network_slope_z:g} "
                       "bootstrap standard errors",
     "collapse": "NC1 = S_W/S_B of the last hidden layer falls by a factor ≥ {collapse_factor:g} under GD",
-    "saturation": "under every SGD setting the output layer's within-cluster spread S_W at the end exceeds GD's "
-                  "(GD keeps collapsing, SGD stops at its noise floor)",
+    "saturation": "under every SGD setting the output layer's within-cluster spread S_W, averaged over the late "
+                  "snapshots, exceeds GD's by ≥ {floor_z:g} bootstrap standard errors",
+    "flat": "under every SGD setting the late log-log slope d ln S_W / d ln t of the output layer is ≥ "
+            "−{saturation_slope:g} (a floor; a collapse that goes on has a clearly negative slope)",
 }  # fmt: skip
 
 
@@ -205,9 +215,12 @@ class Result:
     net_intercept: float
     nc1_start: float
     nc1_end: float
-    sw_end: dict  # label -> (mean, se) of the last hidden layer's S_W at the end (cluster mean)
+    sw_end: dict  # label -> (mean, se) of the output layer's S_W over the late snapshots (cluster, member mean)
     net_floor_exponent: float
     net_floor_exponent_se: float
+    late_slope: dict = field(default_factory=dict)  # label -> (d ln S_W/d ln t late, se)
+    floor_nets: list = field(default_factory=list)  # NetRuns on conflicting targets (GD first)
+    conflict: dict | None = None  # floor_stats of floor_nets
     extra: dict = field(default_factory=dict)
 
 
@@ -369,18 +382,61 @@ def cluster_geometry(weights: dict, x: np.ndarray, labels: np.ndarray, activatio
 
 
 def net_train(ncfg: dict, x, y, labels, *, optimizer: str, lr: float, batch_size: int, seed: int,
-              show_progress=None) -> NetRun:  # fmt: skip
+              members: int | None = None, train_xy=None, show_progress=None) -> NetRun:  # fmt: skip
+    """One ensemble trained to t_end (steps = t_end/η) on (x, y), or on ``train_xy`` when given (the floor runs);
+    the cluster geometry is measured on the points x with their cluster labels."""
+    xt, yt = (x, y) if train_xy is None else train_xy
     cfg = {"seed": seed, "model": {"kind": "mlp", "hidden": list(ncfg["hidden"]), "activation": "relu", "bias": True},
-           "train": {"optimizer": optimizer, "lr": lr, "batch_size": batch_size, "members": ncfg["members"],
-                     "steps": ncfg["steps"], "snapshots": ncfg["snapshots"], "probes": 0, "statistics": False,
-                     "kernels": "generic"}}  # fmt: skip
-    run = fpkit.Ensemble(cfg, data=arrays(x, y)).train(show_progress=show_progress)
+           "train": {"optimizer": optimizer, "lr": lr, "batch_size": batch_size,
+                     "members": members or ncfg["members"], "steps": max(1, int(round(ncfg["t_end"] / lr))),
+                     "snapshots": ncfg["snapshots"], "probes": 0, "statistics": False, "kernels": "generic"}}  # fmt: skip
+    run = fpkit.Ensemble(cfg, data=arrays(xt, yt)).train(show_progress=show_progress)
     geo = [cluster_geometry({n: run.weights[n][s] for n in run.names}, x, labels) for s in range(run.t.size)]
     sw, sb, tr = (np.stack([g[k] for g in geo]) for k in range(3))
-    loss = np.stack([0.5 * np.mean(np.sum((forward({n: run.weights[n][s] for n in run.names}, x, "relu")[-1]
-                                            - y[None]) ** 2, -1), 1) for s in range(run.t.size)])  # fmt: skip
+    loss = np.stack([0.5 * np.mean(np.sum((forward({n: run.weights[n][s] for n in run.names}, xt, "relu")[-1]
+                                            - yt[None]) ** 2, -1), 1) for s in range(run.t.size)])  # fmt: skip
     label = "GD" if optimizer == "gd" else f"SGD η={lr:g} B={batch_size}"
-    return NetRun(label, optimizer, lr, batch_size if optimizer != "gd" else x.shape[0], run.t, sw, sb, tr, loss)
+    return NetRun(label, optimizer, lr, batch_size if optimizer != "gd" else xt.shape[0], run.t, sw, sb, tr, loss)
+
+
+def conflicting_targets(x, y, labels, std: float, seed: int):
+    """Every point twice, targets y ± ε (ε ~ N(0, std²) per output): the least-squares fit of a pair is its
+    mean y, where the per-sample residuals stay ±ε (the network analogue of the toy's v > 0)."""
+    eps = std * np.random.default_rng(derive_seed(seed, 6)).standard_normal(y.shape)
+    return np.concatenate([x, x]), np.concatenate([y + eps, y - eps])
+
+
+def late_floor(net: NetRun, late: float, members=slice(None)) -> float:
+    """The output layer's within-cluster spread S_W (cluster and member mean) averaged over the late snapshots."""
+    sel = net.t >= (1.0 - late) * net.t[-1]
+    return float(net.sw[sel][:, members, -1].mean())
+
+
+def late_slope(net: NetRun, late: float, members=slice(None)) -> float:
+    """d ln S_W / d ln t of the output layer's spread (member mean) over the late snapshots: ≈ 0 at a floor,
+    negative while collapsing."""
+    sel = (net.t >= (1.0 - late) * net.t[-1]) & (net.t > 0)
+    return float(np.polyfit(np.log(net.t[sel]), np.log(net.sw[sel][:, members, -1].mean((1, 2))), 1)[0])
+
+
+def floor_stats(nets: list, late: float, nb: int, seed: int) -> dict:
+    """GD first, then SGD runs: late floors and slopes (bootstrap SE over members), and the exponent of the SGD
+    floors against η/B."""
+    M = nets[0].sw.shape[1]
+    fl = {n.label: (late_floor(n, late), float(np.std(bootstrap(lambda m, n=n: late_floor(n, late, m), M, nb, seed),
+                                                        ddof=1))) for n in nets}  # fmt: skip
+    sl = {n.label: (late_slope(n, late), float(np.std(bootstrap(lambda m, n=n: late_slope(n, late, m), M, nb, seed),
+                                                       ddof=1))) for n in nets}  # fmt: skip
+    expo, expo_se = np.nan, np.nan
+    sg = nets[1:]
+    q = np.array([n.lr / n.batch_size for n in sg])
+    if len(sg) >= 2 and np.ptp(np.log(q)) > 0:
+        def expo_fn(m):
+            return np.polyfit(np.log(q), np.log([late_floor(n, late, m) for n in sg]), 1)[0]
+
+        expo = float(expo_fn(slice(None)))
+        expo_se = float(np.std(bootstrap(expo_fn, M, nb, seed), ddof=1))
+    return {"floor": fl, "slope": sl, "exponent": expo, "exponent_se": expo_se}
 
 
 def rate_points(net: NetRun, members=None, late: float = 0.5) -> dict:
@@ -425,24 +481,22 @@ def run_network(ncfg: dict, seed: int, show_progress=None) -> dict:
     b_se = float(np.std(bootstrap(slope, M, nb, seed), ddof=1))
     last = gd.trunc.shape[2] - 1  # the last hidden layer
     nc1 = np.median(gd.sw[:, :, last].mean(-1) / gd.sb[:, :, last], axis=1)
-
-    def sw_end(net, members=slice(None)):  # the output layer's within-cluster spread at the end
-        return float(net.sw[-1, members, -1].mean())
-
-    sw = {n.label: (sw_end(n), float(np.std(bootstrap(lambda m, n=n: sw_end(n, m), M, nb, seed), ddof=1)))
-          for n in nets}  # fmt: skip
-    expo, expo_se = np.nan, np.nan
-    sg = nets[1:]
-    q = np.array([n.lr / n.batch_size for n in sg])
-    if len(sg) >= 2 and np.ptp(np.log(q)) > 0:
-        def expo_fn(m):
-            return np.polyfit(np.log(q), np.log([sw_end(n, m) for n in sg]), 1)[0]
-
-        expo = float(expo_fn(slice(None)))
-        expo_se = float(np.std(bootstrap(expo_fn, M, nb, seed), ddof=1))
+    clean = floor_stats(nets, ncfg["late"], nb, seed)
+    floor_nets, conflict = [], None
+    if ncfg["floor_target_std"] > 0:
+        xy = conflicting_targets(x, y, labels, ncfg["floor_target_std"], seed)
+        fm = ncfg["floor_members"]
+        floor_nets = [net_train(ncfg, x, y, labels, optimizer="gd", lr=ncfg["lr"], batch_size=1, members=fm,
+                                train_xy=xy, seed=derive_seed(seed, 7), show_progress=show_progress)]  # fmt: skip
+        for k, (lr, B) in enumerate(zip(ncfg["sgd_lr"], ncfg["sgd_batch_size"], strict=True)):
+            floor_nets.append(net_train(ncfg, x, y, labels, optimizer="sgd", lr=lr, batch_size=int(B), members=fm,
+                                        train_xy=xy, seed=derive_seed(seed, 8, k), show_progress=show_progress))
+        conflict = floor_stats(floor_nets, ncfg["late"], nb, seed)
     return {"nets": nets, "rate_points": pts, "net_slope": b, "net_slope_se": b_se, "net_intercept": a,
-            "nc1_start": float(nc1[0]), "nc1_end": float(nc1[-1]), "sw_end": sw, "net_floor_exponent": expo,
-            "net_floor_exponent_se": expo_se, "extra": {"labels": labels, "x": x}}  # fmt: skip
+            "nc1_start": float(nc1[0]), "nc1_end": float(nc1[-1]), "sw_end": clean["floor"],
+            "net_floor_exponent": clean["exponent"], "net_floor_exponent_se": clean["exponent_se"],
+            "late_slope": clean["slope"], "floor_nets": floor_nets, "conflict": conflict,
+            "extra": {"labels": labels, "x": x}}  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------- experiment
@@ -512,16 +566,30 @@ def claims(res: Result, th: dict = THRESHOLDS) -> list:
     out.append(Claim("network collapse", fac >= th["collapse_factor"], {"NC1 start": res.nc1_start,
                      "NC1 end": res.nc1_end, "factor": fac}, "collapse",
                      "under GD the clusters collapse in the last hidden layer (NC1 falls)"))  # fmt: skip
-    gd_label = res.nets[0].label
-    gd_sw = res.sw_end[gd_label][0]
-    ok = all(v[0] > gd_sw for k, v in res.sw_end.items() if k != gd_label)
-    out.append(Claim("network SGD floor", ok, {k: _pm(*v) for k, v in res.sw_end.items()}, "saturation",
-                     "SGD's noise keeps a floor of the within-cluster spread above GD's"))  # fmt: skip
-    if np.isfinite(res.net_floor_exponent):
-        z = (res.net_floor_exponent - 1) / res.net_floor_exponent_se
-        out.append(Claim("network floor ∝ η/B", abs(z) <= th["z_max"],
-                         _pm(res.net_floor_exponent, res.net_floor_exponent_se), "4 SE",
-                         "the network's S_W floor under SGD scales as (η/B)^1"))  # fmt: skip
+    out += floor_claims("clean targets", {"floor": res.sw_end, "slope": res.late_slope,
+                                          "exponent": res.net_floor_exponent,
+                                          "exponent_se": res.net_floor_exponent_se}, res.nets[0].label, th)  # fmt: skip
+    if res.conflict is not None:
+        out += floor_claims("conflicting targets", res.conflict, res.floor_nets[0].label, th)
+    return out
+
+
+def floor_claims(tag: str, st: dict, gd_label: str, th: dict = THRESHOLDS) -> list:
+    """GD vs SGD on one data set: SGD's late S_W above GD's, flat (saturated), and ∝ (η/B)^1."""
+    fl, sl = st["floor"], st["slope"]
+    g = fl[gd_label]
+    sgd = [k for k in fl if k != gd_label]
+    above = all(fl[k][0] - g[0] >= th["floor_z"] * np.hypot(fl[k][1], g[1]) for k in sgd)
+    out = [Claim(f"network SGD floor ({tag})", above, {k: _pm(*v) for k, v in fl.items()}, "saturation",
+                 "SGD's noise keeps the output layer's within-cluster spread above GD's late in training"),
+           Claim(f"network SGD saturates ({tag})", all(sl[k][0] >= -th["saturation_slope"] for k in sgd),
+                 {k: _pm(*v) for k, v in sl.items()}, "flat",
+                 "under SGD the collapse stops at a floor (late d ln S_W/d ln t ≈ 0) while GD's goes on")]  # fmt: skip
+    if np.isfinite(st["exponent"]):
+        dev = st["exponent"] - 1
+        z = dev / st["exponent_se"] if st["exponent_se"] > 0 else (0.0 if abs(dev) < 1e-9 else np.inf)
+        out.append(Claim(f"network floor ∝ η/B ({tag})", abs(z) <= th["z_max"], _pm(st["exponent"], st["exponent_se"]),
+                         "4 SE", "the network's late S_W under SGD scales as (η/B)^1"))  # fmt: skip
     return out
 
 
