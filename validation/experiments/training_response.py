@@ -88,8 +88,8 @@ class Train(Schema):
     lr: float = Field(0.1, gt=0, description="learning rate η (t = η·step)")
     batch_size: int = Field(4, ge=1, description="SGD minibatch size B (iid)")
     temperature: float = Field(1e-5, ge=0, description="SGLD temperature T (full-batch Langevin, noise √(2ηT)ξ per step)")
-    members: int = Field(192, ge=8, description="members per ensemble")
-    steps: int = Field(20000, ge=10, description="optimiser steps")
+    members: int = Field(128, ge=8, description="members per ensemble")
+    steps: int = Field(10000, ge=10, description="optimiser steps")
     waiting_times: int = Field(16, ge=4, description="log-spaced waiting times t_w (snapshots after t = 0)")
 
 
