@@ -260,6 +260,17 @@ def test_flagship_estimates_on_the_estimation_half_only():
     np.testing.assert_array_equal(p.judged, arrays["w"][:, J])
 
 
+def test_svag_ensembles_without_statistics_train_the_same_weights():
+    """svag_check trains its SVAG ensembles without snapshot statistics (it judges weights only): the weights
+    must be bit-identical to a run that records them (the statistics draw nothing from the training streams)."""
+    cfg = resolved(_tiny_dict())
+    runs = [ex.train_ensemble(cfg, optimizer="svag", svag_l=4, members=64, statistics=s)[1] for s in (True, False)]
+    assert runs[0].grad is not None and runs[1].grad is None
+    np.testing.assert_array_equal(runs[0].t, runs[1].t)
+    for name in runs[0].weights:
+        np.testing.assert_array_equal(runs[0].weights[name], runs[1].weights[name])
+
+
 def test_cli_reproduce_bad_config_is_one_line_error(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[analysis]\nbandwith = 3\n")
