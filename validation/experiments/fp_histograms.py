@@ -503,8 +503,8 @@ class FpHistograms(Experiment):
         out = output_goal(res)
         if out is not None:
             claims.append(Claim("output distributions", out["pass"], {k: v for k, v in out.items() if k != "pass"},
-                                "output goal", "networks built from the predicted W2 marginals and the estimation "
-                                "half's copula reproduce the judged networks' outputs"))  # fmt: skip
+                                "output goal", "networks built from the FP's predicted marginals and the estimation "
+                                "half's dependence between weights reproduce the judged networks' outputs"))  # fmt: skip
         return Verdict(claims, summary=summary_sentences(res), thresholds=threshold_definitions())
 
     def report(self, cfg: dict, res: Result, verdict: Verdict, figures: dict) -> str:
