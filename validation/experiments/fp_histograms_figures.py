@@ -249,7 +249,7 @@ def output_sentence(res) -> str:
     if o is None:
         return ""
     held = "within" if o["pass"] else "not within"
-    return (f"Networks built from the prediction (W2 marginals from the FP, dependence from the estimation half) "
+    return (f"Networks built from the prediction (marginals from the FP, dependence from the estimation half) "
             f"reproduce the judged networks' reconstruction errors on held-out inputs to {o['reconstruction']:.2f} "
             f"floors and their output coordinates to at worst {o['worst coordinate']:.2f} ({o['which']}): {held} "
             f"the output goal of {THRESHOLDS['output_goal']:g} floors.")
