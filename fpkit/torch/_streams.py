@@ -13,14 +13,17 @@ from __future__ import annotations
 import numpy as np
 
 from ..solvers import autoencoder as _ae
-from ..solvers._numba import kernel, prange
+from ..solvers._numba import kernel
 
 _LANES = _ae.LANES
 _draw_indices = _ae._draw_indices
 _normal_pair = _ae._normal_pair
 
 
-@kernel(parallel=True)
+# Serial on purpose: the work is small (B indices per member and step), and a parallel numba kernel in the
+# OpenMP layer shares libgomp with torch and leaves torch's intra-op thread count at numba's (torch ops then
+# ran 2-threaded after the first call, 10x slower on a loaded 2-core machine).
+@kernel
 def draw_plan(rng, perm, n, B, sampling, step0, idx, noise):
     """Fill ``idx`` (K, nb, B, M) and ``noise`` (K, Pn, M) for K steps from step ``step0``, in place.
 
@@ -32,7 +35,7 @@ def draw_plan(rng, perm, n, B, sampling, step0, idx, noise):
     M = rng.shape[1]
     Pn = noise.shape[1]
     n_blocks = (M + _LANES - 1) // _LANES
-    for blk in prange(n_blocks):
+    for blk in range(n_blocks):
         m0 = blk * _LANES
         nl = min(_LANES, M - m0)
         rs = np.zeros((2, _LANES), dtype=np.uint64)
