@@ -156,6 +156,28 @@ def test_diffusion_share_uses_layer_rates_of_an_ou_process():
         assert np.all(np.abs(share - exact) < tol), (name, float(share.min()), float(share.max()), exact)
 
 
+def test_fp_claims_skip_the_km_lag_and_catch_silent_failures():
+    """Hand-made predictions: a Kramers-Moyal one (NaN at the last snapshot) within the FP thresholds holds;
+    a mechanistic one that misses by 8.5 floors is no silent failure when its diagnostics say 'fails', and is
+    one when they say 'holds'."""
+    from types import SimpleNamespace as NS
+
+    def pred(fp, verdict, route):
+        fp = np.asarray(fp, float)
+        return NS(distance={"fp": fp, "drift_only": fp, "frozen": np.full(fp.size, 2.2)}, options={"route": route},
+                  diagnostics={"verdict": verdict, "drift_disagreement": 0.9, "drift_uncertainty": 2.2})  # fmt: skip
+
+    cfg = quick_cfg()
+    res = g.Result(lam=np.ones(2), w_star=np.ones(2))
+    res.fp = {"sgd": {"W1[0,0]": pred([0.0, 1.0, 1.2, np.nan], "holds", "kramers-moyal")},
+              "sgd_mechanistic": {"W1[0,0]": pred([0.0, 1.0, 8.5, 8.47], "fails", "mechanistic"),
+                                  "W1[1,3]": pred([0.0, 1.0, 8.5, 8.47], "holds", "mechanistic")}}  # fmt: skip
+    by = {c.name: c for c in g.verdict(cfg, res).claims}
+    assert by["FP W1[0,0] (SGD)"].held and by["FP W1[0,0] (SGD)"].value["max"] == 1.2
+    assert by["no silent FP failure W1[0,0] (SGD, mechanistic)"].held
+    assert not by["no silent FP failure W1[1,3] (SGD, mechanistic)"].held
+
+
 @pytest.mark.slow
 def test_quick_run_end_to_end(tmp_path):
     out = X.run("gd-vs-sgd", quick=True, out=tmp_path)
