@@ -39,9 +39,13 @@ def fig_aging(cfg, res, path):
             ax.plot(ag["t"], fit, "-", color=col, lw=1)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_minor_formatter(NullFormatter())  # plain numbers: the range is narrow
         ax.set_xlabel("waiting time t_w = η·step")
         ax.set_ylabel("response amplitude A(t_w) = ⟨R(x_p, x_p)⟩")
-        ax.set_title(f"{act} network: aging of the one-step response", fontsize=9)
+        ax.set_title(f"{act} network: aging of the one-step response (± SE over members)", fontsize=9)
         ax.legend(fontsize=6.5)
     fig.tight_layout()
     return save_figure(fig, path)
