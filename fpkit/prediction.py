@@ -765,7 +765,7 @@ U_HOLDS, U_FAILS = 0.75, 1.9
 """Drift-uncertainty thresholds (``drift_uncertainty``), applied to entries that move mainly by drift
 (``diffusion_share`` < ``DIFFUSION_SHARE_DRIVEN``): a prototype on tanh and ReLU autoencoders held within the
 noise floor for U ≤ 0.75 and always failed for U ≥ 1.9. Where diffusion dominates, it smooths the drift's
-errors away (the default run's W1 entries hold at U = 1.3-1.5)."""
+errors away (the default run's W1 entries hold at U = 0.9-1.1; 5-8 before U had contraction)."""
 DIFFUSION_SHARE_DRIVEN = 1.0
 """An entry whose diffusion alone would have made more than its final spread is diffusion-driven."""
 U_FAILS_ANY = 3.0
