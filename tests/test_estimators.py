@@ -575,6 +575,39 @@ def test_synthetic_ground_truth_estimate_on_one_half_and_predict_the_other():
     assert ratios["kramers-moyal"].max() < 4.0 and np.median(ratios["kramers-moyal"][1:]) < 3.0
 
 
+def test_shared_kernel_series_equal_their_own_passes_bit_for_bit():
+    """shared_kernel_series fits the mechanistic variants and Kramers-Moyal as columns of one local-linear pass
+    per snapshot: every series must equal its own mechanistic_series / kramers_moyal_series call exactly
+    (heavy tails exercise the widened-tail refits; a snapshot with all members equal the sample-mean case)."""
+    from fpkit.estimators.series import shared_kernel_series
+
+    rng = np.random.default_rng(4)
+    S, M, eta = 6, 600, 0.05
+    t = np.linspace(0.0, 1.0, S)
+    w = rng.standard_t(3, (S, M)) * np.linspace(1.0, 0.4, S)[:, None]
+    w[2] = 0.7  # every member at one point
+    g = 1.3 * w + 0.2 * rng.normal(size=w.shape)
+    v = rng.gamma(3.0, 0.5, w.shape)
+    hg = 0.5 * w**3
+    grid = E.choose_grid(w, n=300)
+    variants = {"standard": {}, "discrete": {"diffusion": "discrete"}, "second_order": {"second_order": True}}
+    shared = shared_kernel_series(t, w, grid, g=g, v=v, eta=eta, hg=hg, variants=variants, kramers_moyal=True,
+                                  se=["standard"])  # fmt: skip
+    own = {n: E.mechanistic_series(t, w, g, v, eta, grid, hg=hg, se=n == "standard", **o) for n, o in variants.items()}
+    own["kramers-moyal"] = E.kramers_moyal_series(t, w, grid, se=False)
+    assert shared.keys() == own.keys()
+    for name, ref in own.items():
+        for f in ("t", "drift", "diffusion", "drift_se", "diffusion_se", "n_eff", "supported", "bandwidth"):
+            np.testing.assert_array_equal(getattr(shared[name], f), getattr(ref, f), err_msg=f"{name}.{f}")
+        assert shared[name].meta == ref.meta
+    # errors only where asked (the all-equal snapshot 2 reports the sample mean's error either way)
+    assert np.all(np.isfinite(shared["standard"].drift_se[0])) and np.all(np.isnan(shared["discrete"].drift_se[3:]))
+    with pytest.raises(ConfigError, match="symmetric"):
+        shared_kernel_series(t, w, grid, g=g, v=v, eta=eta, variants={"s": {"symmetric": True}})
+    with pytest.raises(ConfigError, match="hg"):
+        shared_kernel_series(t, w, grid, g=g, v=v, eta=eta, variants=variants)
+
+
 # ============================================================================================ bad input
 @pytest.mark.parametrize(
     "call, match",

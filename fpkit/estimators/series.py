@@ -36,7 +36,7 @@ import numpy as np
 
 from ..errors import ConfigError, check_choice, check_positive
 from ..grid import Grid
-from .smoothing import MIN_EFF, _fit_on_grid, bandwidth_rule, local_linear_2d, local_linear_fit
+from .smoothing import MIN_EFF, LocalLinearFit, _fit_on_grid, bandwidth_rule, local_linear_2d, local_linear_fit
 
 D_FLOOR = 1e-3
 """D is floored at D_FLOOR × median of D over well-supported points."""
@@ -154,15 +154,9 @@ def mechanistic(
             raise ConfigError("`second_order=True` needs `hg` (the entry of H·∇L per member)")
         hg = _vec("hg", hg, M)
     d_floor = check_positive("d_floor", d_floor, strict=False)
-    a_s = -g - (0.5 * eta * hg if second_order else 0.0)
-    d_s = 0.5 * eta * (v + (g * g if diffusion == "discrete" else 0.0))
-    x = w
-    if symmetric:
-        x, a_s, d_s = _mirror((w, a_s), (d_s,))
-    fit = _fit_on_grid(x, np.stack([a_s, d_s], axis=1), grid, bandwidth, min_eff, tail, se)
-    A = fit.value[:, 0]
-    D = _floor_d(fit.value[:, 1], fit.supported, d_floor)
-    meta = {
+    x, resp = _mechanistic_responses(w, g, v, eta, hg, diffusion, second_order, symmetric)
+    fit = _fit_on_grid(x, resp, grid, bandwidth, min_eff, tail, se)
+    return _mechanistic_estimate(grid, fit, d_floor, {
         "route": "mechanistic",
         "diffusion": diffusion,
         "second_order": bool(second_order),
@@ -172,8 +166,24 @@ def mechanistic(
         "min_eff": min_eff,
         "tail": tail,
         "d_floor": d_floor,
-    }
-    return Estimate(grid, A, D, fit.se[:, 0], fit.se[:, 1], fit.n_eff, fit.supported, fit.bandwidth, meta)
+    })
+
+
+def _mechanistic_responses(w, g, v, eta, hg, diffusion, second_order, symmetric):
+    """Sample positions and the (M, 2) responses (−g [− (η/2) hg], (η/2)(v [+ g²])) of ``mechanistic``."""
+    a_s = -g - (0.5 * eta * hg if second_order else 0.0)
+    d_s = 0.5 * eta * (v + (g * g if diffusion == "discrete" else 0.0))
+    x = w
+    if symmetric:
+        x, a_s, d_s = _mirror((w, a_s), (d_s,))
+    return x, np.stack([a_s, d_s], axis=1)
+
+
+def _mechanistic_estimate(grid, fit, d_floor, meta) -> Estimate:
+    """``mechanistic``'s Estimate from the fit of its two responses (D floored)."""
+    D = _floor_d(fit.value[:, 1], fit.supported, d_floor)
+    return Estimate(grid, fit.value[:, 0], D, fit.se[:, 0], fit.se[:, 1], fit.n_eff, fit.supported, fit.bandwidth,
+                    meta)  # fmt: skip
 
 
 def kramers_moyal(
@@ -205,6 +215,22 @@ def kramers_moyal(
         raise ConfigError(f"`w0` must have shape (M,), got {w0.shape}")
     w0 = _vec("w0", w0, w0.size)
     w1 = _vec("w1", w1, w0.size)
+    x, resp, h = _km_responses(w0, w1, symmetric, bandwidth, min_eff, tail)
+    fit = _fit_on_grid(x, resp, grid, h, min_eff, tail, se)
+    return _km_estimate(grid, fit, dt, d_floor, {
+        "route": "kramers-moyal",
+        "dt": dt,
+        "symmetric": bool(symmetric),
+        "n_members": w0.size,
+        "min_eff": min_eff,
+        "tail": tail,
+        "d_floor": d_floor,
+    })
+
+
+def _km_responses(w0, w1, symmetric, bandwidth, min_eff, tail):
+    """Sample positions, the (M, 2) responses (Δw, r²) and the bandwidth of ``kramers_moyal`` (None: all
+    samples at one point)."""
     dw = w1 - w0
     x, y = w0, dw
     if symmetric:
@@ -214,18 +240,13 @@ def kramers_moyal(
     h = h or None  # zero spread (all members equal): local_linear_fit's sample-mean case
     m1 = local_linear_fit(x, y, aux, h, min_eff=min_eff, tail=tail, se=False).value
     r2 = (y - np.interp(x, aux, m1)) ** 2
-    fit = _fit_on_grid(x, np.stack([y, r2], axis=1), grid, h, min_eff, tail, se)
+    return x, np.stack([y, r2], axis=1), h
+
+
+def _km_estimate(grid, fit, dt, d_floor, meta) -> Estimate:
+    """``kramers_moyal``'s Estimate from the fit of its two responses (scaled by the lag, D floored)."""
     A = fit.value[:, 0] / dt
     D = _floor_d(fit.value[:, 1] / (2 * dt), fit.supported, d_floor)
-    meta = {
-        "route": "kramers-moyal",
-        "dt": dt,
-        "symmetric": bool(symmetric),
-        "n_members": w0.size,
-        "min_eff": min_eff,
-        "tail": tail,
-        "d_floor": d_floor,
-    }
     return Estimate(
         grid, A, D, fit.se[:, 0] / dt, fit.se[:, 1] / (2 * dt), fit.n_eff, fit.supported, fit.bandwidth, meta
     )
@@ -599,6 +620,103 @@ def kramers_moyal_series(t, w, grid: Grid, *, at: str = "start", **options) -> C
     est = [kramers_moyal(w[s], w[s + 1], t[s + 1] - t[s], grid, **options) for s in range(w.shape[0] - 1)]
     tt = t[:-1] if at == "start" else 0.5 * (t[:-1] + t[1:])
     return CoefficientSeries.from_estimates(tt, est)
+
+
+def shared_kernel_series(t, w, grid: Grid, *, g=None, v=None, eta: float | None = None, hg=None,
+                         variants: dict | None = None, kramers_moyal: bool = False, se: Sequence[str] = (),
+                         min_eff: float = MIN_EFF, tail: str = "widen", d_floor: float = D_FLOOR) -> dict:  # fmt: skip
+    """Several estimates of one entry from one local-linear pass per snapshot: the mechanistic series of each
+    of ``variants`` (name -> ``mechanistic`` options: ``diffusion``, ``second_order``; not ``symmetric``,
+    whose mirrored samples need a pass of their own) and, with ``kramers_moyal``, the Kramers-Moyal series
+    (``at="start"``). ``se`` names the series that get standard errors (NaN for the others, as with
+    ``se=False``). Returns name -> ``CoefficientSeries`` ("kramers-moyal" for the latter).
+
+    Why: all of them condition on the same samples ``w[s]`` with the same bandwidth rule on the same grid, so
+    they share the kernel weights and differ only in their responses. The responses become columns of one fit;
+    each column's kernel sums are accumulated exactly as in a fit of its own, so every series is bit-identical
+    to ``mechanistic_series`` / ``kramers_moyal_series`` (tested), at the cost of one pass instead of one per
+    series. Arrays as for ``mechanistic_series``: ``w``, ``g``, ``v``, ``hg`` (S, M), ``t`` (S,)."""
+    variants = dict(variants or {})
+    for name, opts in variants.items():
+        unknown = set(opts) - {"diffusion", "second_order"}
+        if unknown:
+            raise ConfigError(f"`variants`: {name!r} has options {sorted(unknown)} that cannot share the kernel "
+                              "(only 'diffusion' and 'second_order'; symmetric mirrors the samples)")  # fmt: skip
+    unknown_se = set(se) - set(variants) - ({"kramers-moyal"} if kramers_moyal else set())
+    if unknown_se:
+        raise ConfigError(f"`se` names series that are not estimated: {sorted(unknown_se)}")
+    grid = _grid1(grid)
+    w = _snapshots("w", w, 1)
+    t = np.asarray(t, dtype=float)
+    S, M = w.shape
+    if t.shape != (S,):
+        raise ConfigError(f"`t` must have shape ({S},), got {t.shape}")
+    if variants:
+        eta = check_positive("eta", eta)
+        g, v = _snapshots("g", g, 1), _snapshots("v", v, 1)
+        if g.shape != w.shape or v.shape != w.shape:
+            raise ConfigError(f"`g` and `v` must have the shape of `w` {w.shape}")
+        if any(o.get("second_order") for o in variants.values()):
+            if hg is None:
+                raise ConfigError("`second_order=True` needs `hg` (the entry of H·∇L per member)")
+            hg = _snapshots("hg", hg, 1)
+            if hg.shape != w.shape:
+                raise ConfigError(f"`hg` must have the shape of `w` {w.shape}, got {hg.shape}")
+    if kramers_moyal and (S < 2 or np.any(np.diff(t) <= 0)):
+        raise ConfigError(f"`t` must be strictly increasing with shape ({S},) and S >= 2")
+    min_eff = check_positive("min_eff", min_eff)
+    d_floor = check_positive("d_floor", d_floor, strict=False)
+    check_choice("tail", tail, ("hold", "linear", "widen"))
+    est: dict = {name: [] for name in variants}
+    if kramers_moyal:
+        est["kramers-moyal"] = []
+    for s in range(S):
+        x = _vec("w", w[s], M)
+        groups = []  # (name, (M, 2) responses, finish)
+        for name, opts in variants.items():
+            diffusion = check_choice("diffusion", opts.get("diffusion", "standard"), ("standard", "discrete"))
+            so = bool(opts.get("second_order", False))
+            gs, vs = _vec("g", g[s], M), _vec("v", v[s], M)
+            if np.any(vs < 0):
+                raise ConfigError("`v` (a variance) must be non-negative")
+            hs = _vec("hg", hg[s], M) if so else None
+            _, resp = _mechanistic_responses(x, gs, vs, eta, hs, diffusion, so, False)
+            meta = {"route": "mechanistic", "diffusion": diffusion, "second_order": so, "symmetric": False,
+                    "eta": eta, "n_members": M, "min_eff": min_eff, "tail": tail, "d_floor": d_floor}  # fmt: skip
+            groups.append((name, resp, lambda fit, meta=meta: _mechanistic_estimate(grid, fit, d_floor, meta)))
+        if kramers_moyal and s < S - 1:
+            dt = float(t[s + 1] - t[s])
+            _, resp, _h = _km_responses(x, _vec("w1", w[s + 1], M), False, None, min_eff, tail)
+            meta = {"route": "kramers-moyal", "dt": dt, "symmetric": False, "n_members": M, "min_eff": min_eff,
+                    "tail": tail, "d_floor": d_floor}  # fmt: skip
+            groups.append(("kramers-moyal", resp, lambda fit, dt=dt, meta=meta: _km_estimate(grid, fit, dt, d_floor, meta)))
+        h = bandwidth_rule(x)
+        if h == 0.0:  # all members at one point: the sample-mean case reports errors even without se; fit apart
+            fits = [_fit_on_grid(x, resp, grid, None, min_eff, tail, name in se) for name, resp, _ in groups]
+        else:
+            # identical columns (e.g. the drift of "standard" and "discrete") are fitted once
+            cols, index = [], []
+            for _, resp, _ in groups:
+                for c in resp.T:
+                    k = next((i for i, u in enumerate(cols) if np.array_equal(u, c)), None)
+                    if k is None:
+                        k = len(cols)
+                        cols.append(c)
+                    index.append(k)
+            want_se = any(name in se for name, _, _ in groups)
+            both = _fit_on_grid(x, np.stack(cols, axis=1), grid, h, min_eff, tail, want_se)
+            fits = []
+            for i, (name, _, _) in enumerate(groups):
+                ix = index[2 * i : 2 * i + 2]
+                err = both.se[:, ix] if name in se else np.full((grid.n[0], 2), np.nan)
+                fits.append(LocalLinearFit(both.value[:, ix], both.slope[:, ix], err, both.n_eff, both.supported,
+                                           both.bandwidth))  # fmt: skip
+        for (name, _, finish), fit in zip(groups, fits):
+            est[name].append(finish(fit))
+    out = {name: CoefficientSeries.from_estimates(t, e) for name, e in est.items() if name != "kramers-moyal"}
+    if kramers_moyal:
+        out["kramers-moyal"] = CoefficientSeries.from_estimates(t[:-1], est["kramers-moyal"])
+    return out
 
 
 def mechanistic_2d_series(t, w, g, cov, eta: float, grid: Grid, *, hg=None, **options) -> CoefficientSeries:
