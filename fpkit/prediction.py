@@ -223,6 +223,38 @@ def estimate_series(run, arrays: dict, members: np.ndarray, grid: Grid, variant:
                                   hg=hg, se=se, **opts)  # fmt: skip
 
 
+def estimate_entry(run, arrays: dict, members: np.ndarray, grid: Grid, variant: str = "standard",
+                   route: str = "mechanistic", compare_with: Sequence[str] = ()) -> tuple:  # fmt: skip
+    """Every estimate ``predict_entry`` makes on the estimation ``members``: (the prediction's own series, with
+    standard errors; the Kramers-Moyal series; {name: series} for the mechanistic variants of
+    ``compare_with``), each equal to its ``estimate_series`` call. The Kramers-Moyal series and the
+    mechanistic variants other than "symmetric" condition on the same samples with the same bandwidth: they
+    come from one local-linear pass per snapshot (``estimators.series.shared_kernel_series``, bit-identical,
+    ~1.8x faster than one pass each)."""
+    check_choice("route", route, ROUTES[:2])
+    others = [n for n in dict.fromkeys(compare_with) if n != "kramers-moyal" and (n != variant or route != "mechanistic")]
+    own = variant if route == "mechanistic" else None
+    shared = [n for n in ([own] if own else []) + others if n != "symmetric"]
+    if shared and (arrays["g"] is None or arrays["v"] is None):
+        shared = []  # estimate_series says what is missing
+    sub = lambda a: None if a is None else a[:, members]  # noqa: E731
+    out: dict = {}
+    if shared:
+        opts = {n: dict(VARIANT_OPTIONS[check_choice("variant", n, tuple(VARIANT_OPTIONS))]) for n in shared}
+        hg = sub(arrays["hg"]) if any(o.get("second_order") for o in opts.values()) else None
+        out = est.series.shared_kernel_series(run.t, sub(arrays["w"]), grid, g=sub(arrays["g"]), v=sub(arrays["v"]),
+                                              eta=run.eta, hg=hg, variants=opts, kramers_moyal=True,
+                                              se=[own] if own in shared else ["kramers-moyal"] if own is None else [])  # fmt: skip
+    km = out.pop("kramers-moyal", None)
+    if km is None:
+        km = estimate_series(run, arrays, members, grid, route="kramers-moyal", se=route == "kramers-moyal")
+    series = km if route == "kramers-moyal" else out.pop(own, None)
+    if series is None:
+        series = estimate_series(run, arrays, members, grid, variant, route, se=True)
+    variants = {n: out[n] if n in out else estimate_series(run, arrays, members, grid, n) for n in others}
+    return series, km, variants
+
+
 def solve_density(series, p0: np.ndarray, t: np.ndarray, dt: float, *, drift: bool = True) -> tuple[np.ndarray, float]:
     """The FP solution with the estimated coefficients (time-dependent, linear between snapshots) from p0 at
     t[0], at every t: ((len(t), n) densities, the mass of the negative values clipped).
@@ -691,7 +723,8 @@ def predict_entry(run, label: str, est_members, judge_members, *, route: str = "
     S = t.size
     floors = judged_floors(judged)
 
-    series = estimate_series(run, arrays, est_members, grid, variant, route, se=True)  # errors for the figures
+    # errors for the figures; the Kramers-Moyal series and the variants are estimated in the same pass
+    series, km, variant_series = estimate_entry(run, arrays, est_members, grid, variant, route, compare_with)
     tp = t if route == "mechanistic" else t[:-1]  # Kramers-Moyal ends one lag early
     p_pred, clipped = solve_density(series, p0, tp, dt)
     w1 = np.full(S, np.nan)
@@ -701,12 +734,11 @@ def predict_entry(run, label: str, est_members, judge_members, *, route: str = "
     distance["diffusion_only"] = judge(judged, grid, density=solve_density(series, p0, tp, dt, drift=False)[0],
                                        floors=floors)  # fmt: skip
     # the Kramers-Moyal estimate on the estimation half: a comparison and a diagnostic of the drift
-    km = series if route == "kramers-moyal" else estimate_series(run, arrays, est_members, grid, route="kramers-moyal")
     for name in compare_with:
         if name == "kramers-moyal":
             distance["fp_kramers_moyal"] = judge(judged, grid, density=solve_density(km, p0, t[:-1], dt)[0], floors=floors)
         elif name != variant or route != "mechanistic":
-            sv = estimate_series(run, arrays, est_members, grid, name)
+            sv = variant_series[name]
             distance[f"fp_{name}"] = judge(judged, grid, density=solve_density(sv, p0, t, dt)[0], floors=floors)
     ks_ratio = np.full(S, np.nan)
     if ks:
