@@ -64,14 +64,14 @@ class Basins(Schema):
                                                   "linearised distance (f_k − f_j)/‖∇(f_k − f_j)‖")
     random_directions: int = Field(4, ge=0, description="isotropic random rays per sample (sample space)")
     input_r_max: float = Field(10.0, gt=0, description="largest input radius searched (censored above)")
-    weight_directions: int = Field(8, ge=1, description="isotropic random rays per member (weight space)")
+    weight_directions: int = Field(6, ge=1, description="isotropic random rays per member (weight space)")
     weight_r_max: float = Field(10.0, gt=0, description="largest weight-space radius searched")
     loss_fraction: float = Field(0.5, gt=0, description="τ = loss_fraction × L_const, the loss threshold of "
                                                         "the weight-space basin")
-    scan: int = Field(24, ge=4, description="geometric radii scanned per ray (r_max·10⁻³ … r_max)")
-    bisect: int = Field(30, ge=1, description="bisections of the first bracket (relative width 1.35·2⁻ⁿ)")
-    refine: int = Field(4, ge=0, description="boundary-walk steps after the ray search (sample space)")
-    samples: int = Field(64, ge=1, description="training samples whose sample-space radius is searched")
+    scan: int = Field(20, ge=4, description="geometric radii scanned per ray (r_max·10⁻³ … r_max)")
+    bisect: int = Field(25, ge=1, description="bisections of the first bracket (relative width ≤ 1.44·2⁻ⁿ)")
+    refine: int = Field(2, ge=0, description="boundary-walk steps after the ray search (sample space)")
+    samples: int = Field(32, ge=1, description="training samples whose sample-space radius is searched")
 
 
 class Controls(Schema):
@@ -82,6 +82,9 @@ class Controls(Schema):
     per_cluster: int = Field(16, ge=2, description="training points per cluster")
     separation: float = Field(3.0, gt=0, description="cluster means drawn N(0, separation²/d) per coordinate")
     std: float = Field(0.8, gt=0, description="standard deviation of each cluster")
+    offset: float = Field(2.0, description=(
+        "added to every input coordinate: mostly positive inputs (like pixels or one-hot codes), where a ReLU "
+        "unit can be active on every sample; at 0 (centred clusters) almost no unit is OPT"))
     width: int = Field(16, ge=1, description="base hidden width")
     depth: int = Field(2, ge=1, description="base number of hidden layers")
     lr: float = Field(0.1, gt=0, description="base learning rate η")
@@ -92,8 +95,8 @@ class Controls(Schema):
     batch_sizes: list[int] = Field(default_factory=lambda: [1, 0], description="B tried besides the base "
                                                                               "(0: GD)")
     steps: int = Field(3000, ge=10, description="optimiser steps of every run")
-    members: int = Field(32, ge=4, description="members of every run")
-    snapshots: int = Field(8, ge=3, description="snapshots per run (log-spaced)")
+    members: int = Field(24, ge=4, description="members of every run")
+    snapshots: int = Field(6, ge=3, description="snapshots per run (log-spaced)")
 
 
 class Grokking(Schema):
@@ -132,8 +135,8 @@ class Config(Schema):
 
 
 QUICK = {
-    "basins": {"random_directions": 2, "weight_directions": 4, "scan": 16, "bisect": 20, "samples": 32},
-    "controls": {"members": 12, "steps": 800, "snapshots": 5, "per_cluster": 12, "depths": [1], "widths": [32],
+    "basins": {"random_directions": 2, "weight_directions": 4, "scan": 16, "bisect": 20, "samples": 24},
+    "controls": {"members": 12, "steps": 800, "snapshots": 4, "per_cluster": 12, "depths": [1], "widths": [32],
                  "lrs": [0.3], "batch_sizes": [0]},
     "grokking": {"p": 11, "steps": 1500, "members": 4, "snapshots": 8, "width": 32, "train_fraction": 0.8},
 }  # fmt: skip
@@ -448,6 +451,7 @@ def control_settings(c: dict) -> list:
 def run_controls(cfg: dict, show_progress=None):
     c, seed = cfg["controls"], cfg["seed"]
     x, y, labels = mixture(c, seed)
+    x = x + c["offset"]
     tau = cfg["basins"]["loss_fraction"] * constant_loss(y)
     runs = []
     for i, (var, val, depth, width, lr, B) in enumerate(control_settings(c)):
