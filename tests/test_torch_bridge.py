@@ -248,3 +248,18 @@ def test_members_are_initialised_from_their_own_seeds():
     np.testing.assert_array_equal(from_module, large)
     assert np.all(np.std(large, axis=1) > 0)
     assert fpkit.EnsembleRun is EnsembleRun
+
+
+def test_mse_loss_module_statistics():
+    """torch's nn.MSELoss refuses forward-over-reverse ("ZeroTensors are immutable"): H·grad and λmax fall back
+    to reverse-over-reverse and equal those of the same loss written out (forward-over-reverse) to 1e-12."""
+    x = np.random.default_rng(2).normal(size=(40, 5))
+    net = torch.nn.Sequential(torch.nn.Linear(5, 3), torch.nn.Tanh(), torch.nn.Linear(3, 5)).double()
+    kw = dict(members=8, lr=0.05, batch_size=4, steps=10, snapshots=2, lanczos_steps=5, seed=1)
+    a = ft.TorchEnsemble(net, torch.nn.MSELoss(), x, **kw)
+    b = ft.TorchEnsemble(net, lambda out, y: ((out - y) ** 2).mean(), x, **kw)
+    th = a.initial_state()["theta"]
+    sa, sb = a.statistics(th, probe_seed=4), b.statistics(th, probe_seed=4)
+    assert a.fn.hvp_mode == "reverse" and b.fn.hvp_mode == "forward"
+    for k in ("grad", "grad_var", "hess_grad", "loss", "lam_max"):
+        assert np.allclose(sa[k], sb[k], rtol=1e-12, atol=1e-14 * np.abs(sb[k]).max()), k

@@ -115,11 +115,25 @@ class Functional:
         self.chunk_size = chunk_size
         if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
             raise ConfigError(f"`chunk_size` must be a positive int (samples per chunk), got {chunk_size!r}")
+        self.chunk_members = None  # members that size the whole-ensemble chunks (a shard's: the ensemble's M)
+        self.hvp_mode = "forward"  # "reverse" once forward-over-reverse is refused by an op (_hvp_one)
+        self._transforms()
+
+    def _transforms(self) -> None:
         self._batch_grad = vmap(grad(self.batch_loss), in_dims=(0, 0, 0, 0))
         self._full_grad = vmap(grad(self.batch_loss), in_dims=(0, 0, None, None))
         per_sample = vmap(grad_and_value(self.sample_loss), in_dims=(None, None, 0, 0))
         self._per_sample = vmap(per_sample, in_dims=(0, 0, None, None))
         self._hvp = vmap(self._hvp_one, in_dims=(0, 0, 0, None, None))
+
+    _TRANSFORMS = ("_batch_grad", "_full_grad", "_per_sample", "_hvp")
+
+    def __getstate__(self) -> dict:  # the vmapped closures are rebuilt, not pickled (Dask shards)
+        return {k: v for k, v in self.__dict__.items() if k not in self._TRANSFORMS}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._transforms()
 
     # ------------------------------------------------------------------------------------------- losses
     def batch_loss(self, params, buffers, x, y):
@@ -163,16 +177,32 @@ class Functional:
         def g(p):
             return grad(self.batch_loss)(p, buffers, x, y)
 
-        return jvp(g, (params,), (v,))[1]
+        if self.hvp_mode == "forward":
+            return jvp(g, (params,), (v,))[1]
 
-    def hess_vec(self, params: dict, v: dict, buffers: dict) -> dict:
+        def g_dot_v(p):  # reverse-over-reverse: the same exact H·v, for ops without forward-mode support
+            gp = g(p)
+            return sum((gp[k] * v[k]).sum() for k in gp)
+
+        return grad(g_dot_v)(params)
+
+    def hess_vec(self, params: dict, v: dict, buffers: dict, chunk_members: int | None = None) -> dict:
         """Exact H·v of the full-batch data loss per member (forward-over-reverse: ``jvp`` of ``grad``),
-        summed over chunks of samples weighted by their share of the data."""
+        summed over chunks of samples weighted by their share of the data (chunks sized for
+        ``chunk_members`` members, default those of ``params``)."""
         M = next(iter(params.values())).shape[0]
         P = sum(p[0].numel() for p in params.values())
         out = None
-        for a, b in self._chunks(M, P, next(iter(params.values())).element_size()):
-            hv = self._hvp(params, buffers, v, self.X[a:b], self.Y[a:b])
+        for a, b in self._chunks(chunk_members or M, P, next(iter(params.values())).element_size()):
+            try:
+                hv = self._hvp(params, buffers, v, self.X[a:b], self.Y[a:b])
+            except RuntimeError as exc:
+                # torch's mse_loss (nn.MSELoss) has no forward-over-reverse derivative ("ZeroTensors are
+                # immutable", torch 2.13): fall back to reverse-over-reverse for good
+                if self.hvp_mode != "forward" or "ZeroTensor" not in str(exc):
+                    raise
+                self.hvp_mode = "reverse"
+                hv = self._hvp(params, buffers, v, self.X[a:b], self.Y[a:b])
             w = (b - a) / self.n
             out = ({k: w * t for k, t in hv.items()} if out is None
                    else {k: out[k] + w * t for k, t in hv.items()})  # fmt: skip
@@ -195,8 +225,9 @@ class Functional:
         gsum = {k: torch.zeros_like(v) for k, v in params.items()}
         gsq = {k: torch.zeros_like(v) for k, v in params.items()}
         lsum = None
+        cm = self.chunk_members or M  # a shard sums over the chunks of the whole ensemble: the same bits
         with torch.no_grad():
-            for a, b in self._chunks(M, P, next(iter(params.values())).element_size()):
+            for a, b in self._chunks(cm, P, next(iter(params.values())).element_size()):
                 g, val = self._per_sample(params, self.buffers, self.X[a:b], self.Y[a:b])
                 for k in gsum:
                     gsum[k] += g[k].sum(dim=1)
@@ -206,7 +237,7 @@ class Functional:
         g = {k: gsum[k] / n for k in gsum}
         var = {k: torch.clamp(gsq[k] / n - g[k] * g[k], min=0.0) * var_factor for k in g}
         full = {k: g[k] + weight_decay * params[k] for k in g}
-        hg = self.hess_vec(params, full, self.buffers)
+        hg = self.hess_vec(params, full, self.buffers, chunk_members=cm)
         hg = {k: hg[k] + weight_decay * full[k] for k in hg}
 
         def flat(d):
@@ -222,7 +253,7 @@ class Functional:
             return flat({k: hv[k] + weight_decay * vt[k] for k in hv})
 
         v0 = np.random.default_rng(probe_seed).standard_normal((P, probes))
-        lam = lanczos_max(matvec, v0, lanczos_steps)
+        lam = lanczos_max(matvec, v0, lanczos_steps) if probes else np.empty(0)  # a shard without the probes
         return {"grad": flat(full), "grad_var": flat(var), "hess_grad": flat(hg),
                 "loss": (lsum / n).detach().cpu().numpy().astype(np.float64), "lam_max": lam}  # fmt: skip
 

@@ -27,6 +27,7 @@ from ._streams import draw_plan
 _DTYPES = {torch.float64: "float64", torch.float32: "float32"}
 _TRAIN_KEYS = tuple(k for k in TrainSchema.model_fields if k not in ("kernels", "dtype"))
 PLAN_BYTES = 1 << 24  # random numbers drawn ahead per call of the stream kernel (bytes)
+ADVANCE_STEPS = 256  # steps per advance call in train (the numba trainer's chunk): progress and stop checks
 
 
 def member_seed(seed: int, m: int) -> int:
@@ -189,6 +190,46 @@ class TorchEnsemble:
             out[k] = v.to(device=self.device, dtype=self.dtype).clone()
         return out
 
+    # ------------------------------------------------------------------------------------------- shards
+    member_offset = 0  # global index of this ensemble's first member (non-zero for a shard)
+
+    @property
+    def arch(self) -> _Layout:
+        """Parameter names, shapes and flat offsets (what fpkit's ensemble writer and shard merge read)."""
+        return self.layout
+
+    def shard(self, first: int, stop: int) -> TorchEnsemble:
+        """The members ``first .. stop - 1`` as an ensemble of their own (``fpkit.distributed``), as
+        ``fpkit.Ensemble.shard``: every member keeps its initialisation and the random streams of its global
+        index, and the per-sample gradient chunks are those of the whole ensemble, so the shard's values are
+        bit-identical to the same members of the whole run. The probe members (λmax) are the first ones: only
+        the shard from member 0 tracks them, and it must hold them all. Bounds are multiples of
+        ``fpkit.solvers.autoencoder.LANES`` (the stream kernel's block; the last may end at M)."""
+        tr = self.config["train"]
+        M, probes = tr["members"], tr["probes"]
+        for name, v in (("first", first), ("stop", stop)):
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
+                raise ConfigError(f"`shard`: `{name}` must be an int, got {v!r}")
+        if not (0 <= first < stop <= M):
+            raise ConfigError(f"`shard`: members {first}..{stop} are not a non-empty range within 0..{M}")
+        if first % _ae.LANES or (stop % _ae.LANES and stop != M):
+            raise ConfigError(f"`shard`: the range {first}..{stop} must start and end on a multiple of "
+                              f"{_ae.LANES} members (or at the last member)")  # fmt: skip
+        if first == 0 and stop < probes:
+            raise ConfigError(f"`shard`: the first shard must hold the {probes} probe members")
+        out = copy.copy(self)
+        cfg = copy.deepcopy(self.config)
+        cfg["train"].update(members=int(stop - first), probes=probes if first == 0 else 0)
+        cfg["shard"] = {"first": int(first), "stop": int(stop), "members": int(M)}
+        out.config = cfg
+        out.member_offset = self.member_offset + int(first)
+        out._init_params = {k: v[first:stop].clone() for k, v in self._init_params.items()}
+        out.fn = copy.copy(self.fn)
+        out.fn.buffers = {k: v[first:stop] for k, v in self.fn.buffers.items()}
+        out.fn.chunk_members = self.fn.chunk_members or M
+        out._ens = SimpleNamespace(config=cfg, arch=self.layout, dataset=self._ens.dataset)
+        return out
+
     @property
     def schedule(self) -> np.ndarray:
         """Snapshot steps (int64), as ``fpkit.Ensemble.schedule``."""
@@ -208,7 +249,8 @@ class TorchEnsemble:
         M, P, n = tr["members"], self.layout.P, self.fn.n
         theta = self.layout.flatten(self._init_params).T.cpu().numpy().astype(np.float64)
         vel = np.zeros((P, M) if tr["momentum"] > 0 else (1, 1))
-        rng = np.ascontiguousarray(seed_streams(derive_seed(self.seed, 1), M).T)
+        # a shard's members keep the streams of their global indices
+        rng = np.ascontiguousarray(seed_streams(derive_seed(self.seed, 1), M, self.member_offset).T)
         perm = (np.tile(np.arange(n, dtype=np.int32), (M, 1)) if tr["sampling"] == "epochs"
                 else np.zeros((1, 1), dtype=np.int32))  # fmt: skip
         return {"theta": theta, "velocity": vel, "rng": rng, "perm": perm, "step": 0}
@@ -316,7 +358,7 @@ class TorchEnsemble:
         return snap
 
     def train(self, path=None, *, resume: bool = False, stop_after: int | None = None,
-              show_progress: bool | None = None) -> EnsembleRun:  # fmt: skip
+              show_progress: bool | None = None, client=None, shards: int | None = None) -> EnsembleRun:  # fmt: skip
         """Train, taking snapshots on the schedule; returns an :class:`fpkit.EnsembleRun`.
 
         Parameters
@@ -332,12 +374,23 @@ class TorchEnsemble:
             Take at most this many new snapshots, then stop (the file can be resumed).
         show_progress : bool, optional
             Progress bar (default: when stderr is a terminal).
+        client : dask.distributed.Client, optional
+            Train shards of members (:meth:`shard`) as Dask tasks on the client's cluster and merge them into
+            ``path`` (``fpkit.distributed.train``; needs ``fpkit[distributed]``): the same file, bit for bit,
+            as without a client. The module, loss and data travel to the workers by (cloud)pickle.
+        shards : int, optional
+            With ``client``: the number of shards (default: two per worker).
 
         Returns
         -------
         fpkit.EnsembleRun
             The snapshots (t = η·step).
         """
+        if client is not None:
+            from ..distributed import train as _train_distributed
+
+            return _train_distributed(self, path, client=client, shards=shards, resume=resume,
+                                      stop_after=stop_after, show_progress=show_progress)  # fmt: skip
         sched = self.schedule
         writer = _Writer(path, self._ens, sched) if path is not None else None
         mem = None
@@ -348,16 +401,12 @@ class TorchEnsemble:
             tr = self.config["train"]
             total = int(sched[n_done + n_new - 1] - state["step"]) if n_new > 0 else 0
             bar = progress(total * tr["members"], "training", enable=show_progress, unit="member-step")
-            params = self._to_torch(state["theta"])
-            vel = self._to_torch(state["velocity"]) if tr["momentum"] > 0 else None
             try:
                 for j in range(n_done, n_done + n_new):
-                    todo = int(sched[j] - state["step"])
-                    self._steps(params, vel, state, todo)
-                    bar.update(todo * tr["members"])
-                    state["theta"] = self._to_numpy(params)
-                    if vel is not None:
-                        state["velocity"] = self._to_numpy(vel)
+                    while state["step"] < sched[j]:  # through advance (fpkit.distributed reports from it)
+                        chunk = int(min(sched[j] - state["step"], ADVANCE_STEPS))
+                        self.advance(state, chunk)
+                        bar.update(chunk * tr["members"])
                     bound = tr.get("divergence_bound", np.inf)
                     if not np.all(np.abs(state["theta"]) <= bound):  # also catches NaN
                         raise StabilityError(
