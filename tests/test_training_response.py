@@ -120,6 +120,8 @@ def test_aging_recovers_a_power_law_and_a_constant():
     assert pl["model"] == "power law" and pl["a_ci"][0] < 0.3 < pl["a_ci"][1] and abs(pl["a"] - 0.3) < 0.01
     flat = T.aging(cfg, _setting(np.full(t.size, 5.0)))
     assert flat["model"] == "constant" and abs(flat["a"]) < 0.01
+    slight = T.aging(cfg, _setting(5 * np.maximum(t, 0.1) ** -0.003))  # a 2 % drift over three decades
+    assert slight["model"] == "constant" and slight["span"] < np.log(1.05)
     curved = T.aging(cfg, _setting(5 * np.exp(-0.2 * np.log(np.maximum(t, 1e-9)) ** 2)))
     assert curved["model"] == "neither"
 

@@ -27,9 +27,9 @@ Measured at every t_w for every member (numpy forward and backward, ``fpkit.netw
 Analysis (bootstrap over members for every uncertainty; 95 % intervals):
 
 * aging: log A against log t_w in the window t_w ≥ ``fit_from`` steps: slope −a (A ∝ t_w^−a) and the
-  curvature c₂ of a quadratic in log t_w. Model comparison: "constant" when a's interval contains 0
-  or lies within ±``THRESHOLDS["a_constant"]``, "power law" otherwise when c₂'s interval contains 0,
-  "neither" (A changes, but not as a power law) otherwise;
+  curvature c₂ of a quadratic in log t_w. Model comparison: "constant" when A varies by less than
+  ``THRESHOLDS["constant_span"]`` across the window (upper bound), "power law" otherwise when c₂'s interval
+  contains 0, "neither" (A changes, but not as a power law) otherwise;
 * collapse: d(t_w) = ‖R̂(t_w) − R̂(t_last)‖_F / ‖R̂(t_last)‖_F of the normalised shapes; the largest d in the
   window, against the largest relative change of the amplitude over the same window;
 * rank at equal loss: the member-mean loss and PR curves of SGD (and SGLD) interpolated (in log loss, between
@@ -122,13 +122,13 @@ THRESHOLDS = {
     "order_lo": 1.8,
     "order_hi": 2.2,
     "collapse": 0.1,
-    "a_constant": 0.01,  # |a| below this over the window: a change of < 7 % over three decades of t_w
+    "constant_span": 0.05,  # A varies by less than 5 % across the window: constant
 }
 THRESHOLD_TEXT = {
     "exact": "max |R − x·x′| / max |x·x′| ≤ {linear_exact:g} at every t_w (one-layer linear model: round-off only)",
     "order": "median over members of log₂(|R−Θ|(η_p) / |R−Θ|(η_p/2)) + 1 in [{order_lo:g}, {order_hi:g}] (δf − η_pΘ = O(η_p²))",
-    "aging": "constant: a's 95 % interval contains 0 or lies within ±{a_constant:g}; power law: otherwise, when the "
-             "interval of the curvature c₂ contains 0; neither: otherwise",
+    "aging": "constant: the upper 95 % bound of ln(max A / min A) over the window ≤ ln(1 + {constant_span:g}); power "
+             "law: otherwise, when the 95 % interval of the curvature c₂ contains 0; neither: otherwise",
     "collapse": "the upper 95 % bound of max_t_w d(t_w) in the window ≤ {collapse:g}",
     "rank": "ΔPR = PR_SGD − PR_GD at equal loss: the upper 95 % bound < 0",
     "fragility": "pooled within-setting correlation of PR and fragility: the upper 95 % bound < 0",
@@ -354,11 +354,12 @@ def window(cfg: dict, st: Setting) -> np.ndarray:
     return np.flatnonzero(st.step >= cfg["probe"]["fit_from"])
 
 
-def _fit(logt: np.ndarray, logA: np.ndarray) -> tuple[float, float]:
-    """Slope a of log A = c − a log t and the curvature c₂ of a quadratic in centred log t."""
+def _fit(logt: np.ndarray, logA: np.ndarray) -> tuple[float, float, float]:
+    """Slope a of log A = c − a log t, the curvature c₂ of a quadratic in centred log t, and the span
+    ln(max A / min A)."""
     a = -np.polyfit(logt, logA, 1)[0]
     c2 = np.polyfit(logt - logt.mean(), logA, 2)[0] if logt.size >= 4 else np.nan
-    return float(a), float(c2)
+    return float(a), float(c2), float(np.ptp(logA))
 
 
 def aging(cfg: dict, st: Setting, seed: int = 0) -> dict:
@@ -366,21 +367,23 @@ def aging(cfg: dict, st: Setting, seed: int = 0) -> dict:
     idx = window(cfg, st)
     A = amplitude(st)[idx]  # (W, M)
     logt = np.log(st.t[idx])
-    a, c2 = _fit(logt, np.log(np.abs(A.mean(axis=1))))
+    a, c2, span = _fit(logt, np.log(np.abs(A.mean(axis=1))))
     rng = np.random.default_rng(seed)
     M = A.shape[1]
     boot = np.array([_fit(logt, np.log(np.abs(A[:, rng.integers(0, M, M)].mean(axis=1))))
                      for _ in range(cfg["probe"]["n_boot"])])  # fmt: skip
     a_ci = np.nanpercentile(boot[:, 0], [2.5, 97.5])
     c_ci = np.nanpercentile(boot[:, 1], [2.5, 97.5])
-    if a_ci[0] <= 0 <= a_ci[1] or (-THRESHOLDS["a_constant"] <= a_ci[0] and a_ci[1] <= THRESHOLDS["a_constant"]):
+    span_hi = float(np.nanpercentile(boot[:, 2], 97.5))
+    if span_hi <= np.log1p(THRESHOLDS["constant_span"]):
         model = "constant"
     elif c_ci[0] <= 0 <= c_ci[1]:
         model = "power law"
     else:
         model = "neither"
     Am = A.mean(axis=1)
-    return {"a": a, "a_ci": a_ci, "c2": c2, "c2_ci": c_ci, "model": model, "t": st.t[idx], "A": Am,
+    return {"a": a, "a_ci": a_ci, "c2": c2, "c2_ci": c_ci, "span": span, "span_hi": span_hi, "model": model,
+            "t": st.t[idx], "A": Am,
             "A_se": A.std(axis=1, ddof=1) / np.sqrt(M), "change": float(Am[-1] / Am[0])}  # fmt: skip
 
 

@@ -181,17 +181,17 @@ def report_body(cfg, res) -> str:
     from .training_response import THRESHOLDS
 
     L.append("A(t_w) = ensemble mean of the probes' self-response. Fit log A = c − a log t_w in the window; c₂: "
-             "curvature of a quadratic in log t_w. Model: constant (a's interval contains 0 or lies within "
-             f"±{THRESHOLDS['a_constant']:g}), power law (otherwise, when c₂'s contains 0), neither (A changes, but "
-             "curved in log-log).\n")
-    L.append("| setting | A(first) ± SE | A(last) ± SE | a | a 95 % | c₂ 95 % | model |")
-    L.append("|---|---|---|---|---|---|---|")
+             "curvature of a quadratic in log t_w; span: ln(max A / min A) in the window. Model: constant (span's upper "
+             f"bound ≤ ln(1 + {THRESHOLDS['constant_span']:g})), power law (otherwise, when c₂'s interval contains 0), "
+             "neither (A changes, but curved in log-log).\n")
+    L.append("| setting | A(first) ± SE | A(last) ± SE | span (95 % upper) | a | a 95 % | c₂ 95 % | model |")
+    L.append("|---|---|---|---|---|---|---|---|")
     models = {}
     for st in res.settings:
         ag = aging(cfg, st, seed=cfg["seed"])
         models[st.label] = ag["model"]
         L.append(f"| {st.label} | {ag['A'][0]:.4g} ± {ag['A_se'][0]:.2g} | {ag['A'][-1]:.4g} ± {ag['A_se'][-1]:.2g} | "
-                 f"{ag['a']:.4f} | [{ag['a_ci'][0]:.4f}, {ag['a_ci'][1]:.4f}] | [{ag['c2_ci'][0]:.3g}, {ag['c2_ci'][1]:.3g}] | "
+                 f"{ag['span']:.3f} ({ag['span_hi']:.3f}) | {ag['a']:.4f} | [{ag['a_ci'][0]:.4f}, {ag['a_ci'][1]:.4f}] | [{ag['c2_ci'][0]:.3g}, {ag['c2_ci'][1]:.3g}] | "
                  f"{ag['model']} |")  # fmt: skip
     counts = {k: sum(v == k for v in models.values()) for k in ("constant", "power law", "neither")}
     L.append(f"\nOf {len(models)} settings, {counts['power law']} age as a power law, {counts['constant']} stay constant "
