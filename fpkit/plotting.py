@@ -135,8 +135,13 @@ def plot_solution(sol, path=None, title: str | None = None):
     return save_figure(fig, path) if path is not None else fig
 
 
+MAX_ENTRIES = 12  # entries drawn in plot_ensemble's third panel (more are unreadable)
+
+
 def plot_ensemble(run, path=None):
-    """Training of an ensemble: loss quantiles, η·λmax, and the spread of every W2 entry over time.
+    """Training of an ensemble: loss quantiles, η·λmax, and the spread of every W2 entry over time (a run
+    without W2, e.g. a torch module's: its first parameter; of more than ``MAX_ENTRIES`` entries, those whose
+    10-90 % band is widest at the last snapshot).
 
     Parameters
     ----------
@@ -169,14 +174,20 @@ def plot_ensemble(run, path=None):
     name = "W2" if "W2" in run.weights else run.names[0]
     W = run.weights[name].reshape(run.t.size, run.members, -1)
     shape = run.weights[name].shape[2:]
-    for e in range(W.shape[2]):
+    entries = np.arange(W.shape[2])
+    if entries.size > MAX_ENTRIES:  # e.g. a torch layer's 64+ entries: those spread widest at the end
+        final = np.percentile(W[-1], [10, 90], axis=0)
+        entries = np.sort(np.argsort(final[1] - final[0], kind="stable")[::-1][:MAX_ENTRIES])
+    for c, e in enumerate(entries):
         q = np.percentile(W[:, :, e], [10, 50, 90], axis=1)
         idx = ",".join(str(int(i)) for i in np.unravel_index(e, shape)) if shape else str(e)
-        axes[2].fill_between(t, q[0], q[2], color=f"C{e % 10}", alpha=0.15)
-        axes[2].plot(t, q[1], color=f"C{e % 10}", lw=1, label=f"{name}[{idx}]")
+        axes[2].fill_between(t, q[0], q[2], color=f"C{c % 10}", alpha=0.15)
+        axes[2].plot(t, q[1], color=f"C{c % 10}", lw=1, label=f"{name}[{idx}]")
+    which = (f"every {name} entry" if entries.size == W.shape[2]
+             else f"the {entries.size} of {W.shape[2]} {name} entries widest at the end")  # fmt: skip
     axes[2].set(xscale="log", xlabel="t = η·step", ylabel=f"{name} entry (weight value)",
-                title=f"every {name} entry: median (line) and 10-90 % (band)")  # fmt: skip
-    axes[2].legend(fontsize=6.5, ncols=2 if W.shape[2] > 6 else 1)
+                title=f"{which}: median (line) and 10-90 % (band)")  # fmt: skip
+    axes[2].legend(fontsize=6.5, ncols=2 if entries.size > 6 else 1)
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
     for ax in axes:
