@@ -94,7 +94,7 @@ class Transfer(Schema):
     """Stage 4: the best η per width (GD on P = αD samples, loss after a fixed, short number of steps)."""
 
     parameterizations: list[PARAMS] = Field(default_factory=lambda: ["mup", "ntk", "standard"], description="parameterisations compared")
-    widths: list[int] = Field(default_factory=lambda: [16, 32, 64, 128], description="widths")
+    widths: list[int] = Field(default_factory=lambda: [16, 32, 64, 128, 256], description="widths")
     depth: int = Field(2, ge=2, description="depth L")
     alpha: float = Field(8.0, gt=0, description="P = αD samples (large: little overfitting, so the best η is not set by early stopping)")
     lrs: dict[PARAMS, list[float]] = Field(default_factory=lambda: {
