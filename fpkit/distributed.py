@@ -674,7 +674,20 @@ def _virtual_field(f, fld: str, names, shapes, n_sched: int, ranges, srcs, path:
 def consolidate(path, out=None) -> Path:
     """A self-contained copy of an ensemble file whose snapshot fields are virtual datasets over shard pieces
     (``train(..., virtual=True)``): every dataset copied with its values into ``out`` (default: ``path``
-    itself, replaced atomically); the pieces can then be deleted. Returns the path written."""
+    itself, replaced atomically); the pieces can then be deleted. Returns the path written.
+
+    Parameters
+    ----------
+    path : str or Path
+        The ensemble file with virtual snapshot datasets.
+    out : str or Path, optional
+        Where to write the copy (default: replace ``path``).
+
+    Returns
+    -------
+    Path
+        The written file.
+    """
     from .io import atomic_h5, open_h5, reading, virtual_sources_missing
 
     path = Path(path)

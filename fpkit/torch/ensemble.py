@@ -204,7 +204,18 @@ class TorchEnsemble:
         index, and the per-sample gradient chunks are those of the whole ensemble, so the shard's values are
         bit-identical to the same members of the whole run. The probe members (λmax) are the first ones: only
         the shard from member 0 tracks them, and it must hold them all. Bounds are multiples of
-        ``fpkit.solvers.autoencoder.LANES`` (the stream kernel's block; the last may end at M)."""
+        ``fpkit.solvers.autoencoder.LANES`` (the stream kernel's block; the last may end at M).
+
+        Parameters
+        ----------
+        first, stop : int
+            The members ``first .. stop - 1``.
+
+        Returns
+        -------
+        TorchEnsemble
+            The shard.
+        """
         tr = self.config["train"]
         M, probes = tr["members"], tr["probes"]
         for name, v in (("first", first), ("stop", stop)):
