@@ -608,12 +608,12 @@ def claims(res: Result, th: dict = THRESHOLDS) -> list:
     o0, o1 = mean_se(base.opt[0].mean(-1)), mean_se(base.opt[-1].mean(-1))
     d = base.opt[-1].mean(-1) - base.opt[0].mean(-1)
     md, sd = mean_se(d)
-    out.append(Claim("OPT fraction moves in training", abs(md) >= th["z_min"] * sd,
+    out.append(Claim("OPT fraction moves in training", abs(md) > 0 and abs(md) >= th["z_min"] * sd,
                      {"start": _pm(*o0), "end": _pm(*o1), "change": _pm(md, sd)}, "2 SE",
                      "the composition of OPT and NPT units changes during training (base run, paired per member)"))
     rs0, rs1 = np.median(base.r_sample[0], -1), np.median(base.r_sample[-1], -1)
     md, sd = mean_se(rs1 - rs0)
-    out.append(Claim("sample basins grow", md >= th["z_min"] * sd,
+    out.append(Claim("sample basins grow", md > 0 and md >= th["z_min"] * sd,
                      {"start": _pm(*mean_se(rs0)), "end": _pm(*mean_se(rs1)), "change": _pm(md, sd)}, "2 SE",
                      "training enlarges the attraction basins of the training samples in input space (base run)"))
     for e in control_effects(res):
@@ -636,7 +636,7 @@ def claims(res: Result, th: dict = THRESHOLDS) -> list:
         for metric in ("OPT fraction", "sample radius (test, median)", "weight radius (median)"):
             dv = g.at_gen[metric] - g.at_mem[metric]
             md, sd = mean_se(dv[ok])
-            held = bool(np.isfinite(sd) and abs(md) >= th["z_min"] * sd)
+            held = bool(np.isfinite(sd) and abs(md) > 0 and abs(md) >= th["z_min"] * sd)
             out.append(Claim(f"{metric} moves at the transition ({tag})", held,
                              {"at t_mem": _pm(*mean_se(g.at_mem[metric][ok])),
                               "at t_gen": _pm(*mean_se(g.at_gen[metric][ok])), "change": _pm(md, sd)}, "2 SE",
