@@ -262,6 +262,43 @@ def _backward_sq(th, nl, sizes, w_off, b_off, act, h, target, s1, s2, dcur, dpre
             dcur, dprev = dprev, dcur
 
 
+# ----------------------------------------------------------------------------------------------------------
+# a group of GROUP samples at once, a lane of members (the drivers' unit of work)
+#
+# Why: the gradient is a sum over samples; written out for a group, each gradient entry is loaded and stored once
+# per group instead of once per sample, and the group's independent forward chains interleave. The samples are
+# added in their order, (((g + v0) + v1) + ...), so the sums equal the one-sample-at-a-time loop bit for bit.
+GROUP = 4
+
+
+@kernel
+def _forward_s(th, nl, sizes, w_off, b_off, act, hs):
+    """``_forward`` for each sample s of the group: hs[s] is one sample's (n_layers + 1, max width, LANES)."""
+    for s in range(hs.shape[0]):
+        _forward(th, nl, sizes, w_off, b_off, act, hs[s])
+
+
+@kernel
+def _backward_s(th, nl, sizes, w_off, b_off, act, hs, ts, scale, g, ds, es):
+    """``_backward`` for each sample of the group in order (targets ts[s], work arrays ds[s], es[s])."""
+    for s in range(hs.shape[0]):
+        _backward(th, nl, sizes, w_off, b_off, act, hs[s], ts[s], scale, g, ds[s], es[s])
+
+
+@kernel
+def _backward_sq_s(th, nl, sizes, w_off, b_off, act, hs, ts, s1, s2, ds, es):
+    """``_backward_sq`` for each sample of the group in order."""
+    for s in range(hs.shape[0]):
+        _backward_sq(th, nl, sizes, w_off, b_off, act, hs[s], ts[s], s1, s2, ds[s], es[s])
+
+
+@kernel
+def _forward_backward_s(th, nl, sizes, w_off, b_off, act, hs, ts, scale, g, ds, es):
+    """Add the group's ``scale``-weighted gradients to g (forward passes first; they do not read g)."""
+    _forward_s(th, nl, sizes, w_off, b_off, act, hs)
+    _backward_s(th, nl, sizes, w_off, b_off, act, hs, ts, scale, g, ds, es)
+
+
 @kernel
 def _online_sample(rs, l, cdf, means, factors, wstar, noise, auto, xbuf, h0, tgt):
     """Draw one sample for member lane ``l`` from the Gaussian-mixture generator into h0[:, l] (and tgt)."""
@@ -336,12 +373,17 @@ def _draw_indices(rs, nl, n, B, sampling, perm, m0, counter, idx):
 @kernel
 def _batch_gradient(
     th, nl, sizes, w_off, b_off, act, X, T, auto, sampling, B, rs, perm, m0, counter,
-    cdf, means, factors, wstar, noise, g, h, tg, dcur, dprev, idx, xbuf,
+    cdf, means, factors, wstar, noise, g, h, tg, dcur, dprev, idx, xbuf, hs, ts, ds, es,
 ):  # fmt: skip
-    """g[:, :nl] = gradient of the minibatch-mean loss for the lane (minibatch drawn here)."""
+    """g[:, :nl] = gradient of the minibatch-mean loss for the lane (minibatch drawn here).
+
+    Samples from a data set go through the group kernels in groups of ``GROUP`` (hs, ts, ds, es: group work
+    arrays), the rest one at a time (h, tg, dcur, dprev); the gradient sums run over samples in order either way.
+    """
     P = g.shape[0]
     d = sizes[0]
     dout = sizes[sizes.shape[0] - 1]
+    S = hs.shape[0]
     for p in range(P):
         for l in range(LANES):
             g[p, l] = 0.0
@@ -349,7 +391,20 @@ def _batch_gradient(
     if sampling == SAMPLE_FULL:
         n = X.shape[0]
         scale = 1.0 / n
-        for s in range(n):
+        for s0 in range(0, n - n % S, S):
+            for s in range(S):
+                hs0 = hs[s, 0]
+                tss = ts[s]
+                for i in range(d):
+                    v = X[s0 + s, i]
+                    for l in range(nl):
+                        hs0[i, l] = v
+                for j in range(dout):
+                    v = X[s0 + s, j] if auto else T[s0 + s, j]
+                    for l in range(nl):
+                        tss[j, l] = v
+            _forward_backward_s(th, nl, sizes, w_off, b_off, act, hs, ts, scale, g, ds, es)
+        for s in range(n - n % S, n):
             for i in range(d):
                 v = X[s, i]
                 for l in range(nl):
@@ -363,20 +418,38 @@ def _batch_gradient(
             _backward(th, nl, sizes, w_off, b_off, act, h, h0 if auto else tg, scale, g, dcur, dprev)
         return
     scale = 1.0 / B
-    if sampling != SAMPLE_ONLINE:
-        _draw_indices(rs, nl, X.shape[0], B, sampling, perm, m0, counter, idx)
-    for b in range(B):
-        if sampling == SAMPLE_ONLINE:
+    if sampling == SAMPLE_ONLINE:
+        for b in range(B):
             for l in range(nl):
                 _online_sample(rs, l, cdf, means, factors, wstar, noise, auto, xbuf, h0, tg)
-        else:
+            _forward(th, nl, sizes, w_off, b_off, act, h)
+            _backward(th, nl, sizes, w_off, b_off, act, h, h0 if auto else tg, scale, g, dcur, dprev)
+        return
+    _draw_indices(rs, nl, X.shape[0], B, sampling, perm, m0, counter, idx)
+    for b0 in range(0, B - B % S, S):
+        for s in range(S):
+            hs0 = hs[s, 0]
+            tss = ts[s]
             for i in range(d):
                 for l in range(nl):
-                    h0[i, l] = X[idx[b, l], i]
-            if not auto:
+                    hs0[i, l] = X[idx[b0 + s, l], i]
+            if auto:
+                for i in range(d):
+                    for l in range(nl):
+                        tss[i, l] = hs0[i, l]
+            else:
                 for j in range(dout):
                     for l in range(nl):
-                        tg[j, l] = T[idx[b, l], j]
+                        tss[j, l] = T[idx[b0 + s, l], j]
+        _forward_backward_s(th, nl, sizes, w_off, b_off, act, hs, ts, scale, g, ds, es)
+    for b in range(B - B % S, B):
+        for i in range(d):
+            for l in range(nl):
+                h0[i, l] = X[idx[b, l], i]
+        if not auto:
+            for j in range(dout):
+                for l in range(nl):
+                    tg[j, l] = T[idx[b, l], j]
         _forward(th, nl, sizes, w_off, b_off, act, h)
         _backward(th, nl, sizes, w_off, b_off, act, h, h0 if auto else tg, scale, g, dcur, dprev)
 
@@ -430,6 +503,10 @@ def train_steps(
         dprev = np.zeros((maxw, LANES), dtype=theta.dtype)
         idx = np.zeros((bmax, LANES), dtype=np.int64)
         xbuf = np.zeros(sizes[0] + 1, dtype=np.float64)
+        hs = np.zeros((GROUP, n_layers + 1, maxw, LANES), dtype=theta.dtype)
+        ts = np.zeros((GROUP, maxw, LANES), dtype=theta.dtype)
+        ds = np.zeros((GROUP, maxw, LANES), dtype=theta.dtype)
+        es = np.zeros((GROUP, maxw, LANES), dtype=theta.dtype)
         rs = np.zeros((2, LANES), dtype=np.uint64)
         for l in range(nl):
             rs[0, l] = rng[0, m0 + l]
@@ -443,12 +520,12 @@ def train_steps(
                 counter = step0 + s
                 _batch_gradient(
                     th, nl, sizes, w_off, b_off, act, X, T, auto, sampling, B, rs, perm, m0, counter,
-                    cdf, means, factors, wstar, noise, g, h, tg, dcur, dprev, idx, xbuf,
+                    cdf, means, factors, wstar, noise, g, h, tg, dcur, dprev, idx, xbuf, hs, ts, ds, es,
                 )  # fmt: skip
                 if svag_l > 1:
                     _batch_gradient(
                         th, nl, sizes, w_off, b_off, act, X, T, auto, sampling, B, rs, perm, m0, counter,
-                        cdf, means, factors, wstar, noise, g2, h, tg, dcur, dprev, idx, xbuf,
+                        cdf, means, factors, wstar, noise, g2, h, tg, dcur, dprev, idx, xbuf, hs, ts, ds, es,
                     )  # fmt: skip
                     for p in range(P):
                         gp = g[p]
@@ -506,11 +583,40 @@ def _gradient_block(theta, m0, X, T, auto, sizes, w_off, b_off, act, want_sq, gs
     dcur = np.zeros((maxw, LANES))
     dprev = np.zeros((maxw, LANES))
     ls = np.zeros(LANES)
+    S = GROUP
+    hs = np.zeros((S, n_layers + 1, maxw, LANES))
+    ts = np.zeros((S, maxw, LANES))
+    ds = np.zeros((S, maxw, LANES))
+    es = np.zeros((S, maxw, LANES))
     for l in range(nl):
         for p in range(P):
             th[p, l] = theta[p, m0 + l]
+    for s0 in range(0, n - n % S, S):
+        for s in range(S):
+            hs0 = hs[s, 0]
+            tss = ts[s]
+            for i in range(d):
+                v = X[s0 + s, i]
+                for l in range(nl):
+                    hs0[i, l] = v
+            for j in range(dout):
+                v = X[s0 + s, j] if auto else T[s0 + s, j]
+                for l in range(nl):
+                    tss[j, l] = v
+        _forward_s(th, nl, sizes, w_off, b_off, act, hs)
+        for s in range(S):
+            out = hs[s, n_layers]
+            tss = ts[s]
+            for j in range(dout):
+                for l in range(nl):
+                    e = out[j, l] - tss[j, l]
+                    ls[l] += 0.5 * e * e
+        if want_sq:
+            _backward_sq_s(th, nl, sizes, w_off, b_off, act, hs, ts, s1, s2, ds, es)
+        else:
+            _backward_s(th, nl, sizes, w_off, b_off, act, hs, ts, 1.0, s1, ds, es)
     h0 = h[0]
-    for s in range(n):
+    for s in range(n - n % S, n):
         for i in range(d):
             v = X[s, i]
             for l in range(nl):
@@ -760,7 +866,7 @@ def data_hess_vec_serial(theta, V, X, T, auto, sizes, w_off, b_off, act, out):
 # one multiply-add and reloads the accumulator). Only _forward/_backward are generated; the drivers
 # (sampling, optimiser updates, statistics) are the generic ones above, re-bound to the generated pieces,
 # so both paths share every other line. Summation orders equal the generic kernels'.
-_DRIVERS = ("_batch_gradient", "train_steps", "_gradient_block", "data_gradient", "data_gradient_serial",
+_DRIVERS = ("_forward_backward_s", "_batch_gradient", "train_steps", "_gradient_block", "data_gradient", "data_gradient_serial",
             "_hess_vec_block", "data_hess_vec", "data_hess_vec_serial")
 _GEN_MAX_PARAMS = 3000  # larger networks: compile time grows with P; use the generic kernels
 
@@ -868,6 +974,95 @@ def _gen_source(sizes, w_off, b_off, act, sq=False) -> str:
     sq_src = _gen_source(sizes, w_off, b_off, act, sq=True).split("@kernel\n", 2)[2]
     return "\n".join(out) + "\n\n\n@kernel\n" + sq_src
 
+
+
+def _gen_group_source(sizes, w_off, b_off, act, S=GROUP) -> str:
+    """``_forward_s``, ``_backward_s`` and ``_backward_sq_s`` for one architecture and groups of S samples.
+
+    The expressions are ``_gen_source``'s with the samples of a group side by side: forward statements of
+    the S samples interleave (independent chains), and each gradient entry takes the group's terms in sample
+    order in one statement, g + v_0 + v_1 + ... (left to right, as S separate ``+=``): bit-identical sums.
+    Flat compile-time indexing as in ``_gen_source``: hs (S, n_layers + 1, max width, LANES), ts/ds/es
+    (S, max width, LANES).
+    """
+    L = len(sizes) - 1
+    W = LANES
+    mw = int(max(sizes))
+
+    def H(s, q, j):
+        return f"hf[{((s * (L + 1) + q) * mw + j) * W} + l]"
+
+    def U(a, s, j):  # ts, ds, es
+        return f"{a}[{(s * mw + j) * W} + l]"
+
+    def T(p):
+        return f"tf[{p * W} + l]"
+
+    out = ["@kernel", "def _forward_s(th, nl, sizes, w_off, b_off, act, hs):",
+           "    tf = th.reshape(th.size)", "    hf = hs.reshape(hs.size)"]  # fmt: skip
+    for ell in range(L):
+        nin, nout, wo, bo = int(sizes[ell]), int(sizes[ell + 1]), int(w_off[ell]), int(b_off[ell])
+        stmts = []
+        for j in range(nout):
+            for s in range(S):
+                terms = [T(bo + j)] if bo >= 0 else []
+                terms += [f"{T(wo + j * nin + i)} * {H(s, ell, i)}" for i in range(nin)]
+                expr = " + ".join(terms)
+                if ell < L - 1 and act == ACT_TANH:
+                    expr = f"vtanh({expr})"
+                elif ell < L - 1 and act == ACT_RELU:
+                    expr = f"max({expr}, 0.0)"
+                stmts.append((f"{H(s, ell + 1, j)} = {expr}", nin + 8))
+        out += _lane_loops(stmts)
+    for sq in (False, True):
+        if sq:
+            out += ["", "", "@kernel", "def _backward_sq_s(th, nl, sizes, w_off, b_off, act, hs, ts, s1, s2, ds, es):",
+                    "    scale = 1.0", "    gf = s1.reshape(s1.size)", "    qf = s2.reshape(s2.size)"]  # fmt: skip
+        else:
+            out += ["", "", "@kernel", "def _backward_s(th, nl, sizes, w_off, b_off, act, hs, ts, scale, g, ds, es):",
+                    "    gf = g.reshape(g.size)"]  # fmt: skip
+        out += ["    tf = th.reshape(th.size)", "    hf = hs.reshape(hs.size)", "    xf = ts.reshape(ts.size)",
+                "    df = ds.reshape(ds.size)", "    ef = es.reshape(es.size)"]  # fmt: skip
+        out += _lane_loops([(f"{U('df', s, j)} = ({H(s, L, j)} - {U('xf', s, j)}) * scale", 3)
+                            for j in range(int(sizes[L])) for s in range(S)])  # fmt: skip
+        cur, nxt = "df", "ef"
+        for ell in range(L - 1, -1, -1):
+            nin, nout, wo, bo = int(sizes[ell]), int(sizes[ell + 1]), int(w_off[ell]), int(b_off[ell])
+            stmts = []
+            for j in range(nout):
+                for i in range(nin):
+                    p = (wo + j * nin + i) * W
+                    if sq:
+                        vs = [f"v{p}_{s}" for s in range(S)]
+                        upd = "; ".join(f"{vs[s]} = {U(cur, s, j)} * {H(s, ell, i)}" for s in range(S))
+                        upd += f"; gf[{p} + l] = gf[{p} + l] + " + " + ".join(vs)
+                        upd += f"; qf[{p} + l] = qf[{p} + l] + " + " + ".join(f"{v} * {v}" for v in vs)
+                        stmts.append((upd, 28))
+                    else:
+                        terms = " + ".join(f"{U(cur, s, j)} * {H(s, ell, i)}" for s in range(S))
+                        stmts.append((f"gf[{p} + l] = gf[{p} + l] + {terms}", 14))
+                if bo >= 0:
+                    p = (bo + j) * W
+                    ds_ = [U(cur, s, j) for s in range(S)]
+                    upd = f"gf[{p} + l] = gf[{p} + l] + " + " + ".join(ds_)
+                    if sq:
+                        upd += f"; qf[{p} + l] = qf[{p} + l] + " + " + ".join(f"{v} * {v}" for v in ds_)
+                    stmts.append((upd, 28 if sq else 14))
+            out += _lane_loops(stmts)
+            if ell > 0:
+                stmts = []
+                for i in range(nin):
+                    for s in range(S):
+                        e = " + ".join(f"{T(wo + j * nin + i)} * {U(cur, s, j)}" for j in range(nout))
+                        hi = H(s, ell, i)
+                        if act == ACT_TANH:
+                            e = f"({e}) * (1.0 - {hi} * {hi})"
+                        elif act == ACT_RELU:
+                            e = f"({e}) if {hi} > 0.0 else 0.0"
+                        stmts.append((f"{U(nxt, s, i)} = {e}", 2 * nout + 2))
+                out += _lane_loops(stmts)
+                cur, nxt = nxt, cur
+    return "\n".join(out) + "\n"
 
 
 def _gen_hv_source(sizes, w_off, b_off, act) -> str:
@@ -980,7 +1175,8 @@ def _module_source(key) -> str:
         f"from fpkit.solvers.autoencoder import {', '.join(names)}\n\n\n"
     )
     drivers = "\n\n".join(inspect.getsource(getattr(this, n).py_func) for n in _DRIVERS)
-    return head + _gen_source(*key) + "\n\n" + _gen_hv_source(*key) + "\n\n" + drivers
+    return (head + _gen_source(*key) + "\n\n" + _gen_group_source(*key) + "\n\n" + _gen_hv_source(*key)
+            + "\n\n" + drivers)
 
 
 def _key(sizes, w_off, b_off, act):

@@ -337,3 +337,38 @@ def test_mlp_needs_targets_and_autoencoder_a_hidden_layer():
         Ensemble(model="mlp", hidden=[4])
     with pytest.raises(ConfigError, match="at least one width"):
         Ensemble(hidden=[])
+
+
+# ------------------------------------------------------------------- sample groups (issue 21: one RMW per group)
+@pytest.mark.parametrize("generated", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_group_kernels_sum_samples_in_order_bit_for_bit(generated):
+    """The group kernels (GROUP samples per call, each gradient entry loaded and stored once per group) give
+    exactly the gradient sums, per-sample second moments and activations of the one-sample kernels called
+    sample after sample: same terms added in the same order (so training results stay bit-identical)."""
+    for sizes, bias, act in [([6, 4, 2, 4, 6], True, "tanh"), ([5, 3, 4], False, "relu")]:
+        arch = _Arch.build(sizes, bias, ACTS[act])
+        k = ae.specialised(arch.sizes, arch.w_off, arch.b_off, arch.act) if generated else ae
+        rng = np.random.default_rng(7)
+        S, L, mw, W = ae.GROUP, len(sizes) - 1, max(sizes), ae.LANES
+        nl = W - 1  # a partial lane: the lane loops run to nl only
+        th = rng.normal(size=(arch.P, W))
+        hs = np.zeros((S, L + 1, mw, W))
+        hs[:, 0, : sizes[0]] = rng.normal(size=(S, sizes[0], W))
+        ts = np.zeros((S, mw, W))
+        ts[:, : sizes[-1]] = rng.normal(size=(S, sizes[-1], W))
+        g0 = rng.normal(size=(arch.P, W))  # accumulate onto non-zero sums, as the drivers do across groups
+        q0 = rng.random(size=(arch.P, W))
+        ref_h = hs.copy()
+        ref_g, ref_q, ref_s1 = g0.copy(), q0.copy(), g0.copy()
+        dc, dp = np.zeros((mw, W)), np.zeros((mw, W))
+        for s in range(S):
+            k._forward(th, nl, arch.sizes, arch.w_off, arch.b_off, arch.act, ref_h[s])
+            k._backward(th, nl, arch.sizes, arch.w_off, arch.b_off, arch.act, ref_h[s], ts[s], 0.25, ref_g, dc, dp)
+            k._backward_sq(th, nl, arch.sizes, arch.w_off, arch.b_off, arch.act, ref_h[s], ts[s], ref_s1, ref_q, dc, dp)
+        g, q, s1 = g0.copy(), q0.copy(), g0.copy()
+        ds, es = np.zeros((S, mw, W)), np.zeros((S, mw, W))
+        k._forward_backward_s(th, nl, arch.sizes, arch.w_off, arch.b_off, arch.act, hs, ts, 0.25, g, ds, es)
+        k._backward_sq_s(th, nl, arch.sizes, arch.w_off, arch.b_off, arch.act, hs, ts, s1, q, ds, es)
+        assert np.array_equal(hs[..., :nl], ref_h[..., :nl])
+        assert np.array_equal(g, ref_g) and np.array_equal(s1, ref_s1) and np.array_equal(q, ref_q)
+        assert np.array_equal(g[:, nl:], g0[:, nl:])  # the lane beyond nl is not touched
