@@ -3,8 +3,9 @@
 The same ensemble (default 1024 members, tanh autoencoder d = 16 → k = 4 → 4 → 16, B = 16 iid minibatches
 from a fixed Gaussian data set of 512 samples, plain SGD, float64) is trained by
 
-* fpkit: ``Ensemble.advance`` (numba, members in the innermost axis, lanes of 8) with the kernels generated
-  for the architecture ("fpkit") and with the generic kernels ("fpkit-generic"; same results bit for bit),
+* fpkit: ``Ensemble.advance`` (numba, members in the innermost axis, lanes of 8, minibatch samples in groups
+  of 4 so that each gradient entry is read and written once per group) with the kernels generated for the
+  architecture ("fpkit") and with the generic kernels ("fpkit-generic"; same results bit for bit),
 * torch: ``torch.bmm`` over members, plainly written ("plain") and with preallocated buffers and in-place
   ops ("inplace"), with 1 and 2 threads (``torch.compile`` is tried with --compile),
 
@@ -16,7 +17,8 @@ final line with the ratios fpkit / best torch. Memory per member is reported for
 fpkit's state and one snapshot (4 fields × P float64) and torch's parameters plus activations.
 
 Run: ``python scripts/bench_ensemble.py`` (needs ``pip install torch==2.13.0``, the CPU build);
-``--smoke`` runs tiny sizes in a few seconds.
+``--smoke`` runs tiny sizes in a few seconds. On a loaded machine time torch with ``--torch-threads 1``
+(two torch threads wait on each other when the cores are oversubscribed) and compare per CPU-second too.
 """
 
 from __future__ import annotations
