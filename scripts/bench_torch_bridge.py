@@ -11,7 +11,15 @@ for the default autoencoder (tanh 8 → 3 → 3 → 8, M = 1024, n = 512 Gaussia
 float64) and a digits-sized one (64 → 32 → 8 → 32 → 64, M = 256, Gaussian stand-in data of that size).
 Snapshot statistics are not timed (training steps only). One JSON line per case: member-steps per second,
 wall clock (median of ``--repeats``) and per CPU-second of the process (the machine is shared); then one line
-per model with the ratios bridge/loop and numba/bridge.
+per model with the ratios bridge/loop and numba/bridge (wall and CPU).
+
+Then the crossover: numba and the bridge on the autoencoder 64 → w → 8 → w → 64 at M = 256 for hidden widths
+w in ``--widths``; the width where the bridge overtakes numba is interpolated log-log between the two widths
+whose numba/bridge ratio brackets 1 (one JSON line per width, then one ``crossover`` line).
+
+Torch runs one intra-op thread in every case, set before each (a parallel numba kernel in the OpenMP layer
+shares libgomp with torch and leaves torch's thread count at numba's: the bridge and the loop would otherwise
+run 2-threaded after the numba case).
 
 Run: ``python scripts/bench_torch_bridge.py`` (needs ``pip install -e ".[torch]"``); ``--smoke`` runs tiny
 sizes in seconds; without torch it says so and exits 0.
@@ -61,6 +69,10 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--loop-members", type=int, default=16)
+    ap.add_argument("--widths", default="8,16,32,64,128", help="hidden widths w of the crossover sweep")
+    ap.add_argument("--sweep-steps", type=int, default=60)
+    ap.add_argument("--models", default=",".join(MODELS), help="which of the models to time (comma-separated)")
+    ap.add_argument("--no-sweep", action="store_true", help="skip the crossover sweep")
     args = ap.parse_args(argv)
     try:
         import torch
@@ -74,6 +86,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     steps, repeats, loop_m = (5, 1, 2) if args.smoke else (args.steps, args.repeats, args.loop_members)
     for name, spec in MODELS.items():
+        if name not in args.models.split(","):
+            continue
         sizes, M, n = spec["sizes"], spec["members"], spec["n"]
         if args.smoke:
             M, n = 16, 64
@@ -97,20 +111,66 @@ def main(argv=None) -> int:
                     half_sq(net(xb), xb).backward()
                     opt.step()
 
-        rates = {}
+        rates, cpu_rates = {}, {}
         for case, fn, members in (("numba", lambda: ens.advance(st, steps), M),
                                   ("bridge", lambda: te.advance(st_t, steps), M),
                                   ("loop", loop, loop_m)):  # fmt: skip
+            torch.set_num_threads(1)
             wall, cpu = timed(fn, repeats)
-            rates[case] = members * steps / wall
+            rates[case], cpu_rates[case] = members * steps / wall, members * steps / cpu
             print(json.dumps({"model": name, "case": case, "members": members, "steps": steps,
                               "member_steps_per_s": round(rates[case], 1),
-                              "member_steps_per_cpu_s": round(members * steps / cpu, 1),
-                              "smoke": args.smoke}), flush=True)  # fmt: skip
+                              "member_steps_per_cpu_s": round(cpu_rates[case], 1),
+                              "torch_threads": torch.get_num_threads(), "smoke": args.smoke}), flush=True)  # fmt: skip
         print(json.dumps({"model": name, "bridge_over_loop": round(rates["bridge"] / rates["loop"], 2),
+                          "bridge_over_loop_cpu": round(cpu_rates["bridge"] / cpu_rates["loop"], 2),
                           "numba_over_bridge": round(rates["numba"] / rates["bridge"], 2),
+                          "numba_over_bridge_cpu": round(cpu_rates["numba"] / cpu_rates["bridge"], 2),
                           "smoke": args.smoke}), flush=True)  # fmt: skip
+    if not args.no_sweep:
+        crossover(torch, ft, Ensemble, arrays, args)
     return 0
+
+
+def crossover(torch, ft, Ensemble, arrays, args) -> None:
+    """numba vs bridge on 64 → w → 8 → w → 64 (M = 256) over hidden widths w; print the interpolated width
+    where numba/bridge (per CPU-second, the fairer on a shared machine; wall alongside) crosses 1."""
+    widths = [4, 8] if args.smoke else [int(w) for w in args.widths.split(",")]
+    M, n, steps, repeats = (16, 64, 5, 1) if args.smoke else (256, 512, args.sweep_steps, args.repeats)
+    x = np.random.default_rng(0).normal(size=(n, 64))
+    ratio, ratio_wall = [], []
+    for w in widths:
+        sizes = [64, w, 8, w, 64]
+        train = dict(lr=0.02, batch_size=8, members=M, steps=steps, seed=1, statistics=False)
+        ens = Ensemble(data=arrays(x), hidden=sizes[1:-1], activation="tanh", **train)
+        te = ft.TorchEnsemble(lambda: module(torch, sizes), half_sq, x, **train)
+        st, st_t = ens.initial_state(), te.initial_state()
+        res = {}
+        for case, fn in (("numba", lambda: ens.advance(st, steps)), ("bridge", lambda: te.advance(st_t, steps))):
+            torch.set_num_threads(1)
+            res[case] = timed(fn, repeats)
+        ratio.append(res["bridge"][1] / res["numba"][1])  # numba/bridge speed = bridge time / numba time
+        ratio_wall.append(res["bridge"][0] / res["numba"][0])
+        print(json.dumps({"sweep": "width", "sizes": sizes, "members": M, "steps": steps,
+                          "numba_member_steps_per_cpu_s": round(M * steps / res["numba"][1], 1),
+                          "bridge_member_steps_per_cpu_s": round(M * steps / res["bridge"][1], 1),
+                          "numba_over_bridge_cpu": round(ratio[-1], 3), "numba_over_bridge_wall": round(ratio_wall[-1], 3),
+                          "smoke": args.smoke}), flush=True)  # fmt: skip
+    print(json.dumps({"crossover": "hidden width where the bridge overtakes numba (64-w-8-w-64, M = %d)" % M,
+                      "width_cpu": _cross(widths, ratio), "width_wall": _cross(widths, ratio_wall),
+                      "smoke": args.smoke}), flush=True)  # fmt: skip
+
+
+def _cross(widths, ratio):
+    """The width where ``ratio`` (numba/bridge) falls through 1, interpolated in log width and log ratio
+    between the bracketing widths; "< w0" / "> w_last" when the bridge is ahead / behind over the whole sweep."""
+    if ratio[0] < 1.0:
+        return f"< {widths[0]}"
+    for (w0, r0), (w1, r1) in zip(zip(widths, ratio), zip(widths[1:], ratio[1:])):
+        if r0 >= 1.0 > r1:
+            f = np.log(r0) / (np.log(r0) - np.log(r1))
+            return round(float(np.exp(np.log(w0) + f * (np.log(w1) - np.log(w0)))), 1)
+    return f"> {widths[-1]}"
 
 
 if __name__ == "__main__":
