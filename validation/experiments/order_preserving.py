@@ -87,11 +87,11 @@ class Controls(Schema):
         "unit can be active on every sample; at 0 (centred clusters) almost no unit is OPT"))
     width: int = Field(16, ge=1, description="base hidden width")
     depth: int = Field(2, ge=1, description="base number of hidden layers")
-    lr: float = Field(0.1, gt=0, description="base learning rate η")
+    lr: float = Field(0.02, gt=0, description="base learning rate η (inputs of norm ≈ 6: η ≲ 0.1 is stable)")
     batch_size: int = Field(4, ge=0, description="base minibatch size B (0: full-batch GD)")
     depths: list[int] = Field(default_factory=lambda: [1, 3], description="depths tried besides the base")
     widths: list[int] = Field(default_factory=lambda: [8, 32], description="widths tried besides the base")
-    lrs: list[float] = Field(default_factory=lambda: [0.03, 0.3], description="η tried besides the base")
+    lrs: list[float] = Field(default_factory=lambda: [0.005, 0.06], description="η tried besides the base")
     batch_sizes: list[int] = Field(default_factory=lambda: [1, 0], description="B tried besides the base "
                                                                               "(0: GD)")
     steps: int = Field(3000, ge=10, description="optimiser steps of every run")
@@ -137,7 +137,7 @@ class Config(Schema):
 QUICK = {
     "basins": {"random_directions": 2, "weight_directions": 4, "scan": 16, "bisect": 20, "samples": 24},
     "controls": {"members": 12, "steps": 800, "snapshots": 4, "per_cluster": 12, "depths": [1], "widths": [32],
-                 "lrs": [0.3], "batch_sizes": [0]},
+                 "lrs": [0.06], "batch_sizes": [0]},
     "grokking": {"p": 11, "steps": 1500, "members": 4, "snapshots": 8, "width": 32, "train_fraction": 0.8},
 }  # fmt: skip
 
