@@ -61,6 +61,19 @@ class _Layout:
                 for n, s, o in zip(self.names, self.shapes, self.offsets)}  # fmt: skip
 
 
+def as_device(device) -> torch.device:
+    """``device`` ("cpu", "cuda", "cuda:1", a torch.device) as a torch.device, checked before any work: an
+    unknown name, or CUDA asked of a torch without a usable GPU, is a ConfigError naming ``device``."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"`device` must be a torch device such as 'cpu' or 'cuda', got {device!r} ({exc})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"`device` = {device!r}: torch.cuda.is_available() is False here (a CPU build of torch, or "
+                          "no GPU); use device='cpu'")  # fmt: skip
+    return dev
+
+
 def as_data(data, dtype: torch.dtype, device) -> tuple:
     """``data`` -> (x, y, y_given) tensors on ``device``: x (n, ...) or (x, y) or a ``fpkit.data`` Dataset.
 

@@ -21,7 +21,7 @@ from ..errors import ConfigError, StabilityError
 from ..progress import progress
 from ..solvers import autoencoder as _ae
 from ..solvers.random import derive_seed, seed_streams
-from ._functional import Functional, _Layout, as_data, var_factor
+from ._functional import Functional, _Layout, as_data, as_device, var_factor
 from ._streams import draw_plan
 
 _DTYPES = {torch.float64: "float64", torch.float32: "float32"}
@@ -130,7 +130,7 @@ class TorchEnsemble:
         tr["probes"] = min(tr["probes"], tr["members"], _ae.LANES)
         if tr["snapshot_steps"] is not None:
             tr["steps"] = max(tr["steps"], tr["snapshot_steps"][-1])
-        self.dtype, self.device, self.seed = dtype, torch.device(device), int(seed)
+        self.dtype, self.device, self.seed = dtype, as_device(device), int(seed)
         X, Y, targets = as_data(data, dtype, self.device)
         if tr["sampling"] in ("distinct", "epochs") and tr["batch_size"] > X.shape[0]:
             raise ConfigError(

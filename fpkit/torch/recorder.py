@@ -17,7 +17,7 @@ from ..ensemble import EnsembleRun
 from ..errors import ConfigError, check_choice, check_positive
 from ..solvers import autoencoder as _ae
 from ..solvers.random import derive_seed
-from ._functional import Functional, _Layout, as_data, var_factor
+from ._functional import Functional, _Layout, as_data, as_device, var_factor
 from .ensemble import _DTYPES, _data_config, _module_config
 
 SAMPLINGS = tuple(_ae.SAMPLINGS)
@@ -74,7 +74,7 @@ class Recorder:
             if not isinstance(v, (int, np.integer)) or v < 0:
                 raise ConfigError(f"`{name}` must be a non-negative int, got {v!r}")
         self.weight_decay = check_positive("weight_decay", weight_decay, strict=False)
-        self.loss_fn, self.dtype, self.device, self.chunk_size = loss_fn, dtype, torch.device(device), chunk_size
+        self.loss_fn, self.dtype, self.device, self.chunk_size = loss_fn, dtype, as_device(device), chunk_size
         self.X, self.Y, self.targets = as_data(data, dtype, self.device)
         self.train_config = {"optimizer": "user", "lr": self.lr, "batch_size": int(batch_size),
                              "sampling": sampling, "weight_decay": self.weight_decay, "probes": int(probes),
