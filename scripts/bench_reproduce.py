@@ -1,16 +1,27 @@
-"""Wall time and peak memory of `fpkit reproduce`, per stage, and the share of time spent in Python outside
-compiled kernels.
+"""Wall and CPU time of `fpkit reproduce` per stage, peak memory, and the ratio to the numbers before issue 21's
+speed-ups (recorded below); with --profile also the share of time spent in Python outside compiled kernels.
 
-The run happens in this process under cProfile: time inside numba-compiled functions, numpy/scipy C code and
-LAPACK is "in kernels"; the rest (tottime of functions defined in .py files) is "Python". Peak memory is the
-process's maximum resident set size. Prints one JSON line.
+Per stage: wall clock (``RunContext.stage``'s timer) and CPU time of the whole process (all threads, so a stage
+that keeps both cores busy shows CPU ≈ 2 × wall). CPU time is the number to compare on a shared, loaded
+machine; wall clock only on a quiet one. "unstaged" is the rest of the run (start-up, the verdict, writing
+results.h5, the figures and the report). Peak memory is the process's maximum resident set size. Prints one JSON line.
 
-    python scripts/bench_reproduce.py [--smoke] [--out DIR]
+With --profile the run happens under cProfile: time inside numba-compiled functions, numpy/scipy C code and
+LAPACK is "in kernels"; the rest (tottime of functions defined in .py files) is "Python". cProfile inflates
+Python-heavy parts, so the profiled run's times are not compared with ``BEFORE``.
+
+    python scripts/bench_reproduce.py [--smoke] [--profile] [--out DIR]
+
+Before (``BEFORE``): the default run at 57ea1e3 (2026-12-05, before the issue-21 commits 489c9cc/81eed4d,
+b6e2ad1, 93a65f2, 3e7702e), run from a private worktree on the shared 2-core machine at load average ~20 (so
+the wall clock was ~8x the CPU time: compare CPU; unstaged 8.0 s CPU). Its results.h5 is the reference the
+speed-ups were checked against with scripts/compare_results.py --rtol 1e-9.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import json
 import os
@@ -19,6 +30,22 @@ import pstats
 import resource
 import tempfile
 import time
+
+# (wall s, CPU s) per stage of the default run before the speed-ups, and the whole run (see the docstring)
+BEFORE = {
+    "load_average": 19.7,
+    "peak_rss_MB": 1081,
+    "total": (2109, 250.9),
+    "stages": {
+        "solver_self_check": (25.2, 4.6),
+        "training": (147.9, 29.4),
+        "estimation_and_prediction": (550.0, 76.5),
+        "langevin_crosscheck": (76.3, 10.3),
+        "pair_2d": (294.8, 25.9),
+        "output_distributions": (60.4, 3.3),
+        "svag": (878.0, 92.9),
+    },
+}
 
 
 def compiled_functions() -> set:
@@ -46,19 +73,27 @@ def compiled_functions() -> set:
     return keys
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--smoke", action="store_true", help="run `fpkit reproduce --quick` instead of the default")
-    ap.add_argument("--out", default=None)
-    args = ap.parse_args()
-    from fpkit.cli import main as fpkit_main
+def stage_cpu_timer() -> dict:
+    """Wrap ``RunContext.stage`` so that each stage also records the process's CPU time: name -> [wall, cpu]."""
+    import fpkit.experiments as fe
 
-    out = args.out or tempfile.mkdtemp(prefix="fpkit-bench-")
-    argv = ["reproduce", "--out", out] + (["--quick"] if args.smoke else [])
-    prof = cProfile.Profile()
-    t0 = time.perf_counter()
-    prof.runcall(fpkit_main, argv)
-    wall = time.perf_counter() - t0
+    times: dict = {}
+    plain = fe.RunContext.stage
+
+    @contextlib.contextmanager
+    def stage(self, name):
+        w0, c0 = time.perf_counter(), time.process_time()
+        with plain(self, name):
+            yield
+        w, c = times.get(name, (0.0, 0.0))
+        times[name] = [w + time.perf_counter() - w0, c + time.process_time() - c0]
+
+    fe.RunContext.stage = stage
+    return times
+
+
+def python_share(prof: cProfile.Profile, wall: float) -> dict:
+    """Shares of ``wall`` in Python code and in fpkit's numba kernels (tottime by file)."""
     stats = pstats.Stats(prof)
     compiled = compiled_functions()
     from fpkit.solvers import autoencoder
@@ -73,20 +108,54 @@ def main() -> None:
             kernel_time += tottime
         elif filename.endswith(".py") and "numba" not in filename:
             python_time += tottime
-    import h5py
+    return {"python_outside_kernels_share": python_time / wall, "numba_kernels_share": kernel_time / wall,
+            "profiler_note": "cProfile inflates Python-heavy parts; the share is an upper bound"}  # fmt: skip
 
-    with h5py.File(os.path.join(out, "results.h5"), "r") as f:
-        timings = json.loads(f.attrs["timings"])
+
+def ratios(stages: dict, total: list) -> dict:
+    """BEFORE / now of wall and CPU per stage and in total (> 1: faster now); empty without BEFORE numbers."""
+    out = {}
+    for name, (w, c) in [*stages.items(), ("total", total)]:
+        ref = BEFORE["total"] if name == "total" else BEFORE["stages"].get(name)
+        if ref:
+            out[name] = {"wall": round(ref[0] / w, 2) if w > 0 else None, "cpu": round(ref[1] / c, 2) if c > 0 else None}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--smoke", action="store_true", help="run `fpkit reproduce --quick` instead of the default")
+    ap.add_argument("--profile", action="store_true", help="run under cProfile and report the Python share")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    from fpkit.cli import main as fpkit_main
+
+    out = args.out or tempfile.mkdtemp(prefix="fpkit-bench-")
+    argv = ["reproduce", "--out", out] + (["--quick"] if args.smoke else [])
+    stages = stage_cpu_timer()
+    prof = cProfile.Profile() if args.profile else None
+    w0, c0 = time.perf_counter(), time.process_time()
+    if prof is not None:
+        prof.runcall(fpkit_main, argv)
+    else:
+        fpkit_main(argv)
+    total = [time.perf_counter() - w0, time.process_time() - c0]
+    rest = [total[0] - sum(v[0] for v in stages.values()), total[1] - sum(v[1] for v in stages.values())]
     rec = {
         "case": "reproduce-quick" if args.smoke else "reproduce-default",
-        "wall_s": wall,
-        "peak_rss_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "stages_s": timings,
-        "python_outside_kernels_share": python_time / wall,
-        "numba_kernels_share": kernel_time / wall,
-        "profiler_note": "cProfile inflates Python-heavy parts; the share is an upper bound",
+        "wall_s": round(total[0], 2),
+        "cpu_s": round(total[1], 2),
+        "peak_rss_MB": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "stages_wall_cpu_s": {k: [round(w, 2), round(c, 2)] for k, (w, c) in stages.items()},
+        "unstaged_wall_cpu_s": [round(rest[0], 2), round(rest[1], 2)],
+        "load_average": os.getloadavg(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
     }
+    if not args.smoke and not args.profile:
+        rec["before"] = BEFORE
+        rec["before_over_now"] = ratios(stages, total)
+    if prof is not None:
+        rec.update(python_share(prof, total[0]))
     print(json.dumps(rec))
 
 
