@@ -22,13 +22,20 @@ minibatch-mean gradient, whose diagonal is recorded as ``grad_var`` (never σ). 
 ``grad_var``   per-entry variance of the minibatch-mean gradient: per-sample variance over the data / B
                (iid), × (n − B)/(n − 1) (distinct, epochs), 0 (full)
 ``hess_grad``  H·grad, H the Hessian of L + wd|w|²/2, **exact** (forward-over-reverse: ``jvp`` of
-               ``grad``, no step size)
+               ``grad``, no step size; reverse-over-reverse for losses whose ops lack forward mode, such
+               as torch's ``nn.MSELoss``)
 ``loss``       full-batch data loss L; ``lam_max``: largest Hessian eigenvalue of the probe members by
                Lanczos with exact H·v (η·lam_max → 2 is the edge of stability)
 
 Per-sample gradients are computed in chunks of samples (``chunk_size``) so that large models fit in memory.
 Models must treat the samples of a batch independently (no BatchNorm in training mode) and be deterministic
 (no dropout).
+
+Device: ``device="cpu"`` (default) or ``"cuda"``; members are initialised on the CPU (the same weights on any
+device) and every tensor of training and statistics lives on ``device``; files are written from CPU copies.
+Beyond one machine: ``TorchEnsemble(...).train(path, client=client)`` trains shards of members as Dask tasks
+(``fpkit.distributed``; the module and loss travel by cloudpickle) and merges them into the same file, bit for
+bit, as one process.
 """
 
 from __future__ import annotations
