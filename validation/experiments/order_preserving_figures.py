@@ -7,13 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
+from matplotlib.ticker import NullFormatter
+
 from fpkit.plotting import _pyplot, save_figure
 
 from .order_preserving import _pm, control_effects, final_metrics, mean_se
 
-_METRIC_LABEL = {"OPT": "OPT fraction (hidden units active on every sample)",
-                 "r_sample": "sample-space basin radius ‖δx‖ (median over samples)",
-                 "r_weight": "weight-space basin radius ‖δθ‖ (median over directions)"}  # fmt: skip
+_METRIC_LABEL = {"OPT": "OPT fraction of hidden units", "r_sample": "input-space radius ‖δx‖ (median)",
+                 "r_weight": "weight-space radius ‖δθ‖ (median)"}  # fmt: skip
 _VAR_LABEL = {"depth": "depth (hidden layers)", "width": "width (units per layer)", "lr": "learning rate η",
               "batch_size": "batch size B (GD = N)"}  # fmt: skip
 
@@ -36,12 +37,14 @@ def fig_base(res, path):
         _band(ax[0], t, sn.dead[:, :, ell], f"dead, layer {ell + 1}", ls=":")
     ax[0].set(xscale="log", xlabel="training time t = η·step", ylabel="fraction of hidden units",
               title="OPT and dead units (base run)")
+    ax[0].xaxis.set_minor_formatter(NullFormatter())
     ax[0].legend(fontsize=8)
     for s, c in zip([0, sn.t.size // 2, sn.t.size - 1], ["C0", "C1", "C3"]):
         ax[1].hist(sn.r_sample[s].ravel(), bins=40, histtype="step", density=True, color=c,
                    label=f"t = {sn.t[s]:.3g}")
-        ax[2].hist(sn.r_weight[s].ravel(), bins=30, histtype="step", density=True, color=c,
-                   label=f"t = {sn.t[s]:.3g}")
+        if np.any(sn.r_weight[s] > 0):  # 0 everywhere while the loss is above τ (early): nothing to show
+            ax[2].hist(sn.r_weight[s].ravel(), bins=30, histtype="step", density=True, color=c,
+                       label=f"t = {sn.t[s]:.3g}")
     ax[1].set(xlabel="sample-space radius ‖δx‖ (all samples, members)", ylabel="density",
               title="attraction basins in input space")
     ax[2].set(xlabel="weight-space radius ‖δθ‖ (all directions, members)", ylabel="density",
@@ -51,6 +54,7 @@ def fig_base(res, path):
     _band(ax[3], t, sn.acc, "train accuracy")
     _band(ax[3], t, sn.loss / sn.loss[0].mean(), "train loss / initial")
     ax[3].set(xscale="log", xlabel="training time t", title="training progress (base run)")
+    ax[3].xaxis.set_minor_formatter(NullFormatter())
     ax[3].legend()
     return save_figure(fig, path)
 
@@ -75,6 +79,8 @@ def fig_controls(res, path):
             ax[i, j].errorbar(xs, m, yerr=se, fmt="o-", capsize=3)
             ax[i, j].set(xlabel=_VAR_LABEL[var], ylabel=_METRIC_LABEL[metric] if j == 0 else None,
                          xscale="log" if var in ("lr", "batch_size", "width") else "linear")
+            ax[i, j].set_xticks(xs, [f"{v:g}" for v in xs])  # the values tried, no log-axis clutter
+            ax[i, j].xaxis.set_minor_formatter(NullFormatter())
             if i == 0:
                 ax[i, j].set_title(f"control variable: {_VAR_LABEL[var]}")
     fig.suptitle("final metrics against the control variables (member mean ± SE; others at the base values)")
@@ -94,20 +100,21 @@ def fig_grokking(res, path):
             if np.isfinite(tg):
                 ax[i, 0].axvline(tg, color="C1", lw=0.5, alpha=0.5)
         ax[i, 0].set(xlabel="training time t = η·step", ylabel="accuracy",
-                     title=f"grokking, {tag}: memorisation (blue lines) and generalisation (orange)")
+                     title=f"grokking, {tag}\nthin lines: t_mem (blue), t_gen (orange)")
         ax[i, 0].legend()
         _band(ax[i, 1], sn.t, sn.opt.mean(-1), "OPT fraction")
         _band(ax[i, 1], sn.t, sn.dead.mean(-1), "dead fraction", ls=":")
-        ax[i, 1].set(xlabel="training time t", ylabel="fraction of hidden units", title=f"transformation modes, {tag}")
+        ax[i, 1].set(xlabel="training time t", ylabel="fraction of hidden units",
+                     title=f"transformation modes, {tag}")
         ax[i, 1].legend()
         _band(ax[i, 2], sn.t, np.median(sn.r_sample, -1), "train samples")
         _band(ax[i, 2], sn.t, np.median(sn.r_test, -1), "test samples")
-        ax[i, 2].set(xlabel="training time t", ylabel="sample-space radius (median over samples)",
+        ax[i, 2].set(xlabel="training time t", ylabel="input-space radius ‖δx‖ (median)",
                      title=f"input-space basins, {tag}")
         ax[i, 2].legend()
         _band(ax[i, 3], sn.t, np.median(sn.r_weight, -1), "weight-space radius")
-        ax[i, 3].set(xlabel="training time t", ylabel="weight-space radius (median over directions)",
-                     title=f"weight-space basin (L < τ = {res.grok_threshold:.3g}), {tag}")
+        ax[i, 3].set(xlabel="training time t", ylabel="weight-space radius ‖δθ‖ (median)",
+                     title=f"weight-space basins, {tag}\n(train loss < τ = {res.grok_threshold:.3g})")
     return save_figure(fig, path)
 
 
