@@ -184,6 +184,10 @@ def report_body(cfg: dict, res) -> str:
             for k in g.at_mem:
                 L.append(f"| {tag} | {k} | {_pm(*mean_se(g.at_mem[k][ok]))} | {_pm(*mean_se(g.at_gen[k][ok]))} | "
                          f"{_pm(*mean_se((g.at_gen[k] - g.at_mem[k])[ok]))} |")
+        L.append(f"\nWith one-hot inputs a hidden unit's pre-activation on (a, b) is W[:, a] + W[:, p + b] + b₁: it is OPT "
+                 f"only if it is positive on every training pair. The weight-space radius is 0 while the training loss "
+                 f"is above τ = {res.grok_threshold:.4g}; compare the train loss at t_mem above with τ before reading its "
+                 f"growth as a wider basin.")
     else:
         L.append("\nGrokking was not run (`grokking.enabled = false`; enable it with a config file, see the "
                  "experiment's docstring).")
