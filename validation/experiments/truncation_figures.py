@@ -77,14 +77,14 @@ def fig_network(res, path):
     ax[2].set(xlabel="truncated fraction n_tr/N (per member, cluster)", ylabel="late rate of √S_W",
               title="rate vs truncation (GD)")
     ax[2].legend(fontsize=7)
-    for k, (nets, what) in enumerate([(res.nets, "one-hot targets"), (res.floor_nets, "conflicting targets ±ε")]):
+    for k, (nets, what) in enumerate([(res.nets, "one-hot targets"), (res.floor_nets, "targets ±ε")]):
         if not nets:
             continue
         for n in nets:
             ax[3 + k].loglog(n.t[1:], n.sw[1:, :, -1].mean((1, 2)), label=n.label)
-        ax[3 + k].axvline(n.t[-1] / 2, color="grey", lw=0.8, ls=":")
+        ax[3 + k].axvline(n.t[-1] / 2, color="grey", lw=0.8, ls=":", label="late part starts")
         ax[3 + k].set(xlabel="training time t = η·step", ylabel="output-layer S_W (cluster, member mean)",
-                      title=f"GD vs SGD, {what} (late: right of the dotted line)")
+                      title=f"GD vs SGD, {what}")
         ax[3 + k].legend(fontsize=7)
     return save_figure(fig, path)
 
