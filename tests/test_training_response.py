@@ -155,5 +155,69 @@ def test_quick_run_end_to_end(tmp_path):
     by = {c.name: c for c in out.verdict.claims}
     assert by["one-layer linear R = x·x′"].held
     assert all(c.held for n, c in by.items() if n.startswith("R = Θ + O(η_p)"))
+    assert by["drift-only exact (tanh gd)"].held  # no noise: the drift-only transport is exact to the floor
+    assert {"no silent FP failure (tanh sgd)", "FP prediction of the weight histograms (tanh sgld)"} <= set(by)
     text = (tmp_path / "report.md").read_text()
-    assert "## Verdict" in text and (tmp_path / "aging.png").exists()
+    assert "## Verdict" in text and (tmp_path / "aging.png").exists() and (tmp_path / "fp.png").exists()
+
+
+def _pred(fp, verdict, route, drift_only=None):
+    """A hand-made fpkit.predict result: W1/floor series (index 0: t = 0), diagnostics verdict and route."""
+    from types import SimpleNamespace as NS
+
+    fp = np.asarray(fp, float)
+    dr = fp if drift_only is None else np.asarray(drift_only, float)
+    return NS(distance={"fp": fp, "drift_only": dr, "frozen": np.full(fp.size, 6.0)}, options={"route": route},
+              diagnostics={"verdict": verdict, "reasons": ["made by hand"]})  # fmt: skip
+
+
+def test_fp_claims_on_hand_made_predictions():
+    """Worst W1/floor over entries and snapshots after t = 0 (NaN of the Kramers-Moyal lag skipped); a miss
+    (> 3 floors) is no silent failure when its diagnostics say doubtful/fails, and is one when they say holds;
+    GD is judged by its drift-only transport."""
+    res = T.Result(x=np.zeros((2, 2)), linear_error=np.zeros(1), linear_t=np.zeros(1))
+    res.fp = {
+        # everything within 3 floors (t = 0's 9.0 is the initial condition, not a prediction)
+        ("tanh", "sgd"): {"route": {"W1[0,0]": _pred([9.0, 1.0, 2.5, np.nan], "holds", "kramers-moyal"),
+                                    "W2[0,0]": _pred([0.0, 1.2, 3.0, 2.8], "holds", "mechanistic")},
+                          "mechanistic": {"W1[0,0]": _pred([0.0, 1.0, 8.5, 8.4], "fails", "mechanistic")}},
+        # the route taken misses by 3.4 flagged doubtful; the mechanistic one beside it misses by 4.0 saying holds
+        ("tanh", "sgld"): {"route": {"W1[0,0]": _pred([0.0, 3.4, 1.0], "doubtful", "kramers-moyal"),
+                                     "W2[0,0]": _pred([0.0, 0.5, 0.7], "holds", "mechanistic")},
+                           "mechanistic": {"W1[0,0]": _pred([0.0, 4.0, 1.0], "holds", "mechanistic")}},
+        ("tanh", "gd"): {"route": {"W1[0,0]": _pred([0.0, 0.9, 9.0], "holds", "mechanistic", [0.0, 0.8, 2.9]),
+                                   "W2[0,0]": _pred([0.0, 0.9, 1.0], "holds", "mechanistic", [0.0, 3.5, 1.0])}},
+    }  # fmt: skip
+    by = {c.name: c for c in T.fp_claims(res)}
+    assert len(by) == 5
+    c = by["FP prediction of the weight histograms (tanh sgd)"]
+    assert c.held and c.value["worst W1/floor"] == 3.0 and c.value["at"] == "W2[0,0]" and c.value["median"] == 2.5  # of 1.0, 2.5, 1.2, 3.0, 2.8
+    assert c.value["routes"] == "kramers-moyal×1, mechanistic×1"
+    c = by["no silent FP failure (tanh sgd)"]
+    assert c.held and c.value["misses"] == 1 and c.value["flagged"] == 1
+    c = by["FP prediction of the weight histograms (tanh sgld)"]
+    assert not c.held and c.value["worst W1/floor"] == 3.4 and c.value["at"] == "W1[0,0]"
+    c = by["no silent FP failure (tanh sgld)"]
+    assert not c.held and (c.value["misses"], c.value["flagged"]) == (2, 1) and c.value["silent"] == "W1[0,0] (mechanistic) 4.0"
+    c = by["drift-only exact (tanh gd)"]
+    assert not c.held and c.value["worst W1/floor"] == 3.5 and c.value["at"] == "W2[0,0]"
+
+
+def test_fp_ensembles_extend_the_measured_ones():
+    """The FP angle trains fp.members members and measures the first train.members: member i's trajectory does
+    not depend on the count (nor on recording statistics), so those are an ensemble of train.members exactly."""
+    cfg = quick_cfg(train={"steps": 100})
+    data = T.problem_data(cfg)
+    for method in ("sgd", "sgld"):
+        a = T.ensemble(cfg, data, activation="tanh", method=method, members=16).train(show_progress=False)
+        b = T.ensemble(cfg, data, activation="tanh", method=method, members=40, statistics=True).train(show_progress=False)
+        assert b.grad is not None and b.weights["W1"].shape[1] == 40
+        for k in a.weights:
+            np.testing.assert_array_equal(a.weights[k], b.weights[k][:, :16])
+
+
+def test_fp_angle_needs_enough_members():
+    from fpkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="members"):
+        quick_cfg(fp={"members": 100})

@@ -36,11 +36,20 @@ Analysis (bootstrap over members for every uncertainty; 95 % intervals):
   the snapshots around its first crossing) to the lowest loss that both it and GD reach: ΔPR = PR_SGD − PR_GD;
 * rank and fragility: the Pearson correlation of PR and fragility across members at the last t_w, each
   standardised within its (activation, method) and pooled, with a Fisher-z interval.
+
+The Fokker-Planck angle (``fp``; as in ``gd_vs_sgd``): ``fpkit.predict`` of a few weight entries of the same
+ensembles, estimated on one half of the members and judged on the other (W1 distance over the judged half's
+noise floor). SGD and SGLD (weights moved by noise): route "auto", and where it left the mechanistic route the
+mechanistic prediction beside it; a prediction *misses* when its W1/floor exceeds ``THRESHOLDS["fp_miss"]`` at
+some snapshot after t = 0, and every miss must be flagged by its own diagnostics (doubtful/fails; estimation half
+only). GD (no noise): the drift-only transport with the mechanistic drift E[−∂L/∂w | w] is exact for the
+marginal, so it must stay within the same bound.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Literal
 
 import numpy as np
@@ -88,7 +97,7 @@ class Train(Schema):
     lr: float = Field(0.1, gt=0, description="learning rate η (t = η·step)")
     batch_size: int = Field(4, ge=1, description="SGD minibatch size B (iid)")
     temperature: float = Field(1e-5, ge=0, description="SGLD temperature T (full-batch Langevin, noise √(2ηT)ξ per step)")
-    members: int = Field(128, ge=8, description="members per ensemble")
+    members: int = Field(128, ge=8, description="members per ensemble (of the response measurements)")
     steps: int = Field(10000, ge=10, description="optimiser steps")
     waiting_times: int = Field(16, ge=4, description="log-spaced waiting times t_w (snapshots after t = 0)")
 
@@ -104,6 +113,25 @@ class Probe(Schema):
     n_boot: int = Field(200, ge=20, description="bootstrap resamples over members")
 
 
+class FpAngle(Schema):
+    """Fokker-Planck predictions of weight entries (``fpkit.predict``, out of sample) of the trained ensembles."""
+
+    entries: list[str] = Field(default_factory=lambda: ["W1[0,0]", "W1[5,3]", "W2[0,0]"], description=(
+        "entries predicted in every setting of ``activations`` (W1: first layer (N, D), W_L: output (1, N)); "
+        "empty: no FP angle (and no snapshot gradient statistics)"))
+    activations: list[ACTS] = Field(default_factory=lambda: ["tanh", "relu", "linear"], description=(
+        "activations whose GD, SGD and SGLD ensembles are predicted"))
+    members: int = Field(256, ge=200, description=(
+        "members of the predicted ensembles (half estimate A and D, half judged: the local-linear drift estimate "
+        "needs ~100 on its half); the response measurements take the first train.members of them, which are "
+        "those of an ensemble of train.members (each member's streams do not depend on the count)"))
+    cells: int = Field(120, ge=20, description="FP grid cells (at least)")
+    route: Literal["mechanistic", "kramers-moyal", "auto"] = Field("auto", description=(
+        "fpkit.predict's route for SGD and SGLD (GD stays mechanistic: its drift-only exactness is the claim); "
+        "where auto leaves the mechanistic route, the mechanistic prediction is kept beside it"))
+    time_steps: int = Field(300, ge=10, description="the FP solve's and transport's step dt = (the run's last t) / this")
+
+
 class Config(Schema):
     """Training response and aging (arXiv 2405.04074)."""
 
@@ -112,10 +140,11 @@ class Config(Schema):
     model: Model = Field(default_factory=Model, description="the students")
     train: Train = Field(default_factory=Train, description="training")
     probe: Probe = Field(default_factory=Probe, description="probe step, fragility and analysis")
+    fp: FpAngle = Field(default_factory=FpAngle, description="Fokker-Planck predictions of weight entries")
 
 
 QUICK = {"train": {"members": 32, "steps": 1000, "waiting_times": 8}, "probe": {"n_boot": 60},
-         "problem": {"n_features": 128}}  # fmt: skip
+         "problem": {"n_features": 128}, "fp": {"entries": ["W1[0,0]", "W2[0,0]"], "activations": ["tanh"], "members": 200}}  # fmt: skip
 
 THRESHOLDS = {
     "linear_exact": 1e-9,  # relative error of R against x·x′ (round-off only)
@@ -123,6 +152,7 @@ THRESHOLDS = {
     "order_hi": 2.2,
     "collapse": 0.1,
     "constant_span": 0.05,  # A varies by less than 5 % across the window: constant
+    "fp_miss": 3.0,  # W1/floor above this at some snapshot: the prediction misses (sampling noise alone ~1-2.5)
 }
 THRESHOLD_TEXT = {
     "exact": "max |R − x·x′| / max |x·x′| ≤ {linear_exact:g} at every t_w (one-layer linear model: round-off only)",
@@ -132,6 +162,10 @@ THRESHOLD_TEXT = {
     "collapse": "the upper 95 % bound of max_t_w d(t_w) in the window ≤ {collapse:g}",
     "rank": "ΔPR = PR_SGD − PR_GD at equal loss: the upper 95 % bound < 0",
     "fragility": "pooled within-setting correlation of PR and fragility: the upper 95 % bound < 0",
+    "FP (SGD/SGLD)": "every predicted entry's W1/floor ≤ {fp_miss:g} at every snapshot after t = 0 (judged half)",
+    "no silent FP failure": "every prediction (route auto, and the mechanistic one beside it) with W1/floor > "
+                            "{fp_miss:g} at some snapshot has a diagnostics verdict 'doubtful' or 'fails'",
+    "drift-only exact (GD)": "drift-only W1/floor ≤ {fp_miss:g} at every snapshot after t = 0",
 }  # fmt: skip
 
 
@@ -167,6 +201,9 @@ class Result:
     linear_error: np.ndarray  # (S,) one-layer linear model: max |R − x·x′| / max |x·x′|
     linear_t: np.ndarray  # (S,)
     settings: list = field(default_factory=list)
+    # (activation, method) -> {"auto" | "mechanistic": {label: fpkit Prediction}}: "auto" holds the route
+    # asked for (GD: mechanistic), "mechanistic" the mechanistic predictions where auto left that route
+    fp: dict = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------------------- numerics
@@ -277,15 +314,21 @@ def waiting_steps(steps: int, n: int) -> list[int]:
     return sorted({0, *np.unique(np.rint(np.logspace(0, np.log10(steps), n)).astype(int)).tolist()})
 
 
+def wants_fp(cfg: dict, activation: str) -> bool:
+    """Whether the FP angle predicts this activation's ensembles (they then record snapshot gradient statistics)."""
+    return bool(cfg["fp"]["entries"]) and activation in cfg["fp"]["activations"]
+
+
 def ensemble(cfg: dict, data: dict, *, activation: str, method: str, hidden=None, steps=None,
-             members=None) -> fpkit.Ensemble:  # fmt: skip
-    """One ensemble of students (``hidden`` [] gives the one-layer linear model)."""
+             members=None, statistics: bool = False) -> fpkit.Ensemble:  # fmt: skip
+    """One ensemble of students (``hidden`` [] gives the one-layer linear model); ``statistics``: record the
+    snapshot gradient statistics that ``fpkit.predict``'s mechanistic route needs."""
     m, tr = cfg["model"], cfg["train"]
     hidden = [m["width"]] * (m["depth"] - 1) if hidden is None else hidden
     steps = tr["steps"] if steps is None else steps
     model = {"kind": "mlp", "hidden": list(hidden), "activation": activation, "bias": m["bias"]}
     train = {"optimizer": "sgd" if method == "gd" else method, "lr": tr["lr"], "batch_size": tr["batch_size"],
-             "members": int(members or tr["members"]), "steps": int(steps), "statistics": False, "probes": 0,
+             "members": int(members or tr["members"]), "steps": int(steps), "statistics": bool(statistics), "probes": 0,
              "snapshot_steps": waiting_steps(steps, tr["waiting_times"]), "kernels": "generic"}  # fmt: skip
     if method in ("gd", "sgld"):
         train["sampling"] = "full"
@@ -341,6 +384,55 @@ def linear_reference(cfg: dict, data: dict) -> tuple[np.ndarray, np.ndarray]:
     err = [np.abs(response(_at(run.weights, s), x, Kp, "linear", cfg["probe"]["eta"]) - exact).max()
            / np.abs(exact).max() for s in range(run.t.size)]  # fmt: skip
     return np.array(err), np.asarray(run.t, float)
+
+
+def fp_predict(cfg: dict, run, method: str) -> dict:
+    """``fpkit.predict`` of ``fp.entries`` on one trained ensemble, out of sample (the seeded half split, as in
+    ``gd_vs_sgd.fp_stage``): {"route": {label: Prediction}} with ``fp.route`` for SGD/SGLD and the mechanistic
+    route for GD (its drift-only transport is the claim), and {"mechanistic": ...} for the entries where the
+    route taken was not the mechanistic one (that prediction and its diagnostics, for the no-silent-failure
+    claim)."""
+    f = cfg["fp"]
+    kw = dict(split="half", seed=int(cfg["seed"]), dt=float(run.t[-1]) / f["time_steps"], cells=int(f["cells"]),
+              ks=False, js=False)  # fmt: skip
+    route = "mechanistic" if method == "gd" else f["route"]
+    out = {"route": dict(fpkit.predict(run, list(f["entries"]), route=route, **kw))}
+    left = [lab for lab, pr in out["route"].items() if pr.options.get("route") != "mechanistic"]
+    if left:
+        out["mechanistic"] = dict(fpkit.predict(run, left, route="mechanistic", **kw))
+    return out
+
+
+# ------------------------------------------------------------------------------------------ analysis
+def worst(pred, key: str = "fp") -> float:
+    """The largest W1/floor of ``pred.distance[key]`` over the snapshots after t = 0 (the initial condition);
+    NaN snapshots (the Kramers-Moyal route ends one lag early) are skipped."""
+    d = np.asarray(pred.distance[key], float)[1:]
+    return float(np.nanmax(d)) if np.isfinite(d).any() else float("nan")
+
+
+def fp_settings(res: Result, methods=("sgd", "sgld")) -> list:
+    """The (activation, method) keys of ``res.fp`` with a method in ``methods``, in run order."""
+    return [k for k in res.fp if k[1] in methods]
+
+
+def fp_misses(preds: dict) -> tuple[list, list]:
+    """(misses, silent): (label, route, worst W1/floor, verdict) of every prediction beyond ``fp_miss`` floors,
+    over the route taken and the mechanistic predictions kept beside it; silent: those whose diagnostics say
+    'holds'."""
+    th = THRESHOLDS["fp_miss"]
+    misses = []
+    for kind in ("route", "mechanistic"):
+        for lab, pr in preds.get(kind, {}).items():
+            w = worst(pr)
+            if not w <= th:  # NaN (no finite distance) counts as a miss
+                misses.append((lab, pr.options.get("route"), w, pr.diagnostics.get("verdict")))
+    return misses, [m for m in misses if m[3] == "holds"]
+
+
+def _count(values) -> str:
+    vals = list(values)
+    return ", ".join(f"{v}×{vals.count(v)}" for v in dict.fromkeys(vals)) or "–"
 
 
 # ------------------------------------------------------------------------------------------ analysis
@@ -481,15 +573,21 @@ class TrainingResponse(Experiment):
     quick = QUICK
 
     def run(self, cfg: dict, ctx) -> Result:
+        pairs = [(a, m) for a in cfg["model"]["activations"] for m in cfg["train"]["methods"]]
         data = problem_data(cfg)
         with ctx.stage("linear_reference"):
             err, t = linear_reference(cfg, data)
         res = Result(x=data["x_resp"], linear_error=err, linear_t=t)
-        pairs = [(a, m) for a in cfg["model"]["activations"] for m in cfg["train"]["methods"]]
-        with ctx.stage("train_and_measure"), progress(len(pairs), "training-response", ctx.show_progress) as bar:
+        M = cfg["train"]["members"]
+        with ctx.stage("train_measure_predict"), progress(len(pairs), "training-response", ctx.show_progress) as bar:
             for act, method in pairs:
-                run = ensemble(cfg, data, activation=act, method=method).train(show_progress=False)
-                res.settings.append(measure(cfg, data, run, act, method))
+                fp = wants_fp(cfg, act)
+                run = ensemble(cfg, data, activation=act, method=method, statistics=fp,
+                               members=max(M, cfg["fp"]["members"]) if fp else M).train(show_progress=False)  # fmt: skip
+                first = SimpleNamespace(t=run.t, step=run.step, weights={k: v[:, :M] for k, v in run.weights.items()})
+                res.settings.append(measure(cfg, data, first, act, method))
+                if fp:
+                    res.fp[(act, method)] = fp_predict(cfg, run, method)
                 bar.update(1)
         return res
 
@@ -558,7 +656,43 @@ def verdict(cfg: dict, res: Result) -> Verdict:
     claims.append(Claim("lower rank, higher fragility", bool(rf["ci"][1] < 0),
                         {"r": _r(rf["r"], 3), "95%": _ci(rf["ci"], 3), "members": rf["n"], "r of setting means": _r(rf["means_r"], 3)},
                         "fragility", "members with lower feature rank are more fragile (pooled within settings)"))  # fmt: skip
+    claims += fp_claims(res)
     held = sum(c.held for c in claims)
     summary = (f"{held} of {len(claims)} measured statements held. Not held: "
                + ("; ".join(c.name for c in claims if not c.held) or "none") + ".")  # fmt: skip
     return Verdict(claims, summary=summary, thresholds=threshold_definitions())
+
+
+def fp_claims(res: Result) -> list:
+    """The FP angle's claims: per SGD/SGLD setting the prediction (worst W1/floor over the entries and snapshots
+    ≤ ``fp_miss``) and no silent failure (every miss flagged by its diagnostics); per GD setting the drift-only
+    transport's exactness."""
+    th, claims = THRESHOLDS["fp_miss"], []
+    for key in fp_settings(res):
+        preds = res.fp[key]["route"]
+        ws = {lab: worst(pr) for lab, pr in preds.items()}
+        lab = max(ws, key=lambda k: ws[k] if np.isfinite(ws[k]) else np.inf)
+        med = np.nanmedian(np.concatenate([np.asarray(pr.distance["fp"], float)[1:] for pr in preds.values()]))
+        claims.append(Claim(f"FP prediction of the weight histograms ({' '.join(key)})", bool(ws[lab] <= th),
+                            {"worst W1/floor": _r(ws[lab], 2), "at": lab, "median": _r(med, 2),
+                             "frozen worst": _r(max(worst(pr, "frozen") for pr in preds.values()), 2),
+                             "routes": _count(pr.options.get("route") for pr in preds.values()),
+                             "verdicts": _count(pr.diagnostics.get("verdict") for pr in preds.values())}, "FP (SGD/SGLD)",
+                            f"fpkit.predict's FP densities of {len(preds)} weight entries match the judged half's "
+                            f"histograms at every snapshot under {key[1].upper()}"))  # fmt: skip
+        misses, silent = fp_misses(res.fp[key])
+        claims.append(Claim(f"no silent FP failure ({' '.join(key)})", not silent,
+                            {"misses": len(misses), "flagged": len(misses) - len(silent),
+                             "silent": "; ".join(f"{m[0]} ({m[1]}) {_r(m[2], 2)}" for m in silent) or "none"},
+                            "no silent FP failure",
+                            f"every prediction beyond {th:g} floors is flagged doubtful/fails by its own diagnostics"))  # fmt: skip
+    for key in fp_settings(res, ("gd",)):
+        preds = res.fp[key]["route"]
+        ws = {lab: worst(pr, "drift_only") for lab, pr in preds.items()}
+        lab = max(ws, key=lambda k: ws[k] if np.isfinite(ws[k]) else np.inf)
+        claims.append(Claim(f"drift-only exact ({' '.join(key)})", bool(ws[lab] <= th),
+                            {"worst W1/floor": _r(ws[lab], 2), "at": lab,
+                             "frozen worst": _r(max(worst(pr, "frozen") for pr in preds.values()), 2)},
+                            "drift-only exact (GD)", "for GD (no noise) the drift-only transport of the weight "
+                            "entries' histograms is exact to the noise floor"))  # fmt: skip
+    return claims
