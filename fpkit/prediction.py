@@ -663,7 +663,7 @@ def predict(run, entries="auto", *, split="half", route: str = "mechanistic", va
         Seed of the random split (the same seed gives the same halves).
     compare_with : sequence of str
         Further variants and/or "kramers-moyal" judged on the same split and grid: their W1/floor lands in
-        ``distance["fp_<name>"]``.
+        ``distance["fp_<name>"]`` (for "kramers-moyal" the key is ``"fp_kramers_moyal"``).
     dt : float
         Time step of the FP solve and of the drift-only transport (units of t = η·step).
     cells, cells_per_sd, max_cells :
