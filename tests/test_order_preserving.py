@@ -146,5 +146,78 @@ def test_quick_run_verdict_has_numbers(tmp_path):
     out = experiments.run("order-preserving", quick=True, overrides=over, out=tmp_path, show_progress=False)
     names = [c.name for c in out.verdict.claims]
     assert "OPT fraction moves in training" in names and any(n.startswith("grokking delay") for n in names)
+    assert {"FP prediction of the weight histograms (base sgd)", "no silent FP failure (base sgd)"} <= set(names)
+    assert (tmp_path / "fp.png").exists()
     assert (tmp_path / "report.md").read_text().count("±") >= 5
     assert {"results.h5", "report.md"} <= {p.name for p in tmp_path.iterdir()}
+
+
+# ------------------------------------------------------------------------------------ the FP angle
+def _pred(fp, verdict, route, frozen=6.0):
+    """A hand-made fpkit.predict result: W1/floor series (index 0: t = 0), diagnostics verdict and route."""
+    from types import SimpleNamespace as NS
+
+    fp = np.asarray(fp, float)
+    return NS(distance={"fp": fp, "frozen": np.full(fp.size, frozen)}, options={"route": route},
+              diagnostics={"verdict": verdict, "reasons": ["made by hand"]})  # fmt: skip
+
+
+def test_fp_runs_are_the_noisy_controls():
+    """The FP angle predicts exactly the runs whose weights move by minibatch noise: base and the η / B changes
+    with 0 < B < N (N = clusters × per_cluster = 64 by default); not GD (B = 0), not B = N, not depth/width."""
+    from fpkit import experiments as X
+
+    cfg = X.resolve_config(X.load("order-preserving"), overrides={"controls": {"batch_sizes": [1, 0, 64, 63]}})
+    picked = [(v, val) for v, val, _, _, _, B in op.control_settings(cfg["controls"]) if op.wants_fp(cfg, v, B)]
+    assert picked == [("base", 0.0), ("lr", 0.005), ("lr", 0.06), ("batch_size", 1), ("batch_size", 63)]
+    cfg["fp"]["entries"] = []
+    assert not any(op.wants_fp(cfg, v, B) for v, _, _, _, _, B in op.control_settings(cfg["controls"]))
+
+
+def test_fp_claims_and_report_on_hand_made_predictions():
+    """Per SGD run: the worst W1/floor over entries and snapshots after t = 0 (t = 0 and the Kramers-Moyal
+    route's NaN skipped) against 3 floors, and a miss is silent only when its diagnostics say 'holds'; the
+    report's line per run states the same verdicts and numbers."""
+    from fpkit import experiments as X
+    from fpkit.validation.experiments import order_preserving_figures as figs
+
+    res = op.Result(controls=[], threshold=1.0, grok=[], grok_threshold=np.nan)
+    res.fp = {
+        ("base", "sgd"): {"route": {"W1[0,0]": _pred([9.0, 1.0, 3.0, np.nan], "holds", "kramers-moyal"),
+                                    "W2[0,0]": _pred([0.0, 0.4, 0.5, np.nan], "holds", "kramers-moyal", frozen=1.5)},
+                          "mechanistic": {"W1[0,0]": _pred([0.0, 7.0, 8.0, 8.1], "fails", "mechanistic"),
+                                          "W2[0,0]": _pred([0.0, 2.0, 3.5, 3.2], "doubtful", "mechanistic")}},
+        ("lr = 0.06", "sgd"): {"route": {"W1[0,0]": _pred([0.0, 3.2, 1.0], "holds", "mechanistic"),
+                                         "W2[0,0]": _pred([0.0, 0.5, 0.7], "holds", "mechanistic")}},
+    }  # fmt: skip
+    by = {c.name: c for c in op.fp_claims(res)}
+    assert len(by) == 4
+    c = by["FP prediction of the weight histograms (base sgd)"]
+    assert c.held and c.value["worst W1/floor"] == 3.0 and c.value["at"] == "W1[0,0]"
+    c = by["no silent FP failure (base sgd)"]
+    assert c.held and (c.value["misses"], c.value["flagged"]) == (2, 2)
+    c = by["FP prediction of the weight histograms (lr = 0.06 sgd)"]
+    assert not c.held and c.value["worst W1/floor"] == 3.2
+    c = by["no silent FP failure (lr = 0.06 sgd)"]
+    assert not c.held and c.value["silent"] == "W1[0,0] (mechanistic) 3.2"
+    cfg = X.resolve_config(X.load("order-preserving"), quick=True)
+    text = "\n".join(figs.fp_report(cfg, res))
+    assert ("- base: FP prediction of the weight histograms held (worst 3 floors over 2 entries); 2 prediction(s) "
+            "beyond 3 floors, 2 flagged doubtful/fails: no silent FP failure held.") in text
+    assert ("- lr = 0.06: FP prediction of the weight histograms not held (worst 3.2 floors over 2 entries); 1 "
+            "prediction(s) beyond 3 floors, 0 flagged doubtful/fails: no silent FP failure not held.") in text
+    assert "| base | W2[0,0] | mechanistic → mechanistic | 3.5 | 3.2 | 6 | doubtful | made by hand |" in text
+    assert "frozen worst 1.5 floors" in text  # the least-moved entry of the base run is named
+
+
+def test_fp_ensembles_extend_the_measured_ones():
+    """A predicted run trains fp.members members with statistics and measures the first controls.members: member
+    i's trajectory depends neither on the count nor on recording statistics."""
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((16, 4)) + 2.0, np.eye(2)[rng.integers(0, 2, 16)]
+    kw = dict(hidden=[5, 5], lr=0.02, batch_size=4, steps=60, snapshots=3, seed=7, show_progress=False)
+    a = op.train(x, y, members=6, **kw)
+    b = op.train(x, y, members=20, statistics=True, **kw)
+    assert b.grad is not None
+    for k in a.weights:
+        np.testing.assert_array_equal(a.weights[k], b.weights[k][:, :6])

@@ -32,13 +32,24 @@ Stages (``OrderPreserving.run``):
    a + b mod p with one-hot inputs (2p) and targets (p), weight decay, full-batch GD and SGD. Train and test
    accuracy over time; t_mem (train accuracy ≥ ``mem_acc``) and t_gen (test accuracy ≥ ``gen_acc``) per
    member; the OPT fraction and both basin radii at t_mem and t_gen, paired per member.
-3. Verdict: exact references are tests (tests/test_order_preserving.py); the claims are the paper's, each a
+3. ``fp`` (the Fokker-Planck angle, wherever weights move by noise; as in ``gd_vs_sgd`` and
+   ``training_response``, whose helpers it uses): the SGD runs among the controls (the base run and the η and B
+   changes with 0 < B < N) train ``fp.members`` members with snapshot gradient statistics; the census and
+   basins are measured on the first ``controls.members`` of them, which are an ensemble of that many exactly
+   (a member's streams do not depend on the count). ``fpkit.predict`` (route ``fp.route``, the mechanistic
+   prediction kept beside it where auto leaves that route) predicts ``fp.entries`` out of sample: a seeded
+   half estimates A and D, the other half is judged by W1 over its noise floor. Claims per run: the FP
+   prediction of the weight histograms (worst W1/floor over entries and snapshots after t = 0 ≤ 3) and no
+   silent FP failure (every prediction beyond 3 floors flagged doubtful/fails by its own diagnostics).
+4. Verdict: exact references are tests (tests/test_order_preserving.py); the claims are the paper's, each a
    measured number with a standard error over members and whether it held.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from types import SimpleNamespace
+from typing import Literal
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -47,11 +58,14 @@ import fpkit
 from fpkit.config import Schema
 from fpkit.data import arrays
 from fpkit.errors import ConfigError
-from fpkit.experiments import Claim, Experiment, Verdict
+from fpkit.experiments import Claim, Experiment, Verdict, write_tree
 from fpkit.network import forward
 from fpkit.progress import progress
 from fpkit.solvers.random import derive_seed
 
+from .training_response import THRESHOLD_TEXT as _FP_TEXT
+from .training_response import THRESHOLDS as _FP_THRESHOLDS
+from .training_response import fp_claims, fp_predict
 from .truncation import mixture
 
 # ------------------------------------------------------------------------------------------- config
@@ -117,6 +131,23 @@ class Grokking(Schema):
     gen_acc: float = Field(0.9, gt=0, le=1, description="test accuracy that counts as generalised")
 
 
+class FpAngle(Schema):
+    """Fokker-Planck predictions of weight entries (``fpkit.predict``, out of sample) of the controls' SGD runs."""
+
+    entries: list[str] = Field(default_factory=lambda: ["W1[0,0]", "W1[5,3]", "W2[0,0]"], description=(
+        "entries predicted in every SGD run of the controls (the base run and the η and B changes with "
+        "0 < B < N); W1: first layer (width, d); empty: no FP angle"))
+    members: int = Field(256, ge=200, description=(
+        "members of the predicted runs (half estimate A and D, half judged: the local-linear drift estimate "
+        "needs ~100 on its half); census and basins take the first controls.members of them, which are those of "
+        "an ensemble of controls.members (each member's streams do not depend on the count)"))
+    cells: int = Field(120, ge=20, description="FP grid cells (at least)")
+    route: Literal["mechanistic", "kramers-moyal", "auto"] = Field("auto", description=(
+        "fpkit.predict's route; where auto leaves the mechanistic route, the mechanistic prediction is kept "
+        "beside it (for the no-silent-failure claim)"))
+    time_steps: int = Field(300, ge=10, description="the FP solve's and transport's step dt = (the run's last t) / this")
+
+
 class Config(Schema):
     """Order-preserving neurons, attraction basins and grokking (Lin, Zhang, Feng & Zhao, arXiv 2501.02436)."""
 
@@ -124,6 +155,7 @@ class Config(Schema):
     basins: Basins = Field(default_factory=Basins, description="the basin searches")
     controls: Controls = Field(default_factory=Controls, description="depth, width, η, B on a Gaussian mixture")
     grokking: Grokking = Field(default_factory=Grokking, description="modular addition (off by default)")
+    fp: FpAngle = Field(default_factory=FpAngle, description="Fokker-Planck predictions of weight entries (SGD runs)")
 
     @model_validator(mode="after")
     def _classes(self):
@@ -139,12 +171,15 @@ QUICK = {
     "controls": {"members": 12, "steps": 800, "snapshots": 4, "per_cluster": 12, "depths": [1], "widths": [32],
                  "lrs": [0.06], "batch_sizes": [0]},
     "grokking": {"p": 11, "steps": 1500, "members": 4, "snapshots": 8, "width": 32, "train_fraction": 0.8},
+    "fp": {"entries": ["W1[0,0]", "W2[0,0]"], "members": 200},
 }  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------- thresholds
-THRESHOLDS = {"z_min": 2.0, "delay_factor": 2.0}
+THRESHOLDS = {"z_min": 2.0, "delay_factor": 2.0, "fp_miss": _FP_THRESHOLDS["fp_miss"]}
 THRESHOLD_TEXT = {
+    "FP (SGD/SGLD)": _FP_TEXT["FP (SGD/SGLD)"],  # the claims of training_response.fp_claims
+    "no silent FP failure": _FP_TEXT["no silent FP failure"],
     "2 SE": "the difference is at least {z_min:g} standard errors (over members) from 0",
     "delay": "the median member's generalisation time t_gen is ≥ {delay_factor:g} × its memorisation time "
              "t_mem (memorisation first, generalisation much later: grokking)",
@@ -380,6 +415,8 @@ class Result:
     grok: list  # of GrokRun (empty when grokking is off)
     grok_threshold: float
     extra: dict = field(default_factory=dict)
+    # (control label, "sgd") -> {"route": {entry: fpkit Prediction}, "mechanistic": {...} where auto left it}
+    fp: dict = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------------------ measuring
@@ -424,10 +461,12 @@ def measure(run, x: np.ndarray, y: np.ndarray, labels: np.ndarray, bcfg: dict, t
 
 def train(x, y, *, hidden: list, lr: float, batch_size: int, members: int, steps: int, seed: int,
           snapshots: int | None = None, snapshot_steps=None, weight_decay: float = 0.0, init_scale: float = 1.0,
-          show_progress=None):  # fmt: skip
-    """An ensemble of ReLU MLPs with biases on (x, y) (MSE), GD when ``batch_size`` is 0."""
+          statistics: bool = False, show_progress=None):  # fmt: skip
+    """An ensemble of ReLU MLPs with biases on (x, y) (MSE), GD when ``batch_size`` is 0; ``statistics``: record
+    the snapshot gradient statistics that ``fpkit.predict``'s mechanistic route needs."""
     tr = {"optimizer": "gd" if batch_size == 0 else "sgd", "lr": lr, "batch_size": max(1, batch_size),
-          "members": members, "steps": steps, "probes": 0, "statistics": False, "weight_decay": weight_decay}
+          "members": members, "steps": steps, "probes": 0, "statistics": bool(statistics),
+          "weight_decay": weight_decay}  # fmt: skip
     if snapshot_steps is not None:
         tr["snapshot_steps"] = [int(s) for s in snapshot_steps]
     else:
@@ -448,20 +487,37 @@ def control_settings(c: dict) -> list:
     return out
 
 
+def wants_fp(cfg: dict, variable: str, batch_size: int) -> bool:
+    """Whether the FP angle predicts this control run: the base run and the η and B changes, when their
+    weights move by minibatch noise (0 < B < N; B ≥ N samples the whole set every step: GD)."""
+    c = cfg["controls"]
+    return (bool(cfg["fp"]["entries"]) and variable in ("base", "lr", "batch_size")
+            and 0 < batch_size < c["clusters"] * c["per_cluster"])  # fmt: skip
+
+
 def run_controls(cfg: dict, show_progress=None):
+    """Train and measure every control run: (runs, τ, fp) with fp {(label, "sgd"): predictions} of the runs
+    ``wants_fp`` picks (trained with ``fp.members`` members; the first ``controls.members`` are measured)."""
     c, seed = cfg["controls"], cfg["seed"]
     x, y, labels = mixture(c, seed)
     x = x + c["offset"]
     tau = cfg["basins"]["loss_fraction"] * constant_loss(y)
-    runs = []
+    runs, fp = [], {}
+    M = c["members"]
     for i, (var, val, depth, width, lr, B) in enumerate(control_settings(c)):
-        run = train(x, y, hidden=[width] * depth, lr=lr, batch_size=B, members=c["members"], steps=c["steps"],
-                    snapshots=c["snapshots"], seed=derive_seed(seed, 20, i), show_progress=show_progress)
+        pred = wants_fp(cfg, var, B)
+        run = train(x, y, hidden=[width] * depth, lr=lr, batch_size=B, members=max(M, cfg["fp"]["members"]) if pred else M,
+                    steps=c["steps"], snapshots=c["snapshots"], seed=derive_seed(seed, 20, i), statistics=pred,
+                    show_progress=show_progress)  # fmt: skip
         lab = f"{var} = {val:g}" if var != "base" else "base"
-        snaps = measure(run, x, y, labels, cfg["basins"], tau, derive_seed(seed, 21, i), lab,
+        first = SimpleNamespace(t=run.t, step=run.step, names=run.names,
+                                weights={k: v[:, :M] for k, v in run.weights.items()})  # fmt: skip
+        snaps = measure(first, x, y, labels, cfg["basins"], tau, derive_seed(seed, 21, i), lab,
                         show_progress=show_progress)  # fmt: skip
         runs.append(ControlRun(var, float(val), depth, width, lr, B, snaps))
-    return runs, tau
+        if pred:
+            fp[(lab, "sgd")] = fp_predict(cfg, run, "sgd")
+    return runs, tau, fp
 
 
 # --------------------------------------------------------------------------------------------- grokking
@@ -534,16 +590,22 @@ class OrderPreserving(Experiment):
 
     def run(self, cfg: dict, ctx) -> Result:
         with ctx.stage("controls"):
-            controls, tau = run_controls(cfg, ctx.show_progress)
+            controls, tau, fp = run_controls(cfg, ctx.show_progress)
         grok, gtau = [], float("nan")
         if cfg["grokking"]["enabled"]:
             with ctx.stage("grokking"):
                 grok, gtau = run_grokking(cfg, ctx.show_progress)
         n_train = cfg["controls"]["clusters"] * cfg["controls"]["per_cluster"]
-        return Result(controls, tau, grok, gtau, extra={"n_train": n_train})
+        return Result(controls, tau, grok, gtau, extra={"n_train": n_train}, fp=fp)
 
     def verdict(self, cfg: dict, res: Result) -> Verdict:
-        return Verdict(claims(res), summary=summary(res), thresholds=threshold_definitions())
+        return Verdict(claims(res) + fp_claims(res), summary=summary(res), thresholds=threshold_definitions())
+
+    def save(self, group, cfg: dict, res: Result) -> None:
+        write_tree(group, replace(res, fp={}))
+        from . import order_preserving_figures as figs
+
+        figs.save_fp(group, res)
 
     def report(self, cfg: dict, res: Result, verdict: Verdict, figures: dict) -> str:
         from . import order_preserving_figures as figs
@@ -659,4 +721,13 @@ def summary(res: Result) -> str:
                      f"{_pm(*mean_se(g.t_mem))}, t_gen {_pm(*mean_se(g.t_gen))}.")
     if not res.grok:
         parts.append("Grokking not run (grokking.enabled = false).")
+    if res.fp:
+        from .training_response import fp_misses, worst
+
+        th = THRESHOLDS["fp_miss"]
+        ws = {k[0]: max(worst(pr) for pr in v["route"].values()) for k, v in res.fp.items()}
+        silent = sum(len(fp_misses(v)[1]) for v in res.fp.values())
+        parts.append(f"FP prediction of the weight histograms (worst W1/floor ≤ {th:g}) held in "
+                     f"{sum(w <= th for w in ws.values())} of {len(ws)} SGD runs ("
+                     + ", ".join(f"{k} {w:.3g}" for k, w in ws.items()) + f"); silent FP failures: {silent}.")
     return " ".join(parts)

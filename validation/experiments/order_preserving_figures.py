@@ -126,6 +126,11 @@ def write_figures(res, out_dir) -> dict:
         figs["control variables: depth, width, η, B against the final metrics"] = p
     if res.grok:
         figs["grokking: accuracy, transformation modes and basins over time"] = fig_grokking(res, out / "grokking.png")
+    if res.fp:
+        from .training_response_figures import fig_fp
+
+        figs["Fokker-Planck predictions of weight entries of the SGD control runs, out of sample"] = \
+            fig_fp(None, res, out / "fp.png")
     return figs
 
 
@@ -191,4 +196,63 @@ def report_body(cfg: dict, res) -> str:
     else:
         L.append("\nGrokking was not run (`grokking.enabled = false`; enable it with a config file, see the "
                  "experiment's docstring).")
+    if res.fp:
+        L += fp_report(cfg, res)
     return "\n".join(L) + "\n"
+
+
+def fp_report(cfg: dict, res) -> list:
+    """The FP angle's section: one row per prediction (route asked → taken), its W1/floor, diagnostics verdict and
+    reasons; one line per run with both claims."""
+    from .order_preserving import THRESHOLDS
+    from .training_response import fp_misses, worst
+
+    f, th = cfg["fp"], THRESHOLDS["fp_miss"]
+    L = ["\n## Fokker-Planck prediction of the weight histograms (SGD runs)\n",
+         f"Wherever the weights move by minibatch noise (the base run and the η and B changes with 0 < B < N) the run "
+         f"has {max(cfg['controls']['members'], f['members'])} members, of which census and basins use the first "
+         f"{cfg['controls']['members']}. fpkit.predict on {', '.join(f['entries'])}, route {f['route']}: a seeded half "
+         f"of the members estimates A and D, the other half is judged (W1 distance over its noise floor; worst and "
+         f"median over the snapshots after t = 0; 'frozen': the initial histogram kept, i.e. how far the weights "
+         f"moved). A prediction misses beyond {th:g} floors; the diagnostics use the estimation half only.\n",
+         "| run | entry | route | FP worst | FP median | frozen worst | verdict | reasons |",
+         "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for key, preds in res.fp.items():
+        for kind in ("route", "mechanistic"):
+            for lab, pr in preds.get(kind, {}).items():
+                g = pr.diagnostics
+                asked = "mechanistic" if kind == "mechanistic" else f["route"]
+                med = np.nanmedian(np.asarray(pr.distance["fp"], float)[1:])
+                L.append(f"| {key[0]} | {lab} | {asked} → {pr.options.get('route')} | {worst(pr):.3g} | {med:.3g} | "
+                         f"{worst(pr, 'frozen'):.3g} | {g.get('verdict', '–')} | "
+                         f"{'; '.join(g.get('reasons') or []) or '–'} |")  # fmt: skip
+    L.append("")
+    for key, preds in res.fp.items():
+        w = max(worst(pr) for pr in preds["route"].values())
+        misses, silent = fp_misses(preds)
+        L.append(f"- {key[0]}: FP prediction of the weight histograms {'held' if w <= th else 'not held'} (worst "
+                 f"{w:.3g} floors over {len(preds['route'])} entries); {len(misses)} prediction(s) beyond {th:g} "
+                 f"floors, {len(misses) - len(silent)} flagged doubtful/fails: no silent FP failure "
+                 f"{'held' if not silent else 'not held'}.")  # fmt: skip
+        fr = {lab: worst(pr, "frozen") for lab, pr in preds["route"].items()}
+        lo, hi = min(fr, key=fr.get), max(fr, key=fr.get)
+        L.append(f"  How far the weights moved: frozen worst {fr[lo]:.3g} floors ({lo}) to {fr[hi]:.3g} ({hi}); "
+                 f"an entry whose frozen worst is ≤ {th:g} hardly left its initial histogram, so a prediction within "
+                 f"{th:g} floors of it tests little of the dynamics.")  # fmt: skip
+    return L
+
+
+def save_fp(group, res) -> None:
+    """The FP predictions' summaries under fp/<run>/<route|mechanistic>/<entry>: route taken, diagnostics verdict
+    and reasons, t, the judged half's W1 floor and every W1/floor series."""
+    for key, preds in res.fp.items():
+        for kind, part in preds.items():
+            for lab, pr in part.items():
+                h = group.require_group(f"fp/{key[0].replace(' ', '')}/{kind}/{lab}")
+                h.attrs["route"] = str(pr.options.get("route"))
+                h.attrs["verdict"] = str(pr.diagnostics.get("verdict"))
+                h.attrs["reasons"] = "; ".join(pr.diagnostics.get("reasons") or [])
+                h.create_dataset("t", data=pr.t)
+                h.create_dataset("w1_floor", data=pr.w1_floor)
+                for k, v in pr.distance.items():
+                    h.create_dataset(f"distance_{k}", data=np.asarray(v, float))
