@@ -57,7 +57,7 @@ from pydantic import Field, model_validator
 import fpkit
 from fpkit.config import Schema
 from fpkit.data import arrays
-from fpkit.errors import ConfigError
+from fpkit.errors import ConfigError, StabilityError
 from fpkit.experiments import Claim, Experiment, Verdict, write_tree
 from fpkit.network import forward
 from fpkit.progress import progress
@@ -461,12 +461,13 @@ def measure(run, x: np.ndarray, y: np.ndarray, labels: np.ndarray, bcfg: dict, t
 
 def train(x, y, *, hidden: list, lr: float, batch_size: int, members: int, steps: int, seed: int,
           snapshots: int | None = None, snapshot_steps=None, weight_decay: float = 0.0, init_scale: float = 1.0,
-          statistics: bool = False, show_progress=None):  # fmt: skip
+          statistics: bool = False, on_divergence: str = "stop", show_progress=None):  # fmt: skip
     """An ensemble of ReLU MLPs with biases on (x, y) (MSE), GD when ``batch_size`` is 0; ``statistics``: record
-    the snapshot gradient statistics that ``fpkit.predict``'s mechanistic route needs."""
+    the snapshot gradient statistics that ``fpkit.predict``'s mechanistic route needs; ``on_divergence``: as
+    ``train.on_divergence`` ("drop": diverged members are zeroed and marked in ``run.alive``)."""
     tr = {"optimizer": "gd" if batch_size == 0 else "sgd", "lr": lr, "batch_size": max(1, batch_size),
           "members": members, "steps": steps, "probes": 0, "statistics": bool(statistics),
-          "weight_decay": weight_decay}  # fmt: skip
+          "weight_decay": weight_decay, "on_divergence": on_divergence}  # fmt: skip
     if snapshot_steps is not None:
         tr["snapshot_steps"] = [int(s) for s in snapshot_steps]
     else:
@@ -496,28 +497,36 @@ def wants_fp(cfg: dict, variable: str, batch_size: int) -> bool:
 
 
 def run_controls(cfg: dict, show_progress=None):
-    """Train and measure every control run: (runs, τ, fp) with fp {(label, "sgd"): predictions} of the runs
-    ``wants_fp`` picks (trained with ``fp.members`` members; the first ``controls.members`` are measured)."""
+    """Train and measure every control run: (runs, τ, fp, dropped) with fp {(label, "sgd"): predictions} of the
+    runs ``wants_fp`` picks (trained with ``fp.members`` members; the first ``controls.members`` are measured, and
+    must not diverge, as before; members beyond them that diverge are left out of the prediction and counted
+    in dropped {label: n}: near the stability edge (η = 0.06) a few of 256 can)."""
     c, seed = cfg["controls"], cfg["seed"]
     x, y, labels = mixture(c, seed)
     x = x + c["offset"]
     tau = cfg["basins"]["loss_fraction"] * constant_loss(y)
-    runs, fp = [], {}
+    runs, fp, dropped = [], {}, {}
     M = c["members"]
     for i, (var, val, depth, width, lr, B) in enumerate(control_settings(c)):
         pred = wants_fp(cfg, var, B)
         run = train(x, y, hidden=[width] * depth, lr=lr, batch_size=B, members=max(M, cfg["fp"]["members"]) if pred else M,
                     steps=c["steps"], snapshots=c["snapshots"], seed=derive_seed(seed, 20, i), statistics=pred,
-                    show_progress=show_progress)  # fmt: skip
+                    on_divergence="drop" if pred else "stop", show_progress=show_progress)  # fmt: skip
         lab = f"{var} = {val:g}" if var != "base" else "base"
+        if run.alive is not None and not run.alive[:, :M].all():
+            bad = np.nonzero(~run.alive[:, :M].all(0))[0]
+            raise StabilityError(f"order-preserving run {lab}: measured members {bad.tolist()} diverged; lower "
+                                 "`controls.lrs` / `controls.lr`")  # fmt: skip
         first = SimpleNamespace(t=run.t, step=run.step, names=run.names,
                                 weights={k: v[:, :M] for k, v in run.weights.items()})  # fmt: skip
         snaps = measure(first, x, y, labels, cfg["basins"], tau, derive_seed(seed, 21, i), lab,
                         show_progress=show_progress)  # fmt: skip
         runs.append(ControlRun(var, float(val), depth, width, lr, B, snaps))
         if pred:
-            fp[(lab, "sgd")] = fp_predict(cfg, run, "sgd")
-    return runs, tau, fp
+            healthy = run.without_diverged()
+            dropped[lab] = int(healthy.dropped.size)
+            fp[(lab, "sgd")] = fp_predict(cfg, healthy, "sgd")
+    return runs, tau, fp, dropped
 
 
 # --------------------------------------------------------------------------------------------- grokking
@@ -590,13 +599,13 @@ class OrderPreserving(Experiment):
 
     def run(self, cfg: dict, ctx) -> Result:
         with ctx.stage("controls"):
-            controls, tau, fp = run_controls(cfg, ctx.show_progress)
+            controls, tau, fp, dropped = run_controls(cfg, ctx.show_progress)
         grok, gtau = [], float("nan")
         if cfg["grokking"]["enabled"]:
             with ctx.stage("grokking"):
                 grok, gtau = run_grokking(cfg, ctx.show_progress)
         n_train = cfg["controls"]["clusters"] * cfg["controls"]["per_cluster"]
-        return Result(controls, tau, grok, gtau, extra={"n_train": n_train}, fp=fp)
+        return Result(controls, tau, grok, gtau, extra={"n_train": n_train, "fp_dropped": dropped}, fp=fp)
 
     def verdict(self, cfg: dict, res: Result) -> Verdict:
         return Verdict(claims(res) + fp_claims(res), summary=summary(res), thresholds=threshold_definitions())

@@ -230,6 +230,10 @@ def fp_report(cfg: dict, res) -> list:
     for key, preds in res.fp.items():
         w = max(worst(pr) for pr in preds["route"].values())
         misses, silent = fp_misses(preds)
+        n_drop = res.extra.get("fp_dropped", {}).get(key[0], 0)
+        if n_drop:
+            L.append(f"- {key[0]}: {n_drop} of {max(cfg['controls']['members'], f['members'])} members diverged "
+                     f"(none of the {cfg['controls']['members']} measured) and are left out of the prediction.")
         L.append(f"- {key[0]}: FP prediction of the weight histograms {'held' if w <= th else 'not held'} (worst "
                  f"{w:.3g} floors over {len(preds['route'])} entries); {len(misses)} prediction(s) beyond {th:g} "
                  f"floors, {len(misses) - len(silent)} flagged doubtful/fails: no silent FP failure "
