@@ -2,7 +2,8 @@
 
 Sub-commands import their module only when run, so `fpkit --help` starts instantly. Every failure prints
 one line and exits with status 2 (bad configuration, unreadable input, unwritable output, a numerical
-failure); Ctrl-C exits with 130; --debug shows the traceback. Output paths are checked before any work.
+failure, out of memory); Ctrl-C and SIGTERM exit with 130; --debug shows the traceback. Output paths are
+checked before any work.
 """
 
 from __future__ import annotations
@@ -10,7 +11,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
+import signal
 import sys
+import threading
 
 from .errors import FpkitError
 
@@ -166,7 +170,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    # Dask's scheduler and workers log dozens of INFO lines on stderr; only with -v (workers inherit this)
+    quiet_dask = not args.verbose and "DASK_LOGGING__DISTRIBUTED" not in os.environ
+    if quiet_dask:
+        os.environ["DASK_LOGGING__DISTRIBUTED"] = "warning"
     module, func, _ = COMMANDS[args.command]
+    # SIGTERM stops like Ctrl-C: atomic writers remove their temporary files, and the message is one line
+    previous = _on_sigterm(_terminate)
     try:
         check_outputs(args)
         return int(getattr(importlib.import_module(module), func)(args) or 0)
@@ -176,9 +186,32 @@ def main(argv: list[str] | None = None) -> int:
         # one line whatever the number of problems (a configuration can have several, joined by " | ")
         print(f"fpkit {args.command}: error: {' | '.join(str(exc).splitlines())}", file=sys.stderr)
         return 2
+    except MemoryError as exc:  # a size in the configuration too large for this machine (numpy says how much)
+        if args.debug:
+            raise
+        detail = str(exc).splitlines()[0] if str(exc) else "out of memory"
+        print(f"fpkit {args.command}: error: out of memory ({detail}); reduce the sizes in the configuration",
+              file=sys.stderr)  # fmt: skip
+        return 2
     except KeyboardInterrupt:
         print(f"fpkit {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        _on_sigterm(previous)
+        if quiet_dask:
+            os.environ.pop("DASK_LOGGING__DISTRIBUTED", None)
+
+
+def _terminate(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _on_sigterm(handler):
+    """Install ``handler`` for SIGTERM and return the previous one (None off the main thread, where Python
+    cannot set signal handlers: a caller running ``main`` in a thread keeps its own)."""
+    if handler is None or threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, handler)
 
 
 if __name__ == "__main__":

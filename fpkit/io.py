@@ -173,8 +173,11 @@ def atomic_path(path, verify: Callable[[Path], None] | None = None):
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=folder)
-        os.close(fd)
         tmp = Path(name)
+        try:  # mkstemp makes the file private (0600): keep the replaced file's mode, or a new file's
+            os.fchmod(fd, _mode_for(path))
+        finally:
+            os.close(fd)
         yield tmp
         _fsync(tmp)
         if verify is not None:
@@ -190,6 +193,16 @@ def atomic_path(path, verify: Callable[[Path], None] | None = None):
         if isinstance(exc, OSError) and not isinstance(exc, FpkitError):
             raise write_error(path, exc) from exc
         raise
+
+
+def _mode_for(path: Path) -> int:
+    """The permissions a file written at ``path`` gets: those of the file it replaces, or those of any new
+    file (0666 less the umask, which can only be read by setting it and putting it back)."""
+    with contextlib.suppress(OSError):
+        return os.stat(path).st_mode & 0o7777
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def _verify_h5(tmp: Path) -> None:
