@@ -16,7 +16,7 @@ import signal
 import sys
 import threading
 
-from .errors import FpkitError
+from .errors import ConfigError, FpkitError
 
 # sub-command -> (module, function, help); each function takes the parsed arguments
 COMMANDS = {
@@ -153,6 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_arguments(args) -> None:
+    """Refuse option combinations that would be ignored silently."""
+    if getattr(args, "virtual", False) and args.workers is None and args.scheduler is None:
+        raise ConfigError("`--virtual` keeps the pieces of a Dask run: give --workers N or --scheduler ADDRESS "
+                          "with it (without them the run is one process and writes one self-contained file)")
+
+
 def check_outputs(args) -> None:
     """Refuse unusable output paths before any work: ``-o`` a folder, an input file or an unwritable place;
     ``--out`` an existing file or an unwritable place."""
@@ -178,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM stops like Ctrl-C: atomic writers remove their temporary files, and the message is one line
     previous = _on_sigterm(_terminate)
     try:
+        check_arguments(args)
         check_outputs(args)
         return int(getattr(importlib.import_module(module), func)(args) or 0)
     except FpkitError as exc:

@@ -163,3 +163,14 @@ def test_dask_logs_info_lines_only_with_verbose(tmp_path, verbose):
     with h5py.File(tmp_path / "o" / "results.h5", "r") as f:
         # was True without -v: `fpkit train --workers 2` printed ~48 INFO lines of the scheduler and workers
         assert json.loads(f.attrs["info"]) is verbose
+
+
+# ---------------------------------------------------------------------- options that would be ignored
+def test_virtual_without_a_cluster_is_refused_before_any_work(tmp_path, capsys):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[train]\nmembers = 4\nsteps = 3\nsnapshots = 2\n")
+    # was: trained in one process and wrote a plain file, --virtual silently ignored
+    assert main(["train", str(cfg), "-o", str(tmp_path / "e.h5"), "--virtual"]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert line.startswith("fpkit train: error: `--virtual`") and "--workers N or --scheduler" in line, line
+    assert not (tmp_path / "e.h5").exists()
