@@ -317,13 +317,17 @@ class _CoefND:
         the points."""
         nd, n = self.ndim, coords[0].shape[0]
         arr = raw if isinstance(raw, np.ndarray) else None
-        if arr is not None and arr.ndim == 2 and n == nd:
+        shape = np.shape(raw)
+        probed = arr is not None and arr.ndim == 2 and n == nd
+        if probed:
             probe = _call_vectorised(self.value, (*[np.append(c, c[:1]) for c in coords], t), self.name)
             arr = probe if isinstance(probe, np.ndarray) else None
             n += 1
         if arr is not None and arr.ndim == 2 and arr.shape == (n, nd) and n != nd:
+            # the user's own shape first; with n_points = d, the probe's shape is what told the axes apart
+            seen = f": {shape} for {n - 1} points, {arr.shape} for {n}" if probed else f" = {arr.shape}"
             raise ConfigError(
-                f"`{self.name}` callable returned an array of shape (n_points, {nd}) = {arr.shape}: return the "
+                f"`{self.name}` callable returned an array of shape (n_points, {nd}){seen}: return the "
                 f"components first, shape ({nd}, n_points), e.g. a tuple ({', '.join(f'a{i}' for i in range(nd))}) "
                 "or np.stack([...]) with the default axis=0"
             )

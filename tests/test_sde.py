@@ -337,7 +337,9 @@ def test_as_many_paths_as_dimensions(nd):
     np.testing.assert_allclose(got, want, rtol=1e-13)
 
     points_first = SDE(lambda *a: np.stack(drift(*a), axis=1), 0.0, ndim=nd)
-    with pytest.raises(ConfigError, match=r"shape \(n_points, %d\).*components first" % nd):
+    # the message gives the shape the user's call returned first (it had shown only the probe's, one point more)
+    with pytest.raises(ConfigError, match=r"shape \(n_points, %d\): \(%d, %d\) for %d points, \(%d, %d\) for "
+                       r"%d: .*components first" % (nd, nd, nd, nd, nd + 1, nd, nd + 1)):  # fmt: skip
         points_first.sample(x0, [dt * steps], method="euler", dt=dt, seed=0)
 
 
