@@ -312,8 +312,10 @@ def fp_report(cfg, res) -> list:
         preds = res.fp[key]["route"]
         w = max(worst(pr) for pr in preds.values())
         misses, silent = fp_misses(res.fp[key])
+        moved = sum(worst(pr, "frozen") > th for pr in preds.values())
         L.append(f"- {' '.join(key)}: FP prediction of the weight histograms {'held' if w <= th else 'not held'} "
-                 f"(worst {w:.3g} floors over {len(preds)} entries); {len(misses)} prediction(s) beyond {th:g} floors, "
+                 f"(worst {w:.3g} floors over {len(preds)} entries, of which {moved} moved beyond {th:g} floors from "
+                 f"their initial histogram: the others test little); {len(misses)} prediction(s) beyond {th:g} floors, "
                  f"{len(misses) - len(silent)} flagged doubtful/fails: no silent FP failure "
                  f"{'held' if not silent else 'not held'}.")  # fmt: skip
     for key in fp_settings(res, ("gd",)):
