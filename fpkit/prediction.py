@@ -892,7 +892,15 @@ def evidence(run, arrays: dict, est_members, n_judged: int, km, mech=None) -> di
         out["noise_to_signal"] = float(np.median(v[-1] / np.maximum(g[-1] ** 2, 1e-300)))
         D = 0.5 * run.eta * v.mean(axis=1)
         out["diffusion_share"] = float(np.sum(0.5 * (D[1:] + D[:-1]) * dt) * 2 / max(float(w[-1].var()), 1e-300))
-    out["eta_lam_max"] = None if run.lam_max is None else float(np.max(np.median(run.eta * run.lam_max, axis=1)))
+    # λmax is recorded on the probe members only: none (probes = 0), or none finite, is "not measured" (None),
+    # never a NaN that every threshold comparison would pass silently
+    lam = None if run.lam_max is None else np.asarray(run.lam_max, dtype=float)
+    if lam is None or lam.size == 0 or not np.any(np.isfinite(lam)):
+        out["eta_lam_max"] = None
+        out["eta_lam_max_note"] = "not measured: the run records λmax on no probe member"
+    else:
+        med = [np.median(row[np.isfinite(row)]) for row in run.eta * lam if np.any(np.isfinite(row))]
+        out["eta_lam_max"] = float(np.max(med))
     # the drifts where the estimation half has support, weighted by its histogram
     rel, z = [], []
     for s in range(km.drift.shape[0] if mech is not None else 0):

@@ -353,6 +353,26 @@ def test_known_diffusion_holds(pred):
     assert d["drift_disagreement"] < 0.3 and d["drift_uncertainty"] < 0.75 and d["diffusion_share"] > 1
 
 
+def test_lam_max_on_no_probe_member_is_not_measured_not_nan(run):
+    """probes = 0 leaves λmax with no column: the evidence says "not measured" (None and a note) instead of a
+    NaN median that passed every threshold comparison with a RuntimeWarning; with λmax on probe members, the
+    largest per-snapshot median of η·λmax, NaN members left out."""
+    import warnings
+
+    kw = dict(t=run.t, weights=run.weights, eta=run.eta, batch_size=1, grad=run.grad, grad_var=run.grad_var,
+              hess_grad=run.hess_grad)  # fmt: skip
+    none = EnsembleRun.from_arrays(lam_max=np.zeros((run.t.size, 0)), **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        d = fpkit.predict(none, "W2[0,0]", dt=0.01, js=False).diagnostics
+    assert d["eta_lam_max"] is None and "not measured" in d["eta_lam_max_note"]
+    lam = np.tile([1.0, 50.0, 150.0, np.nan], (run.t.size, 1))
+    lam[-1] = [10.0, 300.0, 80.0, 120.0]
+    d = fpkit.predict(EnsembleRun.from_arrays(lam_max=lam, **kw), "W2[0,0]", dt=0.01, js=False).diagnostics
+    assert d["eta_lam_max"] == pytest.approx(run.eta * 100.0)  # median of 10, 80, 120, 300
+    assert d["verdict"] == "doubtful" and any("η·λmax" in r for r in d["reasons"])
+
+
 @pytest.fixture(scope="module")
 def biased_run(run):
     """The recorded gradients carry a constant bias (−∂L/∂w = A − 0.5): the mechanistic drift is wrong where
