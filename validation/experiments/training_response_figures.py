@@ -141,22 +141,29 @@ def fig_order(cfg, res, path):
 
 
 def fig_fp(cfg, res, path):
-    """Per predicted setting (columns): top, the judged half's histogram of the worst entry at three snapshots
-    with the FP prediction (GD: drift-only transport's histogram); bottom, W1/floor against t of every entry
-    (SGD/SGLD: FP, GD: drift-only; frozen baseline dotted) with the miss threshold."""
+    """Per predicted setting (activations: pairs of rows, methods: columns): the judged half's histogram of the
+    worst entry at three snapshots with the FP prediction on the same bins; below it, W1/floor against t of every
+    entry (SGD/SGLD: FP, GD: drift-only; frozen baseline dotted) with the miss threshold."""
     from .training_response import THRESHOLDS, worst
 
     if not res.fp:
         return None
     plt = _pyplot()
-    keys = list(res.fp)
-    fig, axes = plt.subplots(2, len(keys), figsize=(3.4 * len(keys), 6.2), squeeze=False)
-    for j, key in enumerate(keys):
+    acts = list(dict.fromkeys(k[0] for k in res.fp))
+    methods = list(dict.fromkeys(k[1] for k in res.fp))
+    fig, axes = plt.subplots(2 * len(acts), len(methods), figsize=(3.6 * len(methods), 3.0 * 2 * len(acts)),
+                             squeeze=False)  # fmt: skip
+    for ax in axes.flat:
+        ax.set_visible(False)
+    for key in res.fp:
+        i, j = 2 * acts.index(key[0]), methods.index(key[1])
+        axes[i, j].set_visible(True)
+        axes[i + 1, j].set_visible(True)
         preds = res.fp[key]["route"]
         dist = "drift_only" if key[1] == "gd" else "fp"
         lab = max(preds, key=lambda k: np.nan_to_num(worst(preds[k], dist), nan=np.inf))
         p = preds[lab]
-        ax = axes[0, j]
+        ax = axes[i, j]
         bins = np.linspace(p.grid.edges[0][0], p.grid.edges[0][-1], 31)
         for s, col in zip((0, p.t.size // 2, p.t.size - 1), ("C0", "C1", "C3")):
             ax.stairs(np.histogram(p.judged[s], bins, density=True)[0], bins, color=col, lw=1.2,
@@ -168,10 +175,10 @@ def fig_fp(cfg, res, path):
         ax.set_ylabel("density")
         ax.set_title(f"{' '.join(key)}: {p.options.get('route')} (dashed: FP)", fontsize=8)
         ax.legend(fontsize=6)
-        ax = axes[1, j]
-        for i, (name, pr) in enumerate(preds.items()):
-            ax.plot(pr.t[1:], pr.distance[dist][1:], color=f"C{i}", label=f"{name} ({dist.replace('_', '-')})")
-            ax.plot(pr.t[1:], pr.distance["frozen"][1:], color=f"C{i}", ls=":", lw=0.9)
+        ax = axes[i + 1, j]
+        for c, (name, pr) in enumerate(preds.items()):
+            ax.plot(pr.t[1:], pr.distance[dist][1:], color=f"C{c}", label=f"{name} ({dist.replace('_', '-')})")
+            ax.plot(pr.t[1:], pr.distance["frozen"][1:], color=f"C{c}", ls=":", lw=0.9)
         ax.axhline(THRESHOLDS["fp_miss"], color="k", lw=0.8, ls="--", label="miss threshold")
         ax.axhline(1.0, color="k", lw=0.5, ls=":")
         ax.set_xscale("log")
