@@ -1,9 +1,11 @@
 """What a hostile user found on the command line (issue 15 follow-up): a configuration too large for the
 machine, SIGTERM in the middle of an experiment, the permissions of atomically written files, Dask's log
-lines on stderr. Each test failed before its fix."""
+lines on stderr, options ignored silently, damaged ensemble files read silently. Each test failed before
+its fix."""
 
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -11,6 +13,7 @@ import sys
 import textwrap
 
 import h5py
+import numpy as np
 import pytest
 
 from fpkit.cli import main
@@ -174,3 +177,51 @@ def test_virtual_without_a_cluster_is_refused_before_any_work(tmp_path, capsys):
     line = _one_line(capsys.readouterr().err)
     assert line.startswith("fpkit train: error: `--virtual`") and "--workers N or --scheduler" in line, line
     assert not (tmp_path / "e.h5").exists()
+
+
+# ------------------------------------------------------------------- a damaged ensemble file is refused
+def _edit_nan_weight(f):
+    w = f["weights/W1"]
+    a = w[()]
+    a[1, 2, 0, 0] = np.nan  # as HDF5's NaN fill reads where a snapshot was lost
+    w[...] = a
+
+
+def _edit_short_t(f):
+    del f["t"]
+    f["t"] = np.arange(2.0)
+
+
+def _edit_wrong_shape(f):
+    shape = f["weights/W2"].shape
+    del f["weights/W2"]
+    f["weights/W2"] = np.zeros(shape[:2] + (shape[2] + 1, shape[3] + 1))
+
+
+def _edit_inf_loss(f):
+    f["loss"][...] = np.full(f["loss"].shape, np.inf)
+
+
+@pytest.mark.parametrize("edit, match", [
+    (_edit_nan_weight, "`weights/W1` holds 1 non-finite"),
+    (_edit_short_t, "`t`/`step` hold 2/"),
+    (_edit_wrong_shape, "`weights/W2` has shape"),
+    (_edit_inf_loss, "`loss` is not a finite"),
+])  # fmt: skip
+def test_a_damaged_ensemble_file_is_a_file_format_error_and_plot_says_so(tmp_path, capsys, edit, match):
+    from fpkit.ensemble import Ensemble, EnsembleRun
+    from fpkit.errors import FileFormatError
+
+    path = tmp_path / "e.h5"
+    run = Ensemble(data={"kind": "gaussian", "d": 4, "n": 32}, k=2, members=6, steps=8, snapshots=3,
+                   batch_size=4, seed=1, kernels="generic").train(path)  # fmt: skip
+    assert EnsembleRun.load(path).weights["W1"].shape == run.weights["W1"].shape  # intact: loads
+    with h5py.File(path, "r+") as f:
+        edit(f)
+    # was: loaded silently (NaN in every statistic, a wrong shape passed on) and `fpkit plot` wrote a figure or
+    # died in matplotlib with a traceback (exit 1)
+    with pytest.raises(FileFormatError, match=re.escape(match)):
+        EnsembleRun.load(path)
+    assert main(["plot", str(path), "-o", str(tmp_path / "e.png")]) == 2
+    assert match in _one_line(capsys.readouterr().err)
+    assert not (tmp_path / "e.png").exists()

@@ -297,6 +297,33 @@ class _Writer:
 RESUME_DEFAULTS = {"on_divergence": "stop", "divergence_bound": 1e6}
 
 
+def _check_loaded(run, meta: dict, n: int, path: Path) -> None:
+    """A file whose datasets disagree with its own ``meta`` (shapes, members, snapshot count) or hold
+    non-finite weights or losses in completed snapshots is damaged: the writer stores divergence as the mask
+    ``alive`` (zeros after it), never as NaN/inf, and a snapshot HDF5 lost on the way reads as its NaN fill.
+    Refused here with the dataset named, instead of NaN in every statistic or a plotting traceback."""
+
+    def bad(what):
+        raise FileFormatError(f"ensemble file {str(path)!r} is damaged: {what}", path)
+
+    M = int(meta["members"])
+    if run.t.shape != (n,) or run.step.shape != (n,):
+        bad(f"`t`/`step` hold {run.t.size}/{run.step.size} snapshot times, its metadata says {n} were written")
+    if not (np.all(np.isfinite(run.t)) and np.all(np.diff(run.t) >= 0)):
+        bad("`t` is not a finite non-decreasing sequence of times")
+    for fld in FIELDS:
+        for name, shape in zip(meta["names"], meta["shapes"]):
+            d = getattr(run, fld)
+            if d is not None and d[name].shape != (n, M, *shape):
+                bad(f"`{fld}/{name}` has shape {d[name].shape}, its metadata says {(n, M, *shape)}")
+    for name, w in run.weights.items():
+        if not np.all(np.isfinite(w)):
+            bad(f"`weights/{name}` holds {np.size(w) - np.count_nonzero(np.isfinite(w))} non-finite values "
+                "in written snapshots")  # fmt: skip
+    if run.loss is not None and (run.loss.shape != (n, M) or not np.all(np.isfinite(run.loss))):
+        bad(f"`loss` is not a finite ({n}, {M}) array (shape {run.loss.shape})")
+
+
 def _is_complete_file(path: Path) -> bool:
     """True if ``path`` is a file that is not an incomplete ensemble run (a complete run or any other file)."""
     if not path.exists():
@@ -599,6 +626,7 @@ class EnsembleRun:
                       lam_max=f["lam_max"][:n] if "lam_max" in f else None,
                       probe_members=meta.get("probe_members"), data=data,
                       alive=f["alive"][:n] if "alive" in f else None)  # fmt: skip
+            _check_loaded(run, meta, n, path)
         return run.without_diverged() if drop_diverged else run
 
     def __repr__(self) -> str:
