@@ -2,8 +2,8 @@
 
 Sub-commands import their module only when run, so `fpkit --help` starts instantly. Every failure prints
 one line and exits with status 2 (bad configuration, unreadable input, unwritable output, a numerical
-failure, out of memory); Ctrl-C and SIGTERM exit with 130; --debug shows the traceback. Output paths are
-checked before any work.
+failure, out of memory); Ctrl-C and SIGTERM exit with 130; anything else is a bug: one line, status 1
+(as the command; ``main(argv)`` called from Python raises it); --debug shows the traceback. Output paths are checked before any work.
 """
 
 from __future__ import annotations
@@ -204,6 +204,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"fpkit {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug, not the user's input: one line too, but status 1 (fuzz tests tell them apart)
+        if args.debug or argv is not None:  # only as the command itself; a Python caller gets the exception
+            raise
+        detail = str(exc).splitlines()[0][:300] if str(exc) else ""
+        print(f"fpkit {args.command}: internal error: {type(exc).__name__}: {detail} (a bug in fpkit or a plug-in; "
+              "rerun with --debug for the traceback and report it)", file=sys.stderr)  # fmt: skip
+        return 1
     finally:
         _on_sigterm(previous)
         if quiet_dask:

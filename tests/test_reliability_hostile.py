@@ -225,3 +225,46 @@ def test_a_damaged_ensemble_file_is_a_file_format_error_and_plot_says_so(tmp_pat
     assert main(["plot", str(path), "-o", str(tmp_path / "e.png")]) == 2
     assert match in _one_line(capsys.readouterr().err)
     assert not (tmp_path / "e.png").exists()
+
+
+# ------------------------------------------------------------------------- a bug: one line, status 1
+BUGGY = textwrap.dedent('''
+    from dataclasses import dataclass
+    from fpkit.config import Schema
+    from fpkit.experiments import Claim, Experiment, Verdict
+
+    class Config(Schema):
+        seed: int = 0
+
+    class Buggy(Experiment):
+        name = "buggy"
+        title = "A plug-in whose figure code fails"
+        Config = Config
+
+        def run(self, cfg, ctx):
+            return {"x": 1.0}
+
+        def verdict(self, cfg, res):
+            return Verdict([Claim("x", True, 1.0, "none", "nothing")])
+
+        def figures(self, cfg, res, out):
+            raise ValueError("Number of columns must be a positive integer, not 0")
+
+    EXPERIMENT = Buggy
+''')
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_an_unexpected_error_is_one_line_status_1_traceback_only_with_debug(tmp_path, debug):
+    plugin = tmp_path / "buggy.py"
+    plugin.write_text(BUGGY)
+    out = tmp_path / "o"
+    p = _fpkit(*(["--debug"] if debug else []), "experiment", "run", str(plugin), "--out", str(out))
+    assert p.returncode == 1, p.stderr
+    if debug:
+        assert "Traceback" in p.stderr and p.stderr.strip().endswith("not 0")
+    else:  # was a 20-line matplotlib traceback (training-response with model.activations = [])
+        line = _one_line(p.stderr)
+        assert line.startswith("fpkit experiment: internal error: ValueError: Number of columns") and "--debug" in line
+    with h5py.File(out / "results.h5", "r") as f:  # written before the figures: the numbers are kept
+        assert json.loads(f.attrs["x"]) == 1.0
