@@ -104,7 +104,18 @@ def entry_arrays(run, label: str) -> dict:
     for key, fld, power in (("g", "grad", 1), ("v", "grad_var", 2), ("hg", "hess_grad", 2)):
         d = getattr(run, fld)
         out[key] = None if d is None else (d[name][sl] if c == 1.0 else d[name][sl] * c**power)
+    T = sgld_temperature(run)
+    if T > 0 and out["v"] is not None:  # SGLD's own noise √(2ηcT)ξ per step adds D = c·T: v gains 2cT/η
+        out["v"] = out["v"] + 2.0 * c * T / run.eta
     return out
+
+
+def sgld_temperature(run) -> float:
+    """The SGLD temperature T of a run trained with ``optimizer = "sgld"`` (0 otherwise): its injected noise
+    √(2ηT)·ξ per step is a diffusion D = T in t = η·step (c·T for a layer trained at rate η·c), on top of the
+    minibatch gradients' (η/2)·Var."""
+    tr = (getattr(run, "config", None) or {}).get("train", {}) or {}
+    return float(tr.get("temperature", 0.0) or 0.0) if tr.get("optimizer") == "sgld" else 0.0
 
 
 def layer_rates(run) -> dict:
@@ -133,7 +144,7 @@ def diffusion_share(run, name: str) -> np.ndarray:
     Large for entries whose histograms are shaped by diffusion."""
     W, V = run.weights[name], run.grad_var[name]
     c = layer_rates(run).get(name, 1.0)  # ntk / mup: the same D = η c² v / 2 as entry_arrays
-    Dm = 0.5 * run.eta * c * c * V.mean(axis=1)
+    Dm = 0.5 * run.eta * c * c * V.mean(axis=1) + c * sgld_temperature(run)
     added = np.sum(0.5 * (Dm[1:] + Dm[:-1]) * np.diff(run.t)[(...,) + (None,) * (Dm.ndim - 1)], axis=0) * 2
     return added / np.maximum(W[-1].var(axis=0), 1e-300)
 

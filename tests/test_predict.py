@@ -373,6 +373,24 @@ def test_lam_max_on_no_probe_member_is_not_measured_not_nan(run):
     assert d["verdict"] == "doubtful" and any("η·λmax" in r for r in d["reasons"])
 
 
+def test_sgld_temperature_is_part_of_the_diffusion():
+    """Full-batch SGLD on 1-D least squares: w ← w − η a (w − w*) + √(2ηT) ξ, an exact OU process in
+    t = η·step with drift −a (w − w*) and D = T (the full-batch gradient has no minibatch variance). The
+    mechanistic route's D is T — it was 0 before, the injected noise left out — and the prediction holds."""
+    T, lr = 0.02, 0.05
+    ens = fpkit.Ensemble(model="regression", optimizer="sgld", temperature=T, lr=lr, sampling="full",
+                         batch_size=64, members=1600, steps=400, snapshots=9, seed=4, statistics=True,
+                         data={"kind": "regression", "d": 1, "n": 64, "x_std": 1.0, "noise": 0.3,
+                               "w_star": [0.5]})  # fmt: skip
+    run = ens.train()
+    assert P.sgld_temperature(run) == T
+    pred = fpkit.predict(run, "W1[0,0]", dt=0.01, js=False)
+    D, ok = pred.coefficients["diffusion"], pred.coefficients["supported"]
+    assert np.allclose(D[ok], T, rtol=1e-9)  # grad_var = 0: D is exactly the temperature
+    assert np.max(pred.distance["fp"][1:]) < 3.0
+    assert np.allclose(P.diffusion_share(run, "W1").ravel(), 2 * T * run.t[-1] / run.weights["W1"][-1].var())
+
+
 @pytest.fixture(scope="module")
 def biased_run(run):
     """The recorded gradients carry a constant bias (−∂L/∂w = A − 0.5): the mechanistic drift is wrong where

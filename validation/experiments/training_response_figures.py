@@ -330,9 +330,9 @@ def fp_report(cfg, res) -> list:
         L.append(f"- {' '.join(key)}: drift-only transport exact to the floor {'held' if w <= th else 'not held'} "
                  f"(worst {w:.3g} floors).")  # fmt: skip
     if any(k[1] == "sgld" for k in res.fp):
-        L.append("\nSGLD here is full-batch: its only noise is the Langevin term √(2ηT)ξ (D = T in t = η·step), which "
-                 "the mechanistic route's diffusion (η/2 × the minibatch-gradient variance, zero for a full batch) "
-                 "does not contain; the Kramers-Moyal route measures D from the increments.")  # fmt: skip
+        L.append("\nSGLD here is full-batch: its only noise is the Langevin term √(2ηT)ξ (D = T in t = η·step); the "
+                 "mechanistic route's diffusion is η/2 × the minibatch-gradient variance (zero for a full batch) "
+                 "plus T, the Kramers-Moyal route measures D from the increments.")  # fmt: skip
     L.append("")
     return L
 
