@@ -120,7 +120,11 @@ def fig_outputs(res, path):
     out = res.outputs
     if not out:
         return None
-    others = {"W2 quantile-mapped onto the FP prediction": (out["quantile_mapped"], out["w1_quantile_over_floor"]),
+    others = {}
+    if "copula" in out:  # the joint prediction the output goal is judged on (report: output distributions)
+        others["joint prediction: estimation networks reweighted to the FP marginals"] = (
+            out["copula"], out["w1_copula_over_floor"])  # fmt: skip
+    others |= {"W2 quantile-mapped onto the FP prediction": (out["quantile_mapped"], out["w1_quantile_over_floor"]),
               "W2 drawn independently from the FP prediction": (out["predicted"], out["w1_pred_over_floor"]),
               "W2 from the judged members' marginals": (out["shuffled"], out["w1_shuffled_over_floor"])}  # fmt: skip
     return plotting.plot_output_distributions(out["trained"], others, path,
