@@ -12,6 +12,7 @@ from matplotlib.ticker import NullFormatter
 from fpkit.plotting import _pyplot, save_figure
 
 from .order_preserving import _pm, control_effects, final_metrics, mean_se
+from .training_response_figures import store_prediction_summary
 
 _METRIC_LABEL = {"OPT": "OPT fraction of hidden units", "r_sample": "input-space radius ‖δx‖ (median)",
                  "r_weight": "weight-space radius ‖δθ‖ (median)"}  # fmt: skip
@@ -252,11 +253,4 @@ def save_fp(group, res) -> None:
     for key, preds in res.fp.items():
         for kind, part in preds.items():
             for lab, pr in part.items():
-                h = group.require_group(f"fp/{key[0].replace(' ', '')}/{kind}/{lab}")
-                h.attrs["route"] = str(pr.options.get("route"))
-                h.attrs["verdict"] = str(pr.diagnostics.get("verdict"))
-                h.attrs["reasons"] = "; ".join(pr.diagnostics.get("reasons") or [])
-                h.create_dataset("t", data=pr.t)
-                h.create_dataset("w1_floor", data=pr.w1_floor)
-                for k, v in pr.distance.items():
-                    h.create_dataset(f"distance_{k}", data=np.asarray(v, float))
+                store_prediction_summary(group.require_group(f"fp/{key[0].replace(' ', '')}/{kind}/{lab}"), pr)

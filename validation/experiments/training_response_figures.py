@@ -338,6 +338,18 @@ def fp_report(cfg, res) -> list:
 
 
 # --------------------------------------------------------------------------------------------- results
+def store_prediction_summary(h, pr) -> None:
+    """A prediction's route, verdict and reasons (attributes) and its W1/floor series (datasets ``t``,
+    ``w1_floor``, ``distance_<kind>``) in the HDF5 group ``h``; the experiments' FP angles store this much."""
+    h.attrs["route"] = str(pr.options.get("route"))
+    h.attrs["verdict"] = str(pr.diagnostics.get("verdict"))
+    h.attrs["reasons"] = "; ".join(pr.diagnostics.get("reasons") or [])
+    h.create_dataset("t", data=pr.t)
+    h.create_dataset("w1_floor", data=pr.w1_floor)
+    for k, v in pr.distance.items():
+        h.create_dataset(f"distance_{k}", data=np.asarray(v, float))
+
+
 def save_results(f, cfg, res) -> None:
     f.create_dataset("x", data=res.x)
     f.create_dataset("linear_error", data=res.linear_error)
@@ -358,11 +370,4 @@ def save_results(f, cfg, res) -> None:
     for key, preds in res.fp.items():
         for kind, group in preds.items():
             for lab, pr in group.items():
-                h = f.create_group(f"fp/{key[0]}_{key[1]}/{kind}/{lab}")
-                h.attrs["route"] = str(pr.options.get("route"))
-                h.attrs["verdict"] = str(pr.diagnostics.get("verdict"))
-                h.attrs["reasons"] = "; ".join(pr.diagnostics.get("reasons") or [])
-                h.create_dataset("t", data=pr.t)
-                h.create_dataset("w1_floor", data=pr.w1_floor)
-                for k, v in pr.distance.items():
-                    h.create_dataset(f"distance_{k}", data=np.asarray(v, float))
+                store_prediction_summary(f.create_group(f"fp/{key[0]}_{key[1]}/{kind}/{lab}"), pr)
