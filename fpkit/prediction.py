@@ -822,6 +822,12 @@ DISAGREEMENT_DOUBTFUL, DISAGREEMENT_FAILS = 0.5, 0.8
 """Relative rms difference between the mechanistic and Kramers-Moyal drifts on the estimation half: measured
 0.07-0.14 on the default tanh run (every entry holds), 0.97-0.99 on the W2/W3 entries of the ReLU run of issue
 17 (8-14 floors) and 0.7 on its W1 entries (3.5 floors)."""
+FROZEN_MIN = 0.05
+"""Fraction of the members whose entry did not move at all over a lag between snapshots (increment exactly 0:
+a ReLU unit dead on every input of that member, so its weights get no gradient), while the others move: from
+``FROZEN_MIN`` to 1 − ``FROZEN_MIN`` the entry's members follow two laws, a mixture that one drift and one
+diffusion field of w cannot carry (the digits ReLU autoencoder's W2[0,1] and W2[0,4] missed by 3.2-3.6 floors
+under a silent ``holds``; their noise-to-signal ratio was 0, the unit dead in most members)."""
 DISAGREEMENT_Z = 2.0
 """The disagreement counts as a bias of the snapshot gradient only where the two drifts differ by more than this
 many of their combined standard errors (``drift_disagreement_z``; ≈ 1 for pure sampling noise). On the ReLU run
@@ -892,6 +898,7 @@ def evidence(run, arrays: dict, est_members, n_judged: int, km, mech=None) -> di
     res_km = np.array([(inc[s] - dt[s] * at_members(km.drift, s)).std() for s in range(km.drift.shape[0])])
     se_km = np.concatenate([res_km, np.zeros(t.size - res_km.size)]) / np.sqrt(M)
     out["drift_uncertainty_km"] = drift_uncertainty(t, se_km, floors, _log_contraction(km, w, dt))
+    out["frozen_fraction"] = float(np.max(np.mean(inc == 0, axis=1))) if inc.size else 0.0
     if mech is not None:
         g = arrays["g"][:, est_members]
         res = np.array([(-g[s] - at_members(mech.drift, s)).std() for s in range(t.size)])
@@ -945,7 +952,7 @@ def validity(ev: dict, route: str) -> tuple[str, list[str]]:
     reasons in words (thresholds: ``U_HOLDS``/``U_FAILS`` for drift-driven entries, ``U_FAILS_ANY`` for
     diffusion-driven ones, ``EOS_DOUBTFUL``/``EOS_FAILS``,
     ``DISAGREEMENT_DOUBTFUL``/``DISAGREEMENT_FAILS`` where the disagreement exceeds ``DISAGREEMENT_Z`` standard
-    errors). Calibrated on the default tanh run and the ReLU run of issue 17; a validity map over
+    errors; doubtful where a fraction between ``FROZEN_MIN`` and 1 − ``FROZEN_MIN`` of the members did not move). Calibrated on the default tanh run and the ReLU run of issue 17; a validity map over
     architectures is still to test it broadly."""
     reasons, level = [], 0
 
@@ -978,6 +985,12 @@ def validity(ev: dict, route: str) -> tuple[str, list[str]]:
             flag(u, U_FAILS_ANY, U_FAILS_ANY,
                  f"the drift's uncertainty over the lags between snapshots could move this diffusion-driven entry "
                  f"by U = {u or 0:.2f} noise floors, beyond the 3-floor criterion: use more members")  # fmt: skip
+    f = ev.get("frozen_fraction")
+    if f is not None and FROZEN_MIN <= f <= 1 - FROZEN_MIN:
+        level = max(level, 1)
+        reasons.append(f"the entry did not move at all in {f:.0%} of the members over a lag (a ReLU unit dead on "
+                       "every input there: no gradient) while it moved in the others: two laws that one drift and "
+                       "one diffusion field of w cannot carry")  # fmt: skip
     e = ev.get("eta_lam_max")
     flag(e, EOS_DOUBTFUL, EOS_FAILS,
          f"η·λmax(H) reaches {e or 0:.2f} (the edge of stability is 2): SGD's steps oscillate instead of "

@@ -373,6 +373,28 @@ def test_lam_max_on_no_probe_member_is_not_measured_not_nan(run):
     assert d["verdict"] == "doubtful" and any("η·λmax" in r for r in d["reasons"])
 
 
+def test_members_frozen_by_a_dead_unit_are_a_mixture_the_verdict_names(run):
+    """A third of the members never move (their gradient is exactly zero, as for a ReLU unit dead on every
+    input) while the rest follow the known diffusion: one drift field of w cannot carry the two laws. The
+    evidence measures the frozen fraction and the verdict is doubtful with that reason; the clean run is not
+    affected (no increment is exactly zero)."""
+    w, g = run.weights["W2"].copy(), run.grad["W2"].copy()
+    v, hg = run.grad_var["W2"].copy(), run.hess_grad["W2"]
+    frozen = np.arange(w.shape[1]) % 3 == 0
+    w[:, frozen] = w[0, frozen]
+    g[:, frozen], v[:, frozen] = 0.0, 0.0
+    mixed = EnsembleRun.from_arrays(t=run.t, weights={"W2": w}, eta=run.eta, batch_size=1, grad={"W2": g},
+                                    grad_var={"W2": v}, hess_grad={"W2": hg})  # fmt: skip
+    d = fpkit.predict(mixed, "W2[0,0]", dt=0.01, js=False).diagnostics
+    assert d["frozen_fraction"] == pytest.approx(1 / 3, abs=0.05)  # of the estimation half
+    assert d["verdict"] in ("doubtful", "fails") and any("did not move at all" in r for r in d["reasons"])
+    clean = fpkit.predict(run, "W2[0,0]", dt=0.01, js=False).diagnostics
+    assert clean["frozen_fraction"] == 0.0 and not any("did not move" in r for r in clean["reasons"])
+    assert P.validity({"frozen_fraction": 0.04}, "mechanistic")[0] == "holds"
+    assert P.validity({"frozen_fraction": 0.05}, "kramers-moyal")[0] == "doubtful"
+    assert P.validity({"frozen_fraction": 1.0}, "mechanistic")[0] == "holds"  # nothing moves: one law
+
+
 def test_sgld_temperature_is_part_of_the_diffusion():
     """Full-batch SGLD on 1-D least squares: w ← w − η a (w − w*) + √(2ηT) ξ, an exact OU process in
     t = η·step with drift −a (w − w*) and D = T (the full-batch gradient has no minibatch variance). The
