@@ -98,6 +98,11 @@ class Claim:
     threshold: str
     sentence: str
 
+    def __post_init__(self):
+        # a claim measured as NaN (nothing measured) never counts as held
+        if self.held and isinstance(self.value, (float, np.floating)) and np.isnan(self.value):
+            self.held = False
+
     def to_dict(self) -> dict:
         """The claim as plain JSON-able values (numpy scalars and arrays converted).
 

@@ -2,6 +2,7 @@
 and the CLI (`fpkit experiment list/run`)."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -99,3 +100,32 @@ def test_verdict_counts_and_markdown():
     assert v.held == 1 and not v.passed and v.headline() == "1 of 2 claims held. sum."
     assert "| b: s | – | t1 | **no** |" in v.markdown()
     assert v.to_dict()["claims"][1]["held"] is False
+
+
+@pytest.mark.parametrize("name, override, key", [
+    ("validity-map", {"map": {"data": []}}, "map.data"),
+    ("validity-map", {"digits_autoencoder": {"hidden": [0, 8]}}, "digits_autoencoder.hidden"),
+    ("gd-vs-sgd", {"settings": {"widths": [-1]}}, "settings.widths"),
+    ("gd-vs-sgd", {"settings": {"depths": []}}, "settings.depths"),
+    ("gd-vs-sgd", {"transfer": {"lrs": {"mup": [-1.0]}}}, "transfer.lrs"),
+    ("training-response", {"model": {"activations": []}}, "model.activations"),
+    ("training-response", {"train": {"methods": []}}, "train.methods"),
+    ("truncation", {"network": {"hidden": [-1]}}, "network.hidden"),
+    ("order-preserving", {"controls": {"depths": [-1]}}, "controls.depths"),
+    ("order-preserving", {"controls": {"lrs": [0.0]}}, "controls.lrs"),
+])
+def test_experiment_configs_refuse_empty_and_non_positive_lists_before_any_work(name, override, key):
+    """Found by a hostile run: these were accepted and failed mid-run under an internal key (model.hidden),
+    ran on nothing ("0 of 0 cells") or gave NaN claims; now the schema refuses them, naming the user's key."""
+    from fpkit.experiments import load, resolve_config
+
+    with pytest.raises(ConfigError, match=re.escape(key)):
+        resolve_config(load(name), quick=True, overrides=override)
+
+
+def test_a_claim_measured_as_nan_is_not_held():
+    from fpkit.experiments import Claim
+
+    assert Claim("x", True, float("nan"), "t", "s").held is False
+    assert Claim("x", True, 1.0, "t", "s").held is True
+    assert Claim("x", False, 1.0, "t", "s").held is False

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import Field
@@ -55,18 +55,18 @@ class Problem(Schema):
 class Settings(Schema):
     """The grid of trained settings (stage 1): test-loss curves and weight histograms."""
 
-    parameterizations: list[PARAMS] = Field(default_factory=lambda: ["ntk", "mup"], description="parameterisations")
-    depths: list[int] = Field(default_factory=lambda: [1, 2], description="depths L (number of weight matrices; L = 1 is linear regression; L = 3 at N = 64 costs ~5× L = 2)")
-    widths: list[int] = Field(default_factory=lambda: [16, 32, 64, 128, 256], description="hidden widths N (L ≥ 2)")
+    parameterizations: list[PARAMS] = Field(default_factory=lambda: ["ntk", "mup"], min_length=1, description="parameterisations")
+    depths: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [1, 2], min_length=1, description="depths L (number of weight matrices; L = 1 is linear regression; L = 3 at N = 64 costs ~5× L = 2)")
+    widths: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [16, 32, 64, 128, 256], min_length=1, description="hidden widths N (L ≥ 2)")
     alpha: float = Field(2.0, gt=0, description="GD's sample size P = αD")
     lr: float = Field(0.5, gt=0, description="learning rate η (the parameterisation scales it per layer)")
     batch_size: int = Field(8, ge=1, description="one-pass SGD batch size B")
     members: int = Field(256, ge=8, description="members of each ensemble")
     steps: int = Field(400, ge=1, description="optimiser steps (t = η·step)")
     snapshots: int = Field(24, ge=4, description="log-spaced snapshots")
-    deep_depths: list[int] = Field(default_factory=lambda: [3, 4], description=(
+    deep_depths: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [3, 4], description=(
         "extra depths L ≥ 3 trained at deep_widths with deep_members members (the issue's L = 3–4 range)"))
-    deep_widths: list[int] = Field(default_factory=lambda: [16, 32, 64], description=(
+    deep_widths: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [16, 32, 64], description=(
         "hidden widths N of deep_depths (N = 256 is an option: an L = 3 GD ensemble of 64 members at N = 256 costs "
         "~16× one at N = 64, N² weights per hidden layer)"))
     deep_members: int = Field(64, ge=8, description="members of each deep_depths ensemble")
@@ -78,8 +78,8 @@ class Settings(Schema):
 class AlphaSweep(Schema):
     """Stage 3: GD's late loss against α = P/D; one-pass SGD's loss after αD samples."""
 
-    alphas: list[float] = Field(default_factory=lambda: [0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 4.0], description="sample ratios α = P/D")
-    depths: list[int] = Field(default_factory=lambda: [1], description="depths of the sweep (L ≥ 2 costs ~30× more per step)")
+    alphas: list[Annotated[float, Field(gt=0)]] = Field(default_factory=lambda: [0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 4.0], min_length=1, description="sample ratios α = P/D")
+    depths: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [1], min_length=1, description="depths of the sweep (L ≥ 2 costs ~30× more per step)")
     parameterization: PARAMS = Field("ntk", description="parameterisation of the sweep")
     width: int = Field(32, ge=1, description="hidden width (L ≥ 2)")
     lr_fraction: float = Field(1.5, gt=0, lt=2, description="L = 1: GD's η·rate·h_max, one η for every α (h_max the largest empirical eigenvalue over the α grid; < 2 is stable)")
@@ -93,11 +93,11 @@ class AlphaSweep(Schema):
 class Transfer(Schema):
     """Stage 4: the best η per width (GD on P = αD samples, loss after a fixed, short number of steps)."""
 
-    parameterizations: list[PARAMS] = Field(default_factory=lambda: ["mup", "ntk", "standard"], description="parameterisations compared")
-    widths: list[int] = Field(default_factory=lambda: [16, 32, 64, 128, 256], description="widths")
+    parameterizations: list[PARAMS] = Field(default_factory=lambda: ["mup", "ntk", "standard"], min_length=1, description="parameterisations compared")
+    widths: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [16, 32, 64, 128, 256], min_length=1, description="widths")
     depth: int = Field(2, ge=2, description="depth L")
     alpha: float = Field(8.0, gt=0, description="P = αD samples (large: little overfitting, so the best η is not set by early stopping)")
-    lrs: dict[PARAMS, list[float]] = Field(default_factory=lambda: {
+    lrs: dict[PARAMS, Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=1)]] = Field(default_factory=lambda: {
         "mup": [round(2 ** (k / 2), 4) for k in range(-2, 8)], "ntk": [round(2 ** (k / 2), 4) for k in range(2, 12)],
         "standard": [round(2 ** (k / 2), 4) for k in range(-8, 2)]}, description=(
         "grid of η per parameterisation (increasing; the η scale differs between parameterisations; √2 spacing "

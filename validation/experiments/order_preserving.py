@@ -49,7 +49,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -103,10 +103,10 @@ class Controls(Schema):
     depth: int = Field(2, ge=1, description="base number of hidden layers")
     lr: float = Field(0.02, gt=0, description="base learning rate η (inputs of norm ≈ 6: η ≲ 0.1 is stable)")
     batch_size: int = Field(4, ge=0, description="base minibatch size B (0: full-batch GD)")
-    depths: list[int] = Field(default_factory=lambda: [1, 3], description="depths tried besides the base")
-    widths: list[int] = Field(default_factory=lambda: [8, 32], description="widths tried besides the base")
-    lrs: list[float] = Field(default_factory=lambda: [0.005, 0.06], description="η tried besides the base")
-    batch_sizes: list[int] = Field(default_factory=lambda: [1, 0], description="B tried besides the base "
+    depths: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [1, 3], description="depths tried besides the base")
+    widths: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [8, 32], description="widths tried besides the base")
+    lrs: list[Annotated[float, Field(gt=0)]] = Field(default_factory=lambda: [0.005, 0.06], description="η tried besides the base")
+    batch_sizes: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [1, 0], description="B tried besides the base "
                                                                               "(0: GD)")
     steps: int = Field(3000, ge=10, description="optimiser steps of every run")
     members: int = Field(24, ge=4, description="members of every run")
@@ -688,7 +688,10 @@ def claims(res: Result, th: dict = THRESHOLDS) -> list:
                      {"start": _pm(*mean_se(rs0)), "end": _pm(*mean_se(rs1)), "change": _pm(md, sd)}, "2 SE",
                      "training enlarges the attraction basins of the training samples in input space (base run)"))
     for e in control_effects(res):
-        z = e["change"] / e["se"] if e["se"] > 0 else (0.0 if e["change"] == 0 else np.inf)
+        if not (np.isfinite(e["change"]) and np.isfinite(e["se"])):
+            z = np.nan  # not measured (e.g. a control run without members): never held
+        else:
+            z = e["change"] / e["se"] if e["se"] > 0 else (0.0 if e["change"] == 0 else np.inf)
         out.append(Claim(f"{e['metric']} responds to {e['variable']}", abs(z) >= th["z_min"],
                          {f"{e['variable']}={e['low']:g}": _pm(*e["at_low"]),
                           f"{e['variable']}={e['high']:g}": _pm(*e["at_high"]), "z": z}, "2 SE",

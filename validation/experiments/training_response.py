@@ -50,7 +50,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import Field
@@ -84,7 +84,7 @@ class Problem(Schema):
 class Model(Schema):
     """The students."""
 
-    activations: list[ACTS] = Field(default_factory=lambda: ["tanh", "relu", "linear"], description="hidden activations compared")
+    activations: list[ACTS] = Field(default_factory=lambda: ["tanh", "relu", "linear"], min_length=1, description="hidden activations compared")
     width: int = Field(16, ge=1, description="hidden width N")
     depth: int = Field(2, ge=2, description="number of weight matrices L (L − 1 hidden layers)")
     bias: bool = Field(False, description="biases in every layer")
@@ -93,7 +93,7 @@ class Model(Schema):
 class Train(Schema):
     """Training (``fpkit.Ensemble``)."""
 
-    methods: list[METHODS] = Field(default_factory=lambda: ["gd", "sgd", "sgld"], description="optimisers compared")
+    methods: list[METHODS] = Field(default_factory=lambda: ["gd", "sgd", "sgld"], min_length=1, description="optimisers compared")
     lr: float = Field(0.1, gt=0, description="learning rate η (t = η·step)")
     batch_size: int = Field(4, ge=1, description="SGD minibatch size B (iid)")
     temperature: float = Field(1e-5, ge=0, description="SGLD temperature T (full-batch Langevin, noise √(2ηT)ξ per step)")

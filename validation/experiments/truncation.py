@@ -29,6 +29,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from typing import Annotated
+
 import numpy as np
 from pydantic import Field, model_validator
 
@@ -86,7 +88,7 @@ class Network(_Pairs, Schema):
     per_cluster: int = Field(16, ge=2, description="training points per cluster")
     separation: float = Field(3.0, gt=0, description="cluster means drawn N(0, separation²/d) per coordinate")
     std: float = Field(0.5, gt=0, description="standard deviation of each cluster")
-    hidden: list[int] = Field(default_factory=lambda: [16, 16], min_length=1, description="hidden widths")
+    hidden: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [16, 16], min_length=1, description="hidden widths")
     lr: float = Field(0.1, gt=0, description="learning rate η of the GD run")
     t_end: float = Field(1500.0, gt=0, description="training time t = η·step of every run (steps = t_end/η: "
                                                    "runs at different η end at the same t)")

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import Field
@@ -61,7 +61,7 @@ DATA_KINDS = ("gaussian", "gaussian-rotated", "digits")
 class Setting(Schema):
     """One column of the map: the hidden widths (depth = their number, bottleneck = the smallest), η and B."""
 
-    hidden: list[int] = Field(description="hidden-layer widths of the autoencoder d → hidden… → d")
+    hidden: list[Annotated[int, Field(ge=1)]] = Field(min_length=1, description="hidden-layer widths of the autoencoder d → hidden… → d")
     lr: float = Field(gt=0, description="learning rate η")
     batch_size: int = Field(ge=1, description="minibatch size B")
 
@@ -81,8 +81,8 @@ def _digits_settings() -> list:
 class MapGrid(Schema):
     """The cells: every data set × activation × its settings."""
 
-    data: list[Literal[DATA_KINDS]] = Field(default_factory=lambda: list(DATA_KINDS), description="data sets: gaussian (variances ratio^i, axis-aligned), gaussian-rotated (the same, Haar-rotated), digits (8×8, pixel values / 16)")
-    activation: list[Literal["linear", "tanh", "relu"]] = Field(default_factory=lambda: ["linear", "tanh", "relu"], description="activations of the hidden layers")
+    data: list[Literal[DATA_KINDS]] = Field(default_factory=lambda: list(DATA_KINDS), min_length=1, description="data sets: gaussian (variances ratio^i, axis-aligned), gaussian-rotated (the same, Haar-rotated), digits (8×8, pixel values / 16)")
+    activation: list[Literal["linear", "tanh", "relu"]] = Field(default_factory=lambda: ["linear", "tanh", "relu"], min_length=1, description="activations of the hidden layers")
     settings: list[Setting] = Field(default_factory=_gaussian_settings, description="settings (hidden, η, B) of the Gaussian cells")
     digits_settings: list[Setting] = Field(default_factory=_digits_settings, description="settings (hidden, η, B) of the digits cells (d = 64 allows wider bottlenecks)")
     d: int = Field(8, ge=2, description="input dimension of the Gaussian data")
@@ -100,7 +100,7 @@ class DigitsAutoencoder(Schema):
     """The digits autoencoder of issue 17: which entries the FP predicts within 3 floors, and why not the rest."""
 
     run: bool = Field(True, description="train and predict it")
-    hidden: list[int] = Field(default_factory=lambda: [8, 8], description="hidden widths (64 → 8 → 8 → 64)")
+    hidden: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [8, 8], min_length=1, description="hidden widths (64 → 8 → 8 → 64)")
     activation: list[Literal["linear", "tanh", "relu"]] = Field(default_factory=lambda: ["tanh", "relu"], description="one autoencoder per activation")
     members: int = Field(2000, ge=100, description="members")
     steps: int = Field(3000, ge=1, description="SGD steps")
