@@ -60,7 +60,7 @@ Example (a double well):
   std = 0.1
   [solve]
   t_eval = [0.1, 1.0, 5.0]
-See examples/double_well.toml and """ + DOCS + "."
+See examples/double_well.toml in the fpkit repository and """ + DOCS + "."
 
 TRAIN_FILE = """\
 The TOML file describes an ensemble (schema `ensemble`; `fpkit config show ensemble` prints every key with
@@ -87,7 +87,7 @@ PLOT_FILE = """\
 Draws a results file written by fpkit: a Solution (`fpkit solve`; densities at the output times) or an
 EnsembleRun (`fpkit train`, the torch bridge; weight bands, loss and curvature over training). The
 figure's format follows the --output suffix: .png, .pdf or .svg. Example:
-  fpkit solve examples/double_well.toml -o dw.h5 && fpkit plot dw.h5 -o dw.png"""
+  fpkit solve problem.toml -o dw.h5 && fpkit plot dw.h5 -o dw.png    (problem.toml: see fpkit solve --help)"""
 
 EXPERIMENT_FILE = """\
 --config takes a TOML file with the experiment's own keys (schema NAME: `fpkit config show NAME` prints

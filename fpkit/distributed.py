@@ -690,13 +690,19 @@ def consolidate(path, out=None) -> Path:
     """
     from .io import atomic_h5, open_h5, reading, virtual_sources_missing
 
+    from .ensemble.results import KIND
+
     path = Path(path)
     out = path if out is None else Path(out)
     with open_h5(path, "ensemble file") as src, reading(path, "ensemble file"):
+        if src.attrs.get("kind") != KIND:
+            raise FileFormatError(f"`path` {str(path)!r} holds {src.attrs.get('kind')!r}, not an ensemble", path)
         missing = virtual_sources_missing(src)
         if missing:
             raise FileFormatError(f"{str(path)!r}: the shard pieces {missing} its snapshots live in are missing",
                                   path)  # fmt: skip
+        folders = sorted({Path(v.file_name).parent.as_posix() for d in _datasets(src) if d.is_virtual
+                          for v in d.virtual_sources()})  # fmt: skip
         with atomic_h5(out) as dst:
             for key, value in src.attrs.items():
                 dst.attrs[key] = value
@@ -718,6 +724,16 @@ def consolidate(path, out=None) -> Path:
                     d.attrs[key] = value
 
             src.visititems(copy)
+    if folders:
+        log.warning("%s is self-contained; the shard pieces %s read from (%s, beside it) can be deleted", out,
+                    path.name, ", ".join(folders))  # fmt: skip
+    return out
+
+
+def _datasets(f) -> list:
+    """Every dataset of an HDF5 file."""
+    out = []
+    f.visititems(lambda _, obj: out.append(obj) if isinstance(obj, h5py.Dataset) else None)
     return out
 
 

@@ -110,7 +110,7 @@ def test_pieces_merge_bit_identical(tmp_path, extra):
     assert_same_file(tmp_path / "full.h5", tmp_path / "merged.h5")
 
 
-def test_virtual_merge_reads_the_same_and_consolidates(tmp_path):
+def test_virtual_merge_reads_the_same_and_consolidates(tmp_path, caplog):
     """virtual=True: the snapshot fields are HDF5 virtual datasets over the pieces (nothing copied); every
     dataset reads bit-identical to the one-process file, also after the folder is moved whole; a missing
     piece is a FileFormatError (HDF5 alone would read NaN, its fill value); consolidate gives a self-contained
@@ -137,9 +137,16 @@ def test_virtual_merge_reads_the_same_and_consolidates(tmp_path):
     assert_same_file(tmp_path / "full.h5", moved)
     run = fpkit.EnsembleRun.load(moved)
     assert np.array_equal(run.weights["W2"], fpkit.EnsembleRun.load(tmp_path / "full.h5").weights["W2"])
-    dist.consolidate(moved, tmp_path / "alone.h5")
+    with caplog.at_level("WARNING", logger="fpkit.distributed"):
+        dist.consolidate(moved, tmp_path / "alone.h5")
+    assert "can be deleted" in caplog.text and "pieces" in caplog.text
     with h5py.File(tmp_path / "alone.h5") as f:
         assert not f["weights/W1"].is_virtual
+    sol = tmp_path / "sol.h5"
+    g = fpkit.Grid.uniform(-1.0, 1.0, 10)
+    fpkit.FokkerPlanck(g, drift=0.0, diffusion=0.5).solve(fpkit.gaussian(g, 0.0, 0.3), [0.1]).save(sol)
+    with pytest.raises(fpkit.errors.FileFormatError, match="not an ensemble"):
+        dist.consolidate(sol)  # was accepted ("OK") by a hostile run
     (tmp_path / "moved" / "pieces" / "piece1.h5").unlink()
     with pytest.raises(fpkit.errors.FileFormatError, match="shard pieces that are missing: pieces/piece1.h5"):
         fpkit.EnsembleRun.load(moved)
