@@ -136,6 +136,7 @@ def plot_solution(sol, path=None, title: str | None = None):
 
 
 MAX_ENTRIES = 12  # entries drawn in plot_ensemble's third panel (more are unreadable)
+MAX_BANDS = 4  # above this many entries plot_ensemble draws medians only (bands overlap into one block)
 
 
 def plot_ensemble(run, path=None):
@@ -178,15 +179,18 @@ def plot_ensemble(run, path=None):
     if entries.size > MAX_ENTRIES:  # e.g. a torch layer's 64+ entries: those spread widest at the end
         final = np.percentile(W[-1], [10, 90], axis=0)
         entries = np.sort(np.argsort(final[1] - final[0], kind="stable")[::-1][:MAX_ENTRIES])
+    bands = entries.size <= MAX_BANDS  # more overlapping bands blur into one block: medians only then
     for c, e in enumerate(entries):
         q = np.percentile(W[:, :, e], [10, 50, 90], axis=1)
         idx = ",".join(str(int(i)) for i in np.unravel_index(e, shape)) if shape else str(e)
-        axes[2].fill_between(t, q[0], q[2], color=f"C{c % 10}", alpha=0.15)
+        if bands:
+            axes[2].fill_between(t, q[0], q[2], color=f"C{c % 10}", alpha=0.15)
         axes[2].plot(t, q[1], color=f"C{c % 10}", lw=1, label=f"{name}[{idx}]")
     which = (f"every {name} entry" if entries.size == W.shape[2]
              else f"the {entries.size} of {W.shape[2]} {name} entries widest at the end")  # fmt: skip
+    what = "median (line), 10-90 % of members (band)" if bands else "median over members"
     axes[2].set(xscale="log", xlabel="t = η·step", ylabel=f"{name} entry (weight value)",
-                title=f"{which}: median (line) and 10-90 % (band)")  # fmt: skip
+                title=f"{which}:\n{what}")  # fmt: skip
     axes[2].legend(fontsize=6.5, ncols=2 if entries.size > 6 else 1)
     from matplotlib.ticker import FuncFormatter, NullFormatter
 

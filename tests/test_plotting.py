@@ -144,3 +144,17 @@ def test_prediction_plot_draws_through_fpkit_plotting(preds):
     own, ax = plt.subplots()
     assert p.plot(ax=ax, snapshots=[0, 5]) is own and len(own.axes) == 1
     assert len(ax.get_lines()) == 2 and ax.get_legend() is not None
+
+
+@pytest.mark.parametrize("k, bands", [(2, 4), (3, 0)])
+def test_ensemble_entry_panel_draws_bands_only_while_they_stay_readable(k, bands):
+    """W2 of a k-bottleneck is k×k: 4 entries get their 10-90 % bands; 9 (and a torch layer's 12 widest) draw
+    medians only — 12 overlapping bands had blurred into one block. The title says which."""
+    from matplotlib.collections import PolyCollection
+
+    from fpkit.plotting import MAX_BANDS, plot_ensemble
+
+    run = fpkit.Ensemble(d=6, k=k, members=16, steps=20, snapshots=3, seed=1, kernels="generic").train()
+    ax = plot_ensemble(run).axes[2]
+    assert sum(isinstance(c, PolyCollection) for c in ax.collections) == bands
+    assert len(ax.get_lines()) == k * k and (k * k <= MAX_BANDS) == ("band" in ax.get_title())
