@@ -239,8 +239,8 @@ def test_late_max_is_over_the_last_quarter_of_the_snapshots(S, q):
 
 def test_prediction_plot_shows_the_snapshots_nearest_to_fractions_of_the_run():
     """With no ``snapshots``, Prediction.plot draws the snapshots nearest to 1 %, 10 %, 1/3 and all of the
-    run: on t = 0, 1, ..., 30 those are t = 0, 3, 10 and 30 (one line each, labelled with t). Kills the
-    `1 / 3` -> `1 >> 3` mutant (which drops t = 10)."""
+    run: on t = 0, 1, ..., 30 those are t = 0, 3, 10 and 30 (one FP line each, labelled with t; drawn by
+    fpkit.plotting.plot_prediction). Kills the `1 / 3` -> `1 >> 3` mutant (which drops t = 10)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -251,7 +251,7 @@ def test_prediction_plot_shows_the_snapshots_nearest_to_fractions_of_the_run():
     p.t[:] = np.arange(31.0)
     fig = p.plot()
     ax = fig.axes[0]
-    assert [ln.get_label() for ln in ax.lines] == ["t = 0", "t = 3", "t = 10", "t = 30"]
+    assert [ln.get_label() for ln in ax.lines] == ["FP, t = 0", "FP, t = 3", "FP, t = 10", "FP, t = 30"]
     plt.close(fig)
 
 
