@@ -143,6 +143,31 @@ _FLAT.update({k: ("train", k) for k in TrainSchema.model_fields})
 _FLAT.update(model=("model", "kind"), d=("data", "d"), n=("data", "n"))
 
 
+def shard_config(config: dict, first: int, stop: int) -> dict:
+    """The configuration of the members ``first .. stop - 1`` of an ensemble as one of their own (``shard``
+    section naming them; the probe members only in the shard from member 0), after checking the range: ints,
+    non-empty within 0..M, on multiples of ``LANES`` (the last may end at M), the first shard holding every
+    probe member. Shared by ``fpkit.Ensemble.shard`` and ``fpkit.torch.TorchEnsemble.shard``."""
+    import copy
+
+    tr = config["train"]
+    M, probes = tr["members"], tr["probes"]
+    for name, v in (("first", first), ("stop", stop)):
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
+            raise ConfigError(f"`shard`: `{name}` must be an int, got {v!r}")
+    if not (0 <= first < stop <= M):
+        raise ConfigError(f"`shard`: members {first}..{stop} are not a non-empty range within 0..{M}")
+    if first % _ae.LANES or (stop % _ae.LANES and stop != M):
+        raise ConfigError(f"`shard`: the range {first}..{stop} must start and end on a multiple of "
+                          f"{_ae.LANES} members (or at the last member)")  # fmt: skip
+    if first == 0 and stop < probes:
+        raise ConfigError(f"`shard`: the first shard must hold the {probes} probe members")
+    cfg = copy.deepcopy(config)
+    cfg["train"].update(members=int(stop - first), probes=probes if first == 0 else 0)
+    cfg["shard"] = {"first": int(first), "stop": int(stop), "members": int(M)}
+    return cfg
+
+
 def train_schedule(train: dict) -> np.ndarray:
     """The snapshot steps (int64) of a resolved ``train`` section: ``snapshot_steps`` when given, else
     ``snapshot_schedule`` of ``steps``, ``snapshots`` and ``per_decade``."""

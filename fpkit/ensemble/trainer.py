@@ -20,7 +20,7 @@ from ..solvers import autoencoder as _ae
 from ..solvers.lanczos import lanczos_max
 from ..solvers.random import derive_seed, fill_normals, seed_streams
 from .results import EnsembleRun, _MemoryStore, _Writer, start_state
-from .spec import _DEFAULT_DATA, _FLAT, EnsembleSchema, train_schedule, validate
+from .spec import _DEFAULT_DATA, _FLAT, EnsembleSchema, shard_config, train_schedule, validate
 
 logger = logging.getLogger(__name__)
 
@@ -156,20 +156,9 @@ class Ensemble:
         """
         import copy
 
-        tr = self.config["train"]
-        M, probes = tr["members"], tr["probes"]
-        if not (0 <= first < stop <= M):
-            raise ConfigError(f"`shard`: members {first}..{stop} are not a non-empty range within 0..{M}")
-        if first % _ae.LANES or (stop % _ae.LANES and stop != M):
-            raise ConfigError(f"`shard`: the range {first}..{stop} must start and end on a multiple of "
-                              f"{_ae.LANES} members (or at the last member)")  # fmt: skip
-        if first == 0 and stop < probes:
-            raise ConfigError(f"`shard`: the first shard must hold the {probes} probe members")
+        cfg = shard_config(self.config, first, stop)
+        cfg["train"]["kernels"] = self._kernel_choice()
         out = copy.copy(self)
-        cfg = copy.deepcopy(self.config)
-        cfg["train"].update(members=stop - first, probes=probes if first == 0 else 0,
-                            kernels=self._kernel_choice())  # fmt: skip
-        cfg["shard"] = {"first": int(first), "stop": int(stop), "members": int(M)}
         out.config = cfg
         out.member_offset = int(first)
         out._kernels = None

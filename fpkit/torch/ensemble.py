@@ -15,7 +15,7 @@ from torch.func import stack_module_state
 
 from ..config import parse
 from ..ensemble import EnsembleRun, TrainSchema
-from ..ensemble.spec import train_schedule
+from ..ensemble.spec import shard_config, train_schedule
 from ..ensemble.results import _MemoryStore, _Writer, start_state
 from ..errors import ConfigError, StabilityError
 from ..progress import progress
@@ -216,22 +216,9 @@ class TorchEnsemble:
         TorchEnsemble
             The shard.
         """
-        tr = self.config["train"]
-        M, probes = tr["members"], tr["probes"]
-        for name, v in (("first", first), ("stop", stop)):
-            if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
-                raise ConfigError(f"`shard`: `{name}` must be an int, got {v!r}")
-        if not (0 <= first < stop <= M):
-            raise ConfigError(f"`shard`: members {first}..{stop} are not a non-empty range within 0..{M}")
-        if first % _ae.LANES or (stop % _ae.LANES and stop != M):
-            raise ConfigError(f"`shard`: the range {first}..{stop} must start and end on a multiple of "
-                              f"{_ae.LANES} members (or at the last member)")  # fmt: skip
-        if first == 0 and stop < probes:
-            raise ConfigError(f"`shard`: the first shard must hold the {probes} probe members")
+        cfg = shard_config(self.config, first, stop)
+        M = self.config["train"]["members"]
         out = copy.copy(self)
-        cfg = copy.deepcopy(self.config)
-        cfg["train"].update(members=int(stop - first), probes=probes if first == 0 else 0)
-        cfg["shard"] = {"first": int(first), "stop": int(stop), "members": int(M)}
         out.config = cfg
         out.member_offset = self.member_offset + int(first)
         out._init_params = {k: v[first:stop].clone() for k, v in self._init_params.items()}
