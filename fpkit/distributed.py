@@ -688,7 +688,7 @@ def consolidate(path, out=None) -> Path:
     Path
         The written file.
     """
-    from .io import atomic_h5, open_h5, reading, virtual_sources_missing
+    from .io import atomic_h5, open_h5, reading, virtual_sources, virtual_sources_missing
 
     from .ensemble.results import KIND
 
@@ -701,8 +701,7 @@ def consolidate(path, out=None) -> Path:
         if missing:
             raise FileFormatError(f"{str(path)!r}: the shard pieces {missing} its snapshots live in are missing",
                                   path)  # fmt: skip
-        folders = sorted({Path(v.file_name).parent.as_posix() for d in _datasets(src) if d.is_virtual
-                          for v in d.virtual_sources()})  # fmt: skip
+        folders = sorted({Path(name).parent.as_posix() for name in virtual_sources(src)})
         with atomic_h5(out) as dst:
             for key, value in src.attrs.items():
                 dst.attrs[key] = value
@@ -727,13 +726,6 @@ def consolidate(path, out=None) -> Path:
     if folders:
         log.warning("%s is self-contained; the shard pieces %s read from (%s, beside it) can be deleted", out,
                     path.name, ", ".join(folders))  # fmt: skip
-    return out
-
-
-def _datasets(f) -> list:
-    """Every dataset of an HDF5 file."""
-    out = []
-    f.visititems(lambda _, obj: out.append(obj) if isinstance(obj, h5py.Dataset) else None)
     return out
 
 

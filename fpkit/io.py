@@ -356,21 +356,24 @@ def open_h5(path, what: str = "results file"):
         ) from exc
 
 
-def virtual_sources_missing(f) -> list[str]:
-    """The source files of ``f``'s virtual datasets that cannot be found (relative to the file's folder):
-    HDF5 would read their part as the fill value (NaN) without a word."""
-    missing = set()
-    folder = Path(f.filename).parent
+def virtual_sources(f) -> list[str]:
+    """The source files of ``f``'s virtual datasets, as stored (relative to the file's folder or absolute)."""
+    found = set()
 
     def visit(_, obj):
         if isinstance(obj, h5py.Dataset) and obj.is_virtual:
-            for src in obj.virtual_sources():
-                p = Path(src.file_name)
-                if not (p if p.is_absolute() else folder / p).exists():
-                    missing.add(src.file_name)
+            found.update(src.file_name for src in obj.virtual_sources())
 
     f.visititems(visit)
-    return sorted(missing)
+    return sorted(found)
+
+
+def virtual_sources_missing(f) -> list[str]:
+    """The source files of ``f``'s virtual datasets that cannot be found (relative to the file's folder):
+    HDF5 would read their part as the fill value (NaN) without a word."""
+    folder = Path(f.filename).parent
+    return [name for name in virtual_sources(f) if not (Path(name) if Path(name).is_absolute()
+                                                          else folder / name).exists()]  # fmt: skip
 
 
 def read_kind(path) -> str | None:
