@@ -10,6 +10,7 @@ import pytest
 
 from fpkit import distributed as dist
 from fpkit.experiments import load, resolve_config
+from fpkit.prediction import validity
 from fpkit.validation.experiments import validity_map as vm
 
 needs_dask = pytest.mark.skipif(not dist.have_dask(), reason='needs Dask: pip install "fpkit[distributed]"')
@@ -106,6 +107,9 @@ def test_cell_fields():
         assert set(e["diagnostics"]) == set(vm.DIAGNOSTIC_KEYS)
         assert e["diagnostics"]["eta_lam_max"] is not None and e["diagnostics"]["eta_lam_max"] > 0
         assert (e["verdict"] == "holds") == (not e["reasons"])
+        # the stored diagnostics are every input of the verdict, and the stored series give the worst
+        assert validity(e["diagnostics"], e["route"]) == (e["verdict"], e["reasons"])
+        assert len(e["w1_floor"]) == cfg["map"]["snapshots"] and max(e["w1_floor"][1:]) == e["worst"]
     json.dumps(r)  # plain values only (stored as JSON in results.h5)
 
 

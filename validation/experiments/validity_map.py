@@ -201,8 +201,10 @@ def cell_entries(run, n: int) -> list[str]:
     return labels[:n]
 
 
-DIAGNOSTIC_KEYS = ("eta_lam_max", "drift_disagreement", "drift_uncertainty", "drift_uncertainty_km",
-                   "diffusion_share", "noise_to_signal", "increment_autocorrelation")  # fmt: skip
+# every input of ``fpkit.prediction.validity``: a verdict can be recomputed from results.h5 alone
+DIAGNOSTIC_KEYS = ("eta_lam_max", "drift_disagreement", "drift_disagreement_z", "drift_uncertainty",
+                   "drift_uncertainty_km", "drift_contraction", "diffusion_share", "noise_to_signal",
+                   "frozen_fraction", "increment_autocorrelation")  # fmt: skip
 
 
 def judge_entries(run, labels, acfg: dict, seed: int) -> list[dict]:
@@ -217,6 +219,7 @@ def judge_entries(run, labels, acfg: dict, seed: int) -> list[dict]:
         d = p.diagnostics
         out.append({"label": lab, "worst": float(np.nanmax(p.distance["fp"][1:])),
                     "frozen_worst": float(np.nanmax(p.distance["frozen"][1:])), "kind": p.kind,
+                    "w1_floor": [float(x) for x in p.distance["fp"]],  # per snapshot: where the worst falls
                     "verdict": d.get("verdict", "holds"), "reasons": list(d.get("reasons", [])),
                     "route": p.options["route"], "route_choice": d.get("route_choice", ""),
                     "diagnostics": {k: d.get(k) for k in DIAGNOSTIC_KEYS}})  # fmt: skip
