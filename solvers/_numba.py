@@ -7,8 +7,13 @@ independent items, so results do not depend on the thread count.
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import os
+
 import llvmlite.binding as llvm
 import numba
+from numba.np.ufunc import parallel as _parallel
 
 # Stencil kernels read many arrays per store; LLVM vectorises such loops only behind runtime overlap checks and
 # gives up beyond 8 of them by default (measured: the 2-D Fokker-Planck update at 8.8 ns/point scalar, 4.6
@@ -28,3 +33,39 @@ def kernel(fn=None, **options):
 
 
 prange = numba.prange
+
+
+def _libgomp():
+    """GNU OpenMP if this process has loaded it already (torch does), else None; never loads it."""
+    try:
+        return ctypes.CDLL("libgomp.so.1", mode=os.RTLD_NOLOAD | ctypes.RTLD_GLOBAL)
+    except (OSError, AttributeError):
+        return None
+
+
+def _keeping_openmp_threads(launch):
+    """``launch`` (numba's threading-layer start), leaving the calling thread's OpenMP thread count as it was.
+
+    numba's OpenMP layer calls ``omp_set_num_threads(NUMBA_NUM_THREADS)`` once, when the first parallel
+    kernel starts it; torch shares that libgomp and reads its intra-op thread count from the same setting, so
+    a user's ``torch.set_num_threads(k)`` was lost at fpkit's first parallel kernel. numba passes its own
+    count to every parallel region, so restoring the setting changes no numba result."""
+
+    @functools.wraps(launch)
+    def start():
+        if _parallel._is_initialized:
+            return launch()
+        gomp = _libgomp()
+        before = gomp.omp_get_max_threads() if gomp is not None else None
+        try:
+            return launch()
+        finally:
+            if before is not None and gomp.omp_get_max_threads() != before:
+                gomp.omp_set_num_threads(before)
+
+    return start
+
+
+# numba looks the start function up in this module at every use (compilation, cached parfors, get_num_threads)
+if not getattr(_parallel._launch_threads, "__wrapped__", None):
+    _parallel._launch_threads = _keeping_openmp_threads(_parallel._launch_threads)
