@@ -1,7 +1,8 @@
 """Numpy forward passes of the ensemble's autoencoders (fpkit.ensemble's conventions: W_l of shape
 (n_out, n_in), hidden layers use the activation, the output layer is linear, loss ½‖x̂ − x‖²), vectorised
 over members. Used where a prediction needs network-level quantities that the trainer does not record:
-per-sample gradients of a pair of W2 entries, and reconstruction errors of networks with replaced weights.
+per-sample gradients of a pair of W2 entries (their moments in a compiled kernel, ``solvers.pair_gradients``),
+and reconstruction errors of networks with replaced weights.
 """
 
 from __future__ import annotations
@@ -46,21 +47,45 @@ def reconstruction_errors(weights: dict, x: np.ndarray, activation: str) -> np.n
     return 0.5 * np.mean(np.sum((xhat - x[None]) ** 2, axis=-1), axis=-1)
 
 
-def w2_pair_gradient_covariance(weights: dict, x: np.ndarray, activation: str, pair: list[tuple],
-                                batch_size: int) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """Full-batch gradient (M, 2) and covariance of the iid minibatch-mean gradient (M, 2, 2) of two W2 entries.
+def w2_pair_gradient_moments(weights: dict, x: np.ndarray, activation: str, pair: list[tuple], batch_size: int,
+                             members=None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Full-batch gradient (S, m, 2) and covariance of the iid minibatch-mean gradient (S, m, 2, 2) of two W2
+    entries, at every snapshot of ``weights`` (name -> (S, M, out, in), fpkit.ensemble's layout) for the
+    members ``members`` (indices into M, default all), over the rows of ``x`` (n, d).
 
     Per-sample gradients of W2[a, b] are δ2[a]·z1[b] with δ2 = (W3ᵀ(x̂ − x)) ⊙ act′(z2); the minibatch-mean
-    covariance is the per-sample covariance over the data divided by B (iid indices).
+    covariance is the per-sample covariance over the data divided by B (iid indices). One compiled kernel
+    over all (snapshot, member) pairs (``solvers.pair_gradients``), parallel over them.
     """
+    from .solvers.pair_gradients import ACTIVATIONS, w2_pair_moments
+
     if any(n.startswith("b") for n in weights):
         raise ConfigError("the 2-D pair analysis supports networks without biases")
-    h = forward(weights, x, activation)
-    z1, z2, xhat = h[1], h[2], h[-1]
-    delta3 = xhat - x[None]
-    delta2 = np.einsum("mno,moi->mni", delta3, weights["W3"]) * _ACT[activation][1](z2)
-    per = np.stack([delta2[:, :, a] * z1[:, :, b] for a, b in pair], axis=-1)  # (M, n, 2)
-    g = per.mean(axis=1)
-    dev = per - g[:, None, :]
-    cov = np.einsum("mni,mnj->mij", dev, dev) / per.shape[1] / batch_size
-    return g, cov
+    if _layers(weights) != ["W1", "W2", "W3"]:
+        raise ConfigError(f"the 2-D pair analysis supports autoencoders with two hidden layers (W1, W2, W3), "
+                          f"got {_layers(weights)}")  # fmt: skip
+    if activation not in ACTIVATIONS:
+        raise ConfigError(f"`activation` must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    W1, W2, W3 = (np.ascontiguousarray(weights[n], dtype=np.float64) for n in ("W1", "W2", "W3"))
+    S, M = W1.shape[:2]
+    members = np.arange(M) if members is None else np.asarray(members, dtype=np.int64)
+    if members.ndim != 1 or (members.size and (members.min() < 0 or members.max() >= M)):
+        raise ConfigError(f"`members` must be indices into the {M} members")
+    pair = np.asarray(pair, dtype=np.int64)
+    k2, k1 = W2.shape[2:]
+    if pair.shape != (2, 2) or np.any(pair < 0) or np.any(pair[:, 0] >= k2) or np.any(pair[:, 1] >= k1):
+        raise ConfigError(f"`pair` must be two (row, column) indices of W2 of shape {(k2, k1)}, got {pair.tolist()}")
+    g = np.empty((S, members.size, 2))
+    cov = np.empty((S, members.size, 2, 2))
+    xT = np.ascontiguousarray(np.asarray(x, dtype=np.float64).T)  # samples contiguous: SIMD across them
+    w2_pair_moments(W1, W2, W3, members, xT, ACTIVATIONS[activation], pair, g, cov)
+    return g, cov / batch_size
+
+
+def w2_pair_gradient_covariance(weights: dict, x: np.ndarray, activation: str, pair: list[tuple],
+                                batch_size: int) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """``w2_pair_gradient_moments`` at one snapshot: weights name -> (M, out, in); returns the full-batch
+    gradient (M, 2) and the covariance of the iid minibatch-mean gradient (M, 2, 2) of two W2 entries."""
+    g, cov = w2_pair_gradient_moments({n: np.asarray(v)[None] for n, v in weights.items()}, x, activation, pair,
+                                      batch_size)  # fmt: skip
+    return g[0], cov[0]

@@ -1053,7 +1053,7 @@ def predict_pair(run, labels: Sequence[str], est_members, judge_members, *, dt: 
     """2-D FP prediction of the joint density of two W2 entries of an autoencoder run; the 2 × 2 covariance
     of the minibatch-mean gradient comes from per-sample gradients (``fpkit.network``), with iid batches.
     ``dt`` is the implicit solver's step, ``cells`` per axis."""
-    from .network import w2_pair_gradient_covariance
+    from .network import w2_pair_gradient_moments
 
     idx = []
     for lab in labels:
@@ -1069,16 +1069,11 @@ def predict_pair(run, labels: Sequence[str], est_members, judge_members, *, dt: 
         raise ConfigError(f"the joint pair prediction assumes iid minibatches; the run used sampling={sampling!r}")
     S = run.t.size
     w = np.stack([run.weights["W2"][(slice(None), slice(None)) + ij] for ij in idx], axis=-1)  # (S, M, 2)
-    g = np.empty_like(w)
-    cov = np.empty(w.shape + (2,))
     activation = run.config.get("model", {}).get("activation", "tanh")
-    for s in range(S):
-        ws = {n: run.weights[n][s][est_members] for n in run.weights}
-        gs, cs = w2_pair_gradient_covariance(ws, x, activation, idx, run.batch_size)
-        g[s, est_members], cov[s, est_members] = gs, cs
+    # the estimation members' gradients and covariances at every snapshot (one parallel kernel)
+    g, cov = w2_pair_gradient_moments(run.weights, x, activation, idx, run.batch_size, members=est_members)
     grid = est.choose_grid(w, n=int(cells), ndim=2)
-    series = est.mechanistic_2d_series(run.t, w[:, est_members], g[:, est_members], cov[:, est_members], run.eta,
-                                       grid)  # fmt: skip
+    series = est.mechanistic_2d_series(run.t, w[:, est_members], g, cov, run.eta, grid)
     judged = w[:, judge_members]
     p_emp = est.histogram_density(judged, grid)
     coefs = series.fp_coefficients()

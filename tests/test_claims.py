@@ -158,7 +158,7 @@ def tiny():
 
 
 def test_pair_gradient_and_covariance_match_the_trainers_records(tiny):
-    """w2_pair_gradient_covariance (a second, numpy backprop) against what the numba trainer recorded: the
+    """w2_pair_gradient_covariance (a second backprop, solvers.pair_gradients) against what the numba trainer recorded: the
     full-batch gradient and the variance of the iid minibatch-mean gradient (per-sample variance / B)."""
     _, run = tiny
     pair = [(0, 0), (1, 1)]
