@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch.func import functional_call, grad, grad_and_value, jvp, vmap
+from torch.fx.experimental.proxy_tensor import make_fx
+from torch.utils._pytree import tree_flatten, tree_leaves, tree_map
 
 from ..errors import ConfigError
 from ..solvers.lanczos import lanczos_max
@@ -43,13 +45,18 @@ class _Layout:
             off += math.prod(shapes[-1])
         return cls(tuple(names), tuple(shapes), tuple(offsets), off)
 
-    def split(self, flat: np.ndarray) -> dict:
-        """(..., P) -> {name: (..., *shape)} (copies)."""
+    def views(self, flat: np.ndarray) -> dict:
+        """(..., P) -> {name: (..., *shape)} (views where numpy can reshape without copying; the ensemble
+        writer's in-memory store reads the arch through this, as ``fpkit.ensemble.spec._Arch.views``)."""
         out = {}
         for name, shape, off in zip(self.names, self.shapes, self.offsets):
             size = math.prod(shape)
-            out[name] = flat[..., off : off + size].reshape(flat.shape[:-1] + shape).copy()
+            out[name] = flat[..., off : off + size].reshape(flat.shape[:-1] + shape)
         return out
+
+    def split(self, flat: np.ndarray) -> dict:
+        """(..., P) -> {name: (..., *shape)} (copies)."""
+        return {name: v.copy() for name, v in self.views(flat).items()}
 
     def flatten(self, tensors: dict) -> torch.Tensor:
         """{name: (M, *shape)} -> (M, P)."""
@@ -112,6 +119,65 @@ def as_data(data, dtype: torch.dtype, device) -> tuple:
     return X, Y, True
 
 
+def _layout_key(a):
+    """What a captured graph depends on: a tensor's shape, strides, dtype, device; other leaves themselves."""
+    if isinstance(a, torch.Tensor):
+        return (tuple(a.shape), a.stride(), a.dtype, a.device, a.requires_grad)
+    return a if isinstance(a, (int, float, bool, str, type(None))) else repr(a)
+
+
+class Captured:
+    """``fn`` (a ``torch.func`` transform of the model and loss) replayed as a captured graph of aten ops.
+
+    Under ``vmap(grad(...))`` every op of a small model passes functorch's batching and autograd layers; for
+    the digits autoencoder 64-32-8-32-64 at M = 256 that dispatch was ~15 % of a training step. The graph is
+    captured once per input layout (shapes, strides, dtypes, devices) by ``make_fx`` on fake tensors and then
+    runs the same aten kernels in the same order, so its results are the eager ones bit for bit; the first
+    call checks exactly that and otherwise keeps ``fn``. Also kept eager: a model whose ops need tensor values
+    while they are recorded (fake tensors have none, so the capture fails) and a graph that would write into
+    an input. What is not seen is Python state outside the inputs: a module whose ops change
+    with such state during training must be run with ``capture=False``.
+    """
+
+    def __init__(self, fn, enabled: bool = True):
+        self.fn, self.enabled = fn, enabled
+        self.graphs: dict = {}  # layout key -> graph module, or None (eager)
+
+    def __call__(self, *args):
+        if not self.enabled:
+            return self.fn(*args)
+        leaves, spec = tree_flatten(args)
+        key = (str(spec), tuple(_layout_key(a) for a in leaves))
+        if key not in self.graphs:
+            self.graphs[key], out = self._capture(args)
+            return out
+        gm = self.graphs[key]
+        return self.fn(*args) if gm is None else gm(*args)
+
+    def _capture(self, args) -> tuple:
+        out = self.fn(*args)  # the eager result: returned, and the reference the graph must reproduce
+        if any(isinstance(a, torch.Tensor) and a.device.type == "meta" for a in tree_leaves(args)):
+            return None, out  # no values to check the graph against
+        # shells of the same layout, each its own storage (an input passed twice, as x and y of an
+        # autoencoder, must not be traced as one node)
+        shells = tree_map(lambda a: torch.empty_strided(a.shape, a.stride(), dtype=a.dtype, device=a.device)
+                          if isinstance(a, torch.Tensor) else a, args)  # fmt: skip
+        try:
+            # through *args: functorch's wrappers expose the signature of the loss method, self included
+            gm = make_fx(lambda *a: self.fn(*a), tracing_mode="fake")(*shells)
+        except Exception:  # value-dependent ops, or an op without a fake-tensor rule: stay eager
+            return None, out
+        for node in gm.graph.nodes:
+            target = node.target
+            if isinstance(target, torch._ops.OpOverload) and target._schema.is_mutable:
+                return None, out
+        with torch.no_grad():
+            again = gm(*args)
+        a, b = tree_leaves(out), tree_leaves(again)
+        same = len(a) == len(b) and all(torch.equal(u, v) for u, v in zip(a, b))
+        return (gm if same else None), out
+
+
 class Functional:
     """``base`` (a module, used for its structure only) with per-member parameters, data and a loss.
 
@@ -120,7 +186,7 @@ class Functional:
     """
 
     def __init__(self, base: torch.nn.Module, loss_fn, X: torch.Tensor, Y: torch.Tensor, buffers: dict,
-                 chunk_size: int | None):  # fmt: skip
+                 chunk_size: int | None, capture: bool = True):  # fmt: skip
         if not callable(loss_fn):
             raise ConfigError(f"`loss_fn` must be callable as loss_fn(output, target), got {loss_fn!r}")
         self.base, self.loss_fn, self.X, self.Y, self.buffers = base, loss_fn, X, Y, buffers
@@ -130,11 +196,13 @@ class Functional:
             raise ConfigError(f"`chunk_size` must be a positive int (samples per chunk), got {chunk_size!r}")
         self.chunk_members = None  # members that size the whole-ensemble chunks (a shard's: the ensemble's M)
         self.hvp_mode = "forward"  # "reverse" once forward-over-reverse is refused by an op (_hvp_one)
+        self.capture = bool(capture)
         self._transforms()
 
     def _transforms(self) -> None:
-        self._batch_grad = vmap(grad(self.batch_loss), in_dims=(0, 0, 0, 0))
-        self._full_grad = vmap(grad(self.batch_loss), in_dims=(0, 0, None, None))
+        # the training step's gradients run as captured graphs (Captured); the statistics stay eager
+        self._batch_grad = Captured(vmap(grad(self.batch_loss), in_dims=(0, 0, 0, 0)), self.capture)
+        self._full_grad = Captured(vmap(grad(self.batch_loss), in_dims=(0, 0, None, None)), self.capture)
         per_sample = vmap(grad_and_value(self.sample_loss), in_dims=(None, None, 0, 0))
         self._per_sample = vmap(per_sample, in_dims=(0, 0, None, None))
         self._hvp = vmap(self._hvp_one, in_dims=(0, 0, 0, None, None))

@@ -1,0 +1,67 @@
+"""The training gradient of fpkit.torch as a captured graph (``fpkit.torch._functional.Captured``, issue 16).
+
+The reference is the eager ``torch.func`` path (``capture=False``): the captured graph runs the same aten
+kernels in the same order, so trajectories must be equal bit for bit, not merely close; and a model whose ops
+change from call to call must be caught by the first call's check and stay eager. Skips without torch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason='needs torch: pip install "fpkit[torch]"')
+
+import fpkit.torch as ft  # noqa: E402
+
+torch.set_num_threads(1)
+rng = np.random.default_rng(5)
+X, Y = rng.normal(size=(48, 6)), rng.normal(size=(48, 2))
+
+
+def mlp():
+    return torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.ReLU(), torch.nn.Linear(5, 2))
+
+
+def mse(out, y):
+    return 0.5 * ((out - y) ** 2).sum(-1).mean()
+
+
+def trained(model, data, capture, **kw):
+    ens = ft.TorchEnsemble(model, mse, data, capture=capture, members=12, lr=0.05, batch_size=4, seed=2,
+                           steps=40, statistics=False, **kw)  # fmt: skip
+    state = ens.initial_state()
+    ens.advance(state, 40)
+    return ens, state["theta"]
+
+
+@pytest.mark.parametrize("kw", [{}, {"optimizer": "gd"}, {"momentum": 0.9, "weight_decay": 1e-3},
+                                {"optimizer": "svag", "svag_l": 2}])  # fmt: skip
+def test_captured_training_is_the_eager_training_bit_for_bit(kw):
+    """Regression (x and y distinct inputs of the graph) with biases and ReLU, every optimiser path."""
+    ens, theta = trained(mlp, (X, Y), True, **kw)
+    graphs = list(ens.fn._full_grad.graphs.values() if kw.get("optimizer") == "gd"
+                  else ens.fn._batch_grad.graphs.values())  # fmt: skip
+    assert len(graphs) == 1 and isinstance(graphs[0], torch.fx.GraphModule)  # the graph ran, not a fallback
+    _, eager = trained(mlp, (X, Y), False, **kw)
+    assert np.array_equal(theta, eager)
+
+
+class Alternating(torch.nn.Module):
+    """Its sign flips at every gradient evaluation: Python state the graph cannot see (the documented
+    ``capture=False`` case). Calls without autograd (the loss check) do not count."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(6, 2)
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += torch.is_grad_enabled()
+        return self.lin(x) * (1.0 if self.calls % 2 else -1.0)
+
+
+def test_a_model_whose_ops_change_between_calls_is_refused_by_the_first_call_check():
+    ens, theta = trained(Alternating, (X, Y), True)
+    # the eager call and the capture saw opposite signs: the graph disagreed with the eager result
+    assert list(ens.fn._batch_grad.graphs.values()) == [None]
+    assert ens.base.calls == 40 + 1  # every step ran the module eagerly (+ the one capture)
