@@ -110,6 +110,33 @@ def entry_arrays(run, label: str) -> dict:
     return out
 
 
+@dataclass
+class EntrySamples:
+    """What ``predict_entry`` reads from a run about one entry: its arrays (``entry_arrays``) and the run's
+    snapshot times t (units of η·step), η and λmax. Megabytes where the whole run is hundreds, so a worker
+    process is sent this instead of the run; ``predict_entry`` takes it in place of the run and makes the
+    same prediction."""
+
+    label: str
+    t: np.ndarray
+    eta: float
+    lam_max: np.ndarray | None
+    arrays: dict
+
+    @classmethod
+    def of(cls, run, label: str) -> EntrySamples:
+        return cls(label, np.asarray(run.t, dtype=float), float(run.eta), run.lam_max, entry_arrays(run, label))
+
+    # the names _predict_auto checks for gradient statistics on a run
+    @property
+    def grad(self):
+        return self.arrays["g"]
+
+    @property
+    def grad_var(self):
+        return self.arrays["v"]
+
+
 def sgld_temperature(run) -> float:
     """The SGLD temperature T of a run trained with ``optimizer = "sgld"`` (0 otherwise): its injected noise
     √(2ηT)·ξ per step is a diffusion D = T in t = η·step (c·T for a layer trained at rate η·c), on top of the
@@ -725,7 +752,12 @@ def predict_entry(run, label: str, est_members, judge_members, *, route: str = "
         raise ConfigError(f"the run has {len(run.t)} snapshots: at least {MIN_SNAPSHOTS} are needed to estimate from")
     for name in compare_with:
         check_choice("compare_with", name, (*VARIANT_OPTIONS, "kramers-moyal"))
-    arrays = entry_arrays(run, label)
+    if isinstance(run, EntrySamples):
+        if run.label != label:
+            raise ConfigError(f"`run` holds the samples of entry {run.label!r}, not of {label!r}")
+        arrays = run.arrays
+    else:
+        arrays = entry_arrays(run, label)
     w, t = arrays["w"], run.t
     grid = entry_grid(w, cells=cells, cells_per_sd=cells_per_sd, max_cells=max_cells)
     judged = w[:, judge_members]

@@ -350,3 +350,40 @@ def test_relu_failure_is_never_silent():
         if d["verdict"] == "fails":
             auto = P.predict_entry(run, lab, E, J, route="auto", js=False, **ex.entry_options(cfg["analysis"]))
             assert auto.options["route"] == "kramers-moyal" and np.nanmax(auto.distance["fp"][1:]) <= 3, lab
+
+
+def test_pooled_predictions_and_crosscheck_equal_the_serial_ones():
+    """Two worker processes (each sent one entry's EntrySamples) make bit for bit the predictions and the
+    Langevin cross-check (of the first W1 entry) of one process, in the order of the labels."""
+    run = fpkit.Ensemble(d=8, k=3, activation="tanh", lr=0.02, batch_size=8, members=200, steps=400, snapshots=10,
+                         seed=1).train(show_progress=False)  # fmt: skip
+    E, J = P.split_members(run.members, 1, "half")
+    acfg = dict(DEFAULT["analysis"], variants=["standard", "discrete"], cells=60, max_cells=200, fp_dt=0.5,
+                langevin_paths=500)  # fmt: skip
+    labels = ["W2[0,0]", "W1[0,1]", "W3[1,0]"]
+    serial = ex.predict_entries(run, labels, E, J, acfg, 5)
+    lang = ex.langevin_crosscheck(serial[1], 500, 5, 0.125)
+    pooled, lang_p = ex.predict_entries_pooled(run, labels, E, J, acfg, 5, workers=2)
+    assert [p.label for p in pooled] == labels
+    for p, q in zip(serial, pooled):
+        np.testing.assert_array_equal(p.density, q.density)
+        np.testing.assert_array_equal(p.coefficients["drift_se"], q.coefficients["drift_se"])
+        assert sorted(p.distance) == sorted(q.distance)
+        for k in p.distance:
+            np.testing.assert_array_equal(p.distance[k], q.distance[k], err_msg=k)
+        assert p.diagnostics["verdict"] == q.diagnostics["verdict"]
+    assert lang_p["label"] == "W1[0,1]"
+    np.testing.assert_array_equal(lang["w1_over_floor"], lang_p["w1_over_floor"])
+    with pytest.raises(ConfigError, match="W2\\[0,0\\]"):
+        P.predict_entry(P.EntrySamples.of(run, "W2[0,0]"), "W2[0,1]", E, J)
+
+
+def test_fpkit_workers_must_be_a_positive_integer(monkeypatch):
+    from fpkit.processes import default_workers
+
+    monkeypatch.setenv("FPKIT_WORKERS", "3")
+    assert default_workers() == 3
+    for bad in ("0", "two"):
+        monkeypatch.setenv("FPKIT_WORKERS", bad)
+        with pytest.raises(ConfigError, match="FPKIT_WORKERS"):
+            default_workers()

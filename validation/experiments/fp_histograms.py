@@ -35,8 +35,10 @@ from fpkit.data import GaussianData
 from fpkit.errors import ConfigError
 from fpkit.experiments import Claim, Experiment, Verdict
 from fpkit.network import forward, reconstruction_errors
+from fpkit.processes import default_workers
 from fpkit.prediction import (
     VARIANT_OPTIONS,
+    EntrySamples,
     PairPrediction,
     Prediction,
     auto_entries,
@@ -205,15 +207,66 @@ def entry_options(acfg: dict) -> dict:
             "max_cells": int(acfg["max_cells"])}  # fmt: skip
 
 
+def entry_compare_with(label: str, acfg: dict) -> list:
+    """The comparisons judged for an entry: W1 entries every configured variant, all entries Kramers-Moyal."""
+    variants = [v for v in acfg["variants"] if v != "standard"] if label.startswith("W1") else []
+    return [*variants, "kramers-moyal"]
+
+
 def predict_entries(run, labels, E, J, acfg: dict, seed: int) -> list:
     """``fpkit.predict`` for every judged entry: W1 entries with every configured variant, all with the
     Kramers-Moyal route for comparison."""
-    out = []
-    for lab in labels:
-        variants = [v for v in acfg["variants"] if v != "standard"] if lab.startswith("W1") else []
-        out.append(predict_entry(run, lab, E, J, compare_with=[*variants, "kramers-moyal"], seed=seed,
-                                 **entry_options(acfg)))  # fmt: skip
-    return out
+    return [predict_entry(run, lab, E, J, compare_with=entry_compare_with(lab, acfg), seed=seed, **entry_options(acfg))
+            for lab in labels]  # fmt: skip
+
+
+def crosscheck_target(labels) -> int:
+    """Index of the entry the Langevin cross-check evolves: the first W1 entry (diffusion matters there), else
+    the first."""
+    return next((i for i, lab in enumerate(labels) if lab.startswith("W1")), 0)
+
+
+def predict_entries_pooled(run, labels, E, J, acfg: dict, seed: int, workers: int, show_progress=None) -> tuple:
+    """``predict_entries`` and ``langevin_crosscheck`` of the target entry on ``workers`` local worker
+    processes (``fpkit.processes``): (predictions in the order of ``labels``, the cross-check). Each task is
+    sent only its entry's samples (``EntrySamples``), so the run is not copied into the workers; the same
+    numbers as in one process. The cross-check starts as soon as its entry is predicted, before the entries
+    still waiting, and the expensive W1 entries (three variants more) go first so that no long task is
+    left for the end."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    from fpkit.processes import worker_pool
+    from fpkit.progress import progress
+
+    target = crosscheck_target(labels)
+    order = sorted(range(len(labels)), key=lambda i: (not labels[i].startswith("W1"), i != target, i))
+    preds: list = [None] * len(labels)
+    langevin, langevin_started = None, False
+    bar = progress(len(labels) + 1, "predictions", enable=show_progress, unit="task")
+    with worker_pool(workers) as pool:
+        running: dict = {}  # future -> entry index, or -1 for the cross-check
+        while order or running or not langevin_started:
+            while len(running) < workers and (order or (preds[target] is not None and not langevin_started)):
+                if preds[target] is not None and not langevin_started:
+                    f = pool.submit(langevin_crosscheck, preds[target], int(acfg["langevin_paths"]), seed,
+                                    float(acfg["fp_dt"]) / 4)  # fmt: skip
+                    running[f], langevin_started = -1, True
+                else:
+                    i = order.pop(0)
+                    f = pool.submit(predict_entry, EntrySamples.of(run, labels[i]), labels[i], E, J,
+                                    compare_with=entry_compare_with(labels[i], acfg), seed=seed,
+                                    **entry_options(acfg))  # fmt: skip
+                    running[f] = i
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for f in done:
+                i = running.pop(f)
+                if i < 0:
+                    langevin = f.result()
+                else:
+                    preds[i] = f.result()
+                bar.update(1)
+    bar.close()
+    return preds, langevin
 
 
 def predict_entries_dask(client, run, labels, E, J, acfg: dict, seed: int, show_progress=None) -> list:
@@ -475,17 +528,24 @@ class FpHistograms(Experiment):
             ens, run = train_ensemble(cfg, show_progress=ctx.show_progress)
         E, J = split_members(run.members, cfg["seed"], acfg["split"])
         labels = auto_entries(run, acfg["auto_limit"]) if acfg["entries"] == "auto" else list(acfg["entries"])
-        with ctx.stage("estimation_and_prediction"):
-            if ctx.client is None:
-                preds = predict_entries(run, labels, E, J, acfg, cfg["seed"])
-            else:  # one Dask task per entry (fpkit experiment run --workers N)
+        workers = min(default_workers(), len(labels) + 1)
+        langevin = None
+        with ctx.stage("estimation_and_prediction"):  # with the Langevin cross-check when there are workers
+            if ctx.client is not None:  # one Dask task per entry (fpkit experiment run --workers N)
                 preds = predict_entries_dask(ctx.client, run, labels, E, J, acfg, cfg["seed"], ctx.show_progress)
+            elif workers > 1:
+                preds, langevin = predict_entries_pooled(run, labels, E, J, acfg, cfg["seed"], workers,
+                                                         ctx.show_progress)  # fmt: skip
+            else:
+                preds = predict_entries(run, labels, E, J, acfg, cfg["seed"])
         res = Result(t=run.t, entries=preds, members=run.members, eta=run.eta, batch_size=run.batch_size,
                      split={"estimate": E, "judge": J},
                      eta_lam_max=None if run.lam_max is None else run.eta * run.lam_max, suite=suite)  # fmt: skip
-        target = next((p for p in preds if p.label.startswith("W1")), preds[0])
-        with ctx.stage("langevin_crosscheck"):
-            res.langevin = langevin_crosscheck(target, int(acfg["langevin_paths"]), cfg["seed"], float(acfg["fp_dt"]) / 4)
+        target = preds[crosscheck_target(labels)]
+        if langevin is None:
+            with ctx.stage("langevin_crosscheck"):
+                langevin = langevin_crosscheck(target, int(acfg["langevin_paths"]), cfg["seed"], float(acfg["fp_dt"]) / 4)
+        res.langevin = langevin
         with ctx.stage("pair_2d"):
             if not acfg["pair"]:
                 res.pair_skipped = "no pair configured (analysis.pair = [])"

@@ -1,0 +1,92 @@
+"""Independent tasks on the local cores: a pool of worker processes for the experiments' per-entry work.
+
+Worker processes, not threads: most of a prediction's time is Python and numpy between small kernels, which
+holds the GIL. They start from a fork server (a fresh interpreter that has imported fpkit), never by forking
+this process: numba's OpenMP threading layer terminates a process that forks after a parallel kernel ran. Each
+worker runs numba's kernels on one thread, so that two workers fill two cores without oversubscription (every
+fpkit kernel gives the same result on any thread count). Send the workers small arguments (e.g.
+``fpkit.prediction.EntrySamples``, not a whole run): each one is pickled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+
+_PRELOAD = ["fpkit.prediction", "fpkit.sde"]
+
+
+def default_workers() -> int:
+    """Worker processes for independent tasks: ``FPKIT_WORKERS`` if set, else the cores this process may use."""
+    env = os.environ.get("FPKIT_WORKERS")
+    if env:
+        from .errors import ConfigError
+
+        try:
+            n = int(env)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise ConfigError(f"FPKIT_WORKERS must be a positive integer, got {env!r}")
+        return n
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _init_worker() -> None:
+    import numba
+
+    numba.set_num_threads(1)
+
+
+USAGE = {"cpu_s": 0.0, "peak_rss_MB": 0.0}
+"""CPU seconds (user + system) of every worker of the pools that have finished, and the largest peak resident
+set size of any one of them: the workers are the fork server's children, so neither this process's CPU time
+nor RUSAGE_CHILDREN sees them (scripts/bench_reproduce.py adds these)."""
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a live process from /proc (OSError where there is none)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def fork_server_cpu() -> float:
+    """CPU seconds so far of this process's fork server (importing fpkit for the workers); 0 without one."""
+    from multiprocessing import forkserver
+
+    pid = getattr(forkserver._forkserver, "_forkserver_pid", None)
+    try:
+        return _cpu_seconds(pid) if pid else 0.0
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def _record_usage(pids) -> None:
+    for pid in pids:
+        try:
+            USAGE["cpu_s"] += _cpu_seconds(pid)
+            with open(f"/proc/{pid}/status") as f:
+                hwm = next((ln for ln in f if ln.startswith("VmHWM:")), None)
+            if hwm is not None:
+                USAGE["peak_rss_MB"] = max(USAGE["peak_rss_MB"], int(hwm.split()[1]) / 1024)
+        except (OSError, ValueError, IndexError):  # no /proc (not Linux), or the worker is gone
+            pass
+
+
+@contextlib.contextmanager
+def worker_pool(workers: int):
+    """A ``concurrent.futures`` executor of ``workers`` processes started from a fork server (module docstring);
+    shut down (waiting for running tasks) on exit, after adding the workers' usage to ``USAGE``."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(_PRELOAD)
+    pool = ProcessPoolExecutor(max_workers=int(workers), mp_context=ctx, initializer=_init_worker)
+    try:
+        yield pool
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    _record_usage(list(getattr(pool, "_processes", None) or {}))  # the executor's pid -> process map
+    pool.shutdown(wait=True)
