@@ -286,6 +286,20 @@ def test_file_roundtrip_and_from_arrays(tmp_path):
         EnsembleRun.from_arrays(t=t, weights=w, eta=0.1, grad={"W2": w["W1"]})
 
 
+def test_memory_run_stopped_early_is_the_file_runs_first_snapshots(tmp_path):
+    """In memory, snapshots are written straight into preallocated arrays: stopping after 3 of 8 leaves the
+    first 3, contiguous and equal to the crash-safe file writer's (an independent path)."""
+    kw = {"members": 7, "steps": 40, "snapshots": 8, "bias": True}
+    full = small(**kw).train(tmp_path / "full.h5")
+    mem = small(**kw).train(stop_after=3)
+    assert len(mem.t) == 3 and np.array_equal(mem.step, full.step[:3])
+    for fld in ("weights", "grad", "grad_var", "hess_grad"):
+        for name in full.names:
+            a = getattr(mem, fld)[name]
+            assert a.flags.c_contiguous and np.array_equal(a, getattr(full, fld)[name][:3]), (fld, name)
+    assert np.array_equal(mem.loss, full.loss[:3]) and np.array_equal(mem.lam_max, full.lam_max[:3])
+
+
 def _same(a: EnsembleRun, b: EnsembleRun):
     assert np.array_equal(a.step, b.step)
     for fld in ("weights", "grad", "grad_var", "hess_grad"):

@@ -31,23 +31,36 @@ FIELDS = ("weights", "grad", "grad_var", "hess_grad")
 
 # ---------------------------------------------------------------------------------------------- storage
 class _MemoryStore:
+    """A run kept in memory: every snapshot's fields (P, M) go straight into preallocated per-parameter arrays
+    (n_snap, M, *shape), the run's final layout. (Keeping per-snapshot copies and stacking and splitting them
+    at the end held each field two to three times: the peak memory of the flagship run.)"""
+
     def __init__(self, ens: Ensemble, sched):
         self.ens, self.sched = ens, sched
-        self.snaps: list = []
+        self.snaps: list = []  # per snapshot: the small entries (loss, lam_max, alive)
+        self.fields: dict = {}  # field -> name -> (len(sched), M, *shape)
 
     def put(self, j, state, snap, alive=None):
-        self.snaps.append({k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in snap.items()})
+        arch, i = self.ens.arch, len(self.snaps)
+        for f in FIELDS:
+            if f not in snap:
+                continue
+            v = snap[f]  # (P, M)
+            if f not in self.fields:
+                self.fields[f] = {name: np.empty((len(self.sched), v.shape[1]) + shape, dtype=v.dtype)
+                                  for name, shape in zip(arch.names, arch.shapes)}  # fmt: skip
+            for name, part in arch.views(v.T).items():
+                self.fields[f][name][i] = part
+        self.snaps.append({k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in snap.items()
+                           if k not in FIELDS})  # fmt: skip
         if alive is not None:
             self.snaps[-1]["alive"] = np.array(alive, dtype=bool)
 
     def run(self) -> EnsembleRun:
-        ens, arch = self.ens, self.ens.arch
+        ens = self.ens
         n = len(self.snaps)
-        fields = {}
-        for f in FIELDS:
-            if f in self.snaps[0]:
-                flat = np.stack([s[f].T for s in self.snaps])  # (n, M, P)
-                fields[f] = arch.split(flat)
+        # the snapshots taken (fewer than scheduled after stop_after): a leading slice, still contiguous
+        fields = {f: {name: a[:n] for name, a in d.items()} for f, d in self.fields.items()}
         stats = "loss" in self.snaps[0]
         alive = (np.stack([s.get("alive", np.ones(ens.config["train"]["members"], bool)) for s in self.snaps])
                  if any("alive" in s for s in self.snaps) else None)  # fmt: skip

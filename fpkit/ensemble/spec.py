@@ -264,13 +264,17 @@ class _Arch:
             if self.b_off[ell] >= 0:
                 self.lr_rows[self.b_off[ell] : self.b_off[ell] + int(sizes[ell + 1])] = rate[ell]
 
-    def split(self, flat: np.ndarray) -> dict:
-        """(..., P) -> {name: (..., *shape)} (copies)."""
+    def views(self, flat: np.ndarray) -> dict:
+        """(..., P) -> {name: (..., *shape)} (views where numpy can reshape without copying)."""
         out = {}
         for name, shape, off in zip(self.names, self.shapes, self.offsets):
             size = int(np.prod(shape))
-            out[name] = flat[..., off : off + size].reshape(flat.shape[:-1] + shape).copy()
+            out[name] = flat[..., off : off + size].reshape(flat.shape[:-1] + shape)
         return out
+
+    def split(self, flat: np.ndarray) -> dict:
+        """(..., P) -> {name: (..., *shape)} (copies)."""
+        return {name: v.copy() for name, v in self.views(flat).items()}
 
 
 # ------------------------------------------------------------------------------------------- validation
