@@ -99,3 +99,47 @@ def test_statistics_kernels_stay_on_the_modules_device():
         for k, t in d.items():
             assert t.device == meta and t.shape[0] == KW["members"], k
     assert val.shape == (KW["members"], 4)
+
+
+def test_member_initialisation_leaves_the_callers_generators_alone(monkeypatch):
+    """Members are seeded on torch's CPU generator only: torch.manual_seed would also have reseeded the
+    caller's CUDA generators (fork_rng(devices=[]) does not restore them)."""
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    calls = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: calls.append(seed))
+    monkeypatch.setattr(torch.cuda, "manual_seed", lambda seed: calls.append(seed))
+    ens = ft.TorchEnsemble(net, mse, X, **KW)
+    assert calls == [] and torch.equal(torch.get_rng_state(), before)
+    # member m is what net() gives under the CPU generator seeded by member_seed(seed, m)
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(ft.member_seed(KW["seed"], 5))
+        ref = net().double()
+    assert torch.equal(ens._init_params["0.weight"][5], ref[0].weight)
+
+
+class Projected(torch.nn.Module):
+    """A module with a floating buffer used as a matrix."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(5, 3)
+        self.register_buffer("proj", torch.linspace(-1.0, 1.0, 15).reshape(3, 5))
+
+    def forward(self, x):
+        return torch.tanh(self.lin(x)) @ self.proj
+
+
+def test_recorder_converts_floating_buffers_with_the_parameters():
+    """float32 models recorded in float64: the buffer follows the parameters (it was left float32, and the
+    matmul refused the mixed dtypes); the statistics equal those of the same models converted beforehand."""
+    torch.manual_seed(0)
+    models = [Projected().float() for _ in range(4)]
+    rec32 = ft.Recorder(mse, X, lr=0.05, batch_size=4, lanczos_steps=3)
+    rec32.snapshot(0, models)
+    rec64 = ft.Recorder(mse, X, lr=0.05, batch_size=4, lanczos_steps=3)
+    rec64.snapshot(0, [m.double() for m in models])
+    a, b = rec32.run(), rec64.run()
+    for field in ("grad", "grad_var", "hess_grad"):
+        for name in getattr(b, field):
+            assert np.array_equal(getattr(a, field)[name], getattr(b, field)[name]), (field, name)

@@ -73,8 +73,9 @@ class TorchEnsemble:
     Parameters
     ----------
     model : callable or torch.nn.Module
-        ``model()`` returning a fresh module (called once per member m under ``torch.manual_seed(
-        member_seed(seed, m))``: member m's initialisation depends only on seed and m), or a module: every
+        ``model()`` returning a fresh module (called once per member m with torch's CPU generator seeded by
+        ``member_seed(seed, m)``: member m's initialisation depends only on seed and m; the caller's CPU and
+        CUDA generators are left as they were), or a module: every
         member is a copy whose submodules' ``reset_parameters()`` run under that seed (parameters no
         submodule resets keep the module's values). Modules must not couple samples of a batch (no
         BatchNorm in training mode) nor draw random numbers (no dropout).
@@ -167,7 +168,9 @@ class TorchEnsemble:
         mods = []
         for m in range(M):
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(member_seed(self.seed, m))
+                # the CPU generator only: torch.manual_seed would also reseed (and fork_rng(devices=[]) not
+                # restore) the caller's CUDA generators; modules are made on the CPU and then moved
+                torch.default_generator.manual_seed(member_seed(self.seed, m))
                 if isinstance(model, torch.nn.Module):
                     mod = copy.deepcopy(model)
                     for sub in mod.modules():
@@ -313,6 +316,7 @@ class TorchEnsemble:
             noise = np.zeros((K, Pn, M))
             draw_plan(state["rng"], state["perm"], n, B, code, int(state["step"]), idx, noise)
             idx_t = torch.from_numpy(idx).to(self.device)
+            noise_t = torch.as_tensor(noise, dtype=self.dtype, device=self.device) if Pn else None  # one copy
             for s in range(K):
                 for inner in range(ell):
                     if full:
@@ -341,7 +345,7 @@ class TorchEnsemble:
                             else:
                                 p.sub_(eta * (g[k] + wd * p))
                 if Pn:
-                    xi = self._to_torch(noise[s])
+                    xi = self.layout.unflatten(noise_t[s].T)
                     with torch.no_grad():
                         for k, p in params.items():
                             p.add_(sg * xi[k])

@@ -105,7 +105,10 @@ class Recorder:
         with torch.no_grad():
             params, buffers = stack_module_state(models)
         params = {k: v.detach().to(device=self.device, dtype=self.dtype).clone() for k, v in params.items()}
-        buffers = {k: v.detach().to(device=self.device) for k, v in buffers.items()}
+        # floating buffers take the statistics' dtype with the parameters (a float32 model's buffer would
+        # otherwise meet float64 parameters: a dtype error in a matmul); integer buffers keep theirs
+        buffers = {k: v.detach().to(self.device, self.dtype if v.is_floating_point() else v.dtype)
+                   for k, v in buffers.items()}  # fmt: skip
         if self.fn is None:
             self.base = copy.deepcopy(models[0]).to(device=self.device, dtype=self.dtype)
             self.layout = _Layout.of(params)
