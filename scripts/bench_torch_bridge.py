@@ -3,23 +3,32 @@
 The same ensemble is trained, side by side in one process, by
 
 * "numba":  ``fpkit.Ensemble.advance`` (lane kernels, members in the innermost axis),
-* "bridge": ``fpkit.torch.TorchEnsemble.advance`` (torch.func vmap over members, one thread),
-* "loop":   a Python loop over members, each an ``nn.Module`` with its own ``torch.optim.SGD`` (one thread;
-  timed on ``--loop-members`` members, its cost is per member),
+* "bridge": ``fpkit.torch.TorchEnsemble.advance`` (torch.func vmap over members, the gradient replayed as a
+  captured graph; one thread),
+* "bridge_eager": the same with ``capture=False`` (every op through functorch's vmap/grad dispatch),
+* "loop":   a Python loop over members, each an ``nn.Module`` with its own ``torch.optim.SGD`` and the usual
+  ``zero_grad(); loss.backward(); step()`` (one thread; timed on ``--loop-members`` members, its cost is per
+  member),
+* "loop_lean": the leanest loop we could write: ``torch.autograd.grad`` and one multi-tensor update per member
+  (no optimiser object, no .grad bookkeeping),
 
 for the default autoencoder (tanh 8 → 3 → 3 → 8, M = 1024, n = 512 Gaussian samples, B = 8 iid, plain SGD,
 float64) and a digits-sized one (64 → 32 → 8 → 32 → 64, M = 256, Gaussian stand-in data of that size).
 Snapshot statistics are not timed (training steps only). One JSON line per case: member-steps per second,
-wall clock (median of ``--repeats``) and per CPU-second of the process (the machine is shared); then one line
-per model with the ratios bridge/loop and numba/bridge (wall and CPU).
+wall clock (median of ``--repeats``) and per CPU-second of the process (the machine is shared); the bridge's
+line also gives its first step's CPU seconds (capturing the graph); then one line per model with the ratios
+bridge/loop, bridge/loop_lean, bridge/bridge_eager and numba/bridge (wall and CPU).
 
 Then the crossover: numba and the bridge on the autoencoder 64 → w → 8 → w → 64 at M = 256 for hidden widths
 w in ``--widths``; the width where the bridge overtakes numba is interpolated log-log between the two widths
 whose numba/bridge ratio brackets 1 (one JSON line per width, then one ``crossover`` line).
 
-Torch runs one intra-op thread in every case, set before each (a parallel numba kernel in the OpenMP layer
-shares libgomp with torch and leaves torch's thread count at numba's: the bridge and the loop would otherwise
-run 2-threaded after the numba case).
+Torch runs one intra-op thread in every case, set before each and reported after it (``torch_threads``;
+numba's OpenMP layer no longer overwrites it: ``fpkit.solvers._numba``, tests/test_torch_threads.py).
+
+``--compile`` adds, for the digits model, ``torch.compile`` (inductor, CPU) of the same vmapped gradient: its
+compile seconds (wall; inductor compiles C++ in worker processes whose CPU time this process does not see) and
+CPU ms per call beside the captured graph and the eager transform (slow: up to a minute on a cold cache).
 
 Run: ``python scripts/bench_torch_bridge.py`` (needs ``pip install -e ".[torch]"``); ``--smoke`` runs tiny
 sizes in seconds; without torch it says so and exits 0.
@@ -73,6 +82,7 @@ def main(argv=None) -> int:
     ap.add_argument("--sweep-steps", type=int, default=60)
     ap.add_argument("--models", default=",".join(MODELS), help="which of the models to time (comma-separated)")
     ap.add_argument("--no-sweep", action="store_true", help="skip the crossover sweep")
+    ap.add_argument("--compile", action="store_true", help="also time torch.compile of the digits gradient")
     args = ap.parse_args(argv)
     try:
         import torch
@@ -98,10 +108,14 @@ def main(argv=None) -> int:
         st = ens.initial_state()
         te = ft.TorchEnsemble(lambda: module(torch, sizes), half_sq, x, **train)
         st_t = te.initial_state()
+        te_eager = ft.TorchEnsemble(lambda: module(torch, sizes), half_sq, x, capture=False, **train)
+        st_e = te_eager.initial_state()
+        X = torch.tensor(x)
+        idx = torch.from_numpy(ft.minibatch_indices(n, 8, loop_m, steps, seed=1))
         nets = [module(torch, sizes) for _ in range(loop_m)]
         opts = [torch.optim.SGD(net.parameters(), lr=0.02) for net in nets]
-        X = torch.tensor(x)
-        idx = ft.minibatch_indices(n, 8, loop_m, steps, seed=1)
+        lean = [module(torch, sizes) for _ in range(loop_m)]
+        lean_params = [list(net.parameters()) for net in lean]
 
         def loop():
             for s in range(steps):
@@ -111,25 +125,68 @@ def main(argv=None) -> int:
                     half_sq(net(xb), xb).backward()
                     opt.step()
 
+        def loop_lean():
+            for s in range(steps):
+                for m, (net, ps) in enumerate(zip(lean, lean_params)):
+                    xb = X[idx[s, m]]
+                    gs = torch.autograd.grad(half_sq(net(xb), xb), ps)
+                    with torch.no_grad():
+                        torch._foreach_add_(ps, torch._foreach_mul(gs, -0.02))
+
+        torch.set_num_threads(1)
+        c0 = time.process_time()
+        te.advance(st_t, 1)  # captures the graph
+        first_cpu = time.process_time() - c0
         rates, cpu_rates = {}, {}
         for case, fn, members in (("numba", lambda: ens.advance(st, steps), M),
                                   ("bridge", lambda: te.advance(st_t, steps), M),
-                                  ("loop", loop, loop_m)):  # fmt: skip
+                                  ("bridge_eager", lambda: te_eager.advance(st_e, steps), M),
+                                  ("loop", loop, loop_m), ("loop_lean", loop_lean, loop_m)):  # fmt: skip
             torch.set_num_threads(1)
             wall, cpu = timed(fn, repeats)
             rates[case], cpu_rates[case] = members * steps / wall, members * steps / cpu
+            extra = {"first_step_cpu_s": round(first_cpu, 3)} if case == "bridge" else {}
             print(json.dumps({"model": name, "case": case, "members": members, "steps": steps,
                               "member_steps_per_s": round(rates[case], 1),
                               "member_steps_per_cpu_s": round(cpu_rates[case], 1),
-                              "torch_threads": torch.get_num_threads(), "smoke": args.smoke}), flush=True)  # fmt: skip
-        print(json.dumps({"model": name, "bridge_over_loop": round(rates["bridge"] / rates["loop"], 2),
-                          "bridge_over_loop_cpu": round(cpu_rates["bridge"] / cpu_rates["loop"], 2),
-                          "numba_over_bridge": round(rates["numba"] / rates["bridge"], 2),
-                          "numba_over_bridge_cpu": round(cpu_rates["numba"] / cpu_rates["bridge"], 2),
-                          "smoke": args.smoke}), flush=True)  # fmt: skip
+                              "torch_threads": torch.get_num_threads(), **extra, "smoke": args.smoke}),
+                  flush=True)  # fmt: skip
+
+        def ratio(a, b):
+            return {f"{a}_over_{b}": round(rates[a] / rates[b], 2),
+                    f"{a}_over_{b}_cpu": round(cpu_rates[a] / cpu_rates[b], 2)}  # fmt: skip
+
+        print(json.dumps({"model": name, **ratio("bridge", "loop"), **ratio("bridge", "loop_lean"),
+                          **ratio("bridge", "bridge_eager"), **ratio("numba", "bridge"), "smoke": args.smoke}),
+              flush=True)  # fmt: skip
+        if args.compile and name.startswith("digits"):
+            compiled(torch, te, st_t, idx, X, repeats, args.smoke)
     if not args.no_sweep:
         crossover(torch, ft, Ensemble, arrays, args)
     return 0
+
+
+def compiled(torch, te, st_t, idx, X, repeats, smoke) -> None:
+    """CPU ms per call of the bridge's vmapped gradient: eager transform, captured graph, torch.compile (and
+    its compile seconds, the first call), on one minibatch of the digits model; the three must agree."""
+    params = te._to_torch(st_t["theta"])
+    M = params[te.layout.names[0]].shape[0]
+    ix = torch.from_numpy(np.random.default_rng(2).integers(0, X.shape[0], size=(M, 8)))
+    xb = te.fn.X[ix]
+    args = (params, te.fn.buffers, xb, xb)
+    cap = te.fn._batch_grad
+    fns = {"eager": cap.fn, "captured": cap}
+    t0, c0 = time.perf_counter(), time.process_time()
+    fns["compiled"] = torch.compile(cap.fn)
+    ref = cap.fn(*args)
+    out = fns["compiled"](*args)
+    compile_wall, compile_cpu = time.perf_counter() - t0, time.process_time() - c0
+    agree = max(float((out[k] - ref[k]).abs().max() / ref[k].abs().max()) for k in ref)
+    ms = {k: round(1e3 * timed(lambda f=f: f(*args), max(repeats, 5))[1], 3) for k, f in fns.items()}
+    print(json.dumps({"compile": "torch.compile (inductor, CPU) of the vmapped gradient, digits model",
+                      "compile_s_wall": round(compile_wall, 1), "compile_s_cpu": round(compile_cpu, 1),
+                      "cpu_ms_per_call": ms, "compiled_vs_eager_max_rel_diff": agree, "smoke": smoke}),
+          flush=True)  # fmt: skip
 
 
 def crossover(torch, ft, Ensemble, arrays, args) -> None:
