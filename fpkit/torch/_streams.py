@@ -20,9 +20,9 @@ _draw_indices = _ae._draw_indices
 _normal_pair = _ae._normal_pair
 
 
-# Serial on purpose: the work is small (B indices per member and step), and a parallel numba kernel in the
-# OpenMP layer shares libgomp with torch and leaves torch's intra-op thread count at numba's (torch ops then
-# ran 2-threaded after the first call, 10x slower on a loaded 2-core machine).
+# Serial on purpose: the work is small (B indices per member and step). (Being the bridge's first parallel
+# kernel, it also used to start numba's OpenMP layer, which overwrote torch's intra-op thread count; the
+# layer's start now restores it: fpkit.solvers._numba.)
 @kernel
 def draw_plan(rng, perm, n, B, sampling, step0, idx, noise):
     """Fill ``idx`` (K, nb, B, M) and ``noise`` (K, Pn, M) for K steps from step ``step0``, in place.
