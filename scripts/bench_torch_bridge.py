@@ -6,6 +6,7 @@ The same ensemble is trained, side by side in one process, by
 * "bridge": ``fpkit.torch.TorchEnsemble.advance`` (torch.func vmap over members, the gradient replayed as a
   captured graph; one thread),
 * "bridge_eager": the same with ``capture=False`` (every op through functorch's vmap/grad dispatch),
+* "bridge_compiled" (``--compile``, digits model only): the same with ``compile=True`` (torch.compile),
 * "loop":   a Python loop over members, each an ``nn.Module`` with its own ``torch.optim.SGD`` and the usual
   ``zero_grad(); loss.backward(); step()`` (one thread; timed on ``--loop-members`` members, its cost is per
   member),
@@ -133,19 +134,27 @@ def main(argv=None) -> int:
                     with torch.no_grad():
                         torch._foreach_add_(ps, torch._foreach_mul(gs, -0.02))
 
+        cases = [("numba", lambda: ens.advance(st, steps), M), ("bridge", lambda: te.advance(st_t, steps), M),
+                 ("bridge_eager", lambda: te_eager.advance(st_e, steps), M),
+                 ("loop", loop, loop_m), ("loop_lean", loop_lean, loop_m)]  # fmt: skip
         torch.set_num_threads(1)
+        first = {}  # the first step: the graph's capture (bridge), the compile (bridge_compiled)
         c0 = time.process_time()
-        te.advance(st_t, 1)  # captures the graph
-        first_cpu = time.process_time() - c0
+        te.advance(st_t, 1)
+        first["bridge"] = {"first_step_cpu_s": round(time.process_time() - c0, 3)}
+        if args.compile and name.startswith("digits"):
+            te_c = ft.TorchEnsemble(lambda: module(torch, sizes), half_sq, x, compile=True, **train)
+            st_c = te_c.initial_state()
+            t0 = time.perf_counter()
+            te_c.advance(st_c, 1)
+            first["bridge_compiled"] = {"first_step_wall_s": round(time.perf_counter() - t0, 1)}
+            cases.insert(3, ("bridge_compiled", lambda: te_c.advance(st_c, steps), M))
         rates, cpu_rates = {}, {}
-        for case, fn, members in (("numba", lambda: ens.advance(st, steps), M),
-                                  ("bridge", lambda: te.advance(st_t, steps), M),
-                                  ("bridge_eager", lambda: te_eager.advance(st_e, steps), M),
-                                  ("loop", loop, loop_m), ("loop_lean", loop_lean, loop_m)):  # fmt: skip
+        for case, fn, members in cases:
             torch.set_num_threads(1)
             wall, cpu = timed(fn, repeats)
             rates[case], cpu_rates[case] = members * steps / wall, members * steps / cpu
-            extra = {"first_step_cpu_s": round(first_cpu, 3)} if case == "bridge" else {}
+            extra = first.get(case, {})
             print(json.dumps({"model": name, "case": case, "members": members, "steps": steps,
                               "member_steps_per_s": round(rates[case], 1),
                               "member_steps_per_cpu_s": round(cpu_rates[case], 1),
@@ -156,9 +165,10 @@ def main(argv=None) -> int:
             return {f"{a}_over_{b}": round(rates[a] / rates[b], 2),
                     f"{a}_over_{b}_cpu": round(cpu_rates[a] / cpu_rates[b], 2)}  # fmt: skip
 
+        comp = ratio("bridge_compiled", "loop") if "bridge_compiled" in rates else {}
         print(json.dumps({"model": name, **ratio("bridge", "loop"), **ratio("bridge", "loop_lean"),
-                          **ratio("bridge", "bridge_eager"), **ratio("numba", "bridge"), "smoke": args.smoke}),
-              flush=True)  # fmt: skip
+                          **ratio("bridge", "bridge_eager"), **ratio("numba", "bridge"), **comp,
+                          "smoke": args.smoke}), flush=True)  # fmt: skip
         if args.compile and name.startswith("digits"):
             compiled(torch, te, st_t, idx, X, repeats, args.smoke)
     if not args.no_sweep:
