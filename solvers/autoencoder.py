@@ -976,18 +976,34 @@ def _gen_source(sizes, w_off, b_off, act, sq=False) -> str:
 
 
 
+# Register blocking of the generated group kernels. Each lane loop below works on a tile of at most _TILE
+# accumulators (one zmm register per accumulator and lane of 8 members) and walks the reduction index outside
+# the tile, loading each weight and activation once per tile into a local that the tile's statements share.
+# Written statement by statement, LLVM kept ~2 loads per multiply-add (weights and activations as memory
+# operands, reloaded per output unit and sample), which bound the loops on the load ports. The terms of each
+# sum are still taken in the one-sample kernels' order (a = t0; a = a + t1; ...), so the results are the same
+# bit for bit.
+_TILE = 16
+
+
+def _tiles(n, per):
+    """Split range(n) into consecutive tiles of ``per`` indices (the last may be shorter)."""
+    return [list(range(a, min(n, a + per))) for a in range(0, n, per)]
+
+
 def _gen_group_source(sizes, w_off, b_off, act, S=GROUP) -> str:
     """``_forward_s``, ``_backward_s`` and ``_backward_sq_s`` for one architecture and groups of S samples.
 
-    The expressions are ``_gen_source``'s with the samples of a group side by side: forward statements of
-    the S samples interleave (independent chains), and each gradient entry takes the group's terms in sample
-    order in one statement, g + v_0 + v_1 + ... (left to right, as S separate ``+=``): bit-identical sums.
-    Flat compile-time indexing as in ``_gen_source``: hs (S, n_layers + 1, max width, LANES), ts/ds/es
-    (S, max width, LANES).
+    The expressions are ``_gen_source``'s with the samples of a group side by side, register-blocked (see
+    ``_TILE``): each gradient entry takes the group's terms in sample order in one statement,
+    g + v_0 + v_1 + ... (left to right, as S separate ``+=``), each forward and back-propagated sum its terms
+    in unit order: bit-identical sums. Flat compile-time indexing as in ``_gen_source``:
+    hs (S, n_layers + 1, max width, LANES), ts/ds/es (S, max width, LANES).
     """
     L = len(sizes) - 1
     W = LANES
     mw = int(max(sizes))
+    per = max(1, _TILE // S)
 
     def H(s, q, j):
         return f"hf[{((s * (L + 1) + q) * mw + j) * W} + l]"
@@ -998,21 +1014,31 @@ def _gen_group_source(sizes, w_off, b_off, act, S=GROUP) -> str:
     def T(p):
         return f"tf[{p * W} + l]"
 
+    def refs(*counts):  # loop-vectoriser dependence budget (see _GEN_MAX_REFS) of one tile
+        return sum(counts) + 8
+
     out = ["@kernel", "def _forward_s(th, nl, sizes, w_off, b_off, act, hs):",
            "    tf = th.reshape(th.size)", "    hf = hs.reshape(hs.size)"]  # fmt: skip
     for ell in range(L):
         nin, nout, wo, bo = int(sizes[ell]), int(sizes[ell + 1]), int(w_off[ell]), int(b_off[ell])
         stmts = []
-        for j in range(nout):
-            for s in range(S):
-                terms = [T(bo + j)] if bo >= 0 else []
-                terms += [f"{T(wo + j * nin + i)} * {H(s, ell, i)}" for i in range(nin)]
-                expr = " + ".join(terms)
-                if ell < L - 1 and act == ACT_TANH:
-                    expr = f"vtanh({expr})"
-                elif ell < L - 1 and act == ACT_RELU:
-                    expr = f"max({expr}, 0.0)"
-                stmts.append((f"{H(s, ell + 1, j)} = {expr}", nin + 8))
+        for js in _tiles(nout, per):
+            st = [f"a{j}_{s} = {T(bo + j)}" for j in js for s in range(S)] if bo >= 0 else []
+            for i in range(nin):
+                st += [f"x{s} = {H(s, ell, i)}" for s in range(S)]
+                for j in js:
+                    st.append(f"w = {T(wo + j * nin + i)}")
+                    st += [f"a{j}_{s} = w * x{s}" if (i == 0 and bo < 0) else f"a{j}_{s} = a{j}_{s} + w * x{s}"
+                           for s in range(S)]  # fmt: skip
+            for j in js:
+                for s in range(S):
+                    e = f"a{j}_{s}"
+                    if ell < L - 1 and act == ACT_TANH:
+                        e = f"vtanh({e})"
+                    elif ell < L - 1 and act == ACT_RELU:
+                        e = f"max({e}, 0.0)"
+                    st.append(f"{H(s, ell + 1, j)} = {e}")
+            stmts.append(("; ".join(st), refs(S * nin, S * len(js))))
         out += _lane_loops(stmts)
     for sq in (False, True):
         if sq:
@@ -1029,37 +1055,47 @@ def _gen_group_source(sizes, w_off, b_off, act, S=GROUP) -> str:
         for ell in range(L - 1, -1, -1):
             nin, nout, wo, bo = int(sizes[ell]), int(sizes[ell + 1]), int(w_off[ell]), int(b_off[ell])
             stmts = []
-            for j in range(nout):
+            for js in _tiles(nout, per):  # gradient entries of the tile's output units, all inputs
+                st = [f"e{j}_{s} = {U(cur, s, j)}" for j in js for s in range(S)]
                 for i in range(nin):
-                    p = (wo + j * nin + i) * W
-                    if sq:
-                        vs = [f"v{p}_{s}" for s in range(S)]
-                        upd = "; ".join(f"{vs[s]} = {U(cur, s, j)} * {H(s, ell, i)}" for s in range(S))
-                        upd += f"; gf[{p} + l] = gf[{p} + l] + " + " + ".join(vs)
-                        upd += f"; qf[{p} + l] = qf[{p} + l] + " + " + ".join(f"{v} * {v}" for v in vs)
-                        stmts.append((upd, 28))
-                    else:
-                        terms = " + ".join(f"{U(cur, s, j)} * {H(s, ell, i)}" for s in range(S))
-                        stmts.append((f"gf[{p} + l] = gf[{p} + l] + {terms}", 14))
+                    st += [f"x{s} = {H(s, ell, i)}" for s in range(S)]
+                    for j in js:
+                        p = (wo + j * nin + i) * W
+                        if sq:
+                            st += [f"v{s} = e{j}_{s} * x{s}" for s in range(S)]
+                            st.append(f"gf[{p} + l] = gf[{p} + l] + " + " + ".join(f"v{s}" for s in range(S)))
+                            st.append(f"qf[{p} + l] = qf[{p} + l] + " + " + ".join(f"v{s} * v{s}" for s in range(S)))
+                        else:
+                            terms = " + ".join(f"e{j}_{s} * x{s}" for s in range(S))
+                            st.append(f"gf[{p} + l] = gf[{p} + l] + {terms}")
                 if bo >= 0:
-                    p = (bo + j) * W
-                    ds_ = [U(cur, s, j) for s in range(S)]
-                    upd = f"gf[{p} + l] = gf[{p} + l] + " + " + ".join(ds_)
-                    if sq:
-                        upd += f"; qf[{p} + l] = qf[{p} + l] + " + " + ".join(f"{v} * {v}" for v in ds_)
-                    stmts.append((upd, 28 if sq else 14))
+                    for j in js:
+                        p = (bo + j) * W
+                        st.append(f"gf[{p} + l] = gf[{p} + l] + " + " + ".join(f"e{j}_{s}" for s in range(S)))
+                        if sq:
+                            st.append(f"qf[{p} + l] = qf[{p} + l] + "
+                                      + " + ".join(f"e{j}_{s} * e{j}_{s}" for s in range(S)))  # fmt: skip
+                stmts.append(("; ".join(st), refs(S * len(js), S * nin, (2 + 2 * sq) * nin * len(js))))
             out += _lane_loops(stmts)
-            if ell > 0:
+            if ell > 0:  # back-propagate: nxt[s, i] = (sum_j W[j, i] cur[s, j]) * act'
                 stmts = []
-                for i in range(nin):
-                    for s in range(S):
-                        e = " + ".join(f"{T(wo + j * nin + i)} * {U(cur, s, j)}" for j in range(nout))
-                        hi = H(s, ell, i)
-                        if act == ACT_TANH:
-                            e = f"({e}) * (1.0 - {hi} * {hi})"
-                        elif act == ACT_RELU:
-                            e = f"({e}) if {hi} > 0.0 else 0.0"
-                        stmts.append((f"{U(nxt, s, i)} = {e}", 2 * nout + 2))
+                for is_ in _tiles(nin, per):
+                    st = []
+                    for j in range(nout):
+                        st += [f"e{s} = {U(cur, s, j)}" for s in range(S)]
+                        for i in is_:
+                            st.append(f"w = {T(wo + j * nin + i)}")
+                            st += [f"b{i}_{s} = w * e{s}" if j == 0 else f"b{i}_{s} = b{i}_{s} + w * e{s}"
+                                   for s in range(S)]  # fmt: skip
+                    for i in is_:
+                        for s in range(S):
+                            hi, e = H(s, ell, i), f"b{i}_{s}"
+                            if act == ACT_TANH:
+                                e = f"({e}) * (1.0 - {hi} * {hi})"
+                            elif act == ACT_RELU:
+                                e = f"({e}) if {hi} > 0.0 else 0.0"
+                            st.append(f"{U(nxt, s, i)} = {e}")
+                    stmts.append(("; ".join(st), refs(S * nout, 2 * S * len(is_))))
                 out += _lane_loops(stmts)
                 cur, nxt = nxt, cur
     return "\n".join(out) + "\n"
