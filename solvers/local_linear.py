@@ -44,13 +44,19 @@ def fit_points(x, Y, xe, h, want_se, beta0, beta1, se, neff):
         sk2 = 0.0
         t0 = np.zeros(K)
         t1 = np.zeros(K)
+        # the weights, kept for the standard-error pass (the exp is most of the cost); -1: beyond the cut
+        wts = np.empty(M) if want_se else np.empty(0)
         for i in range(M):
             d = x[i] - x0
             u = d * inv_h
             u2 = u * u
             if u2 > CUT2:
+                if want_se:
+                    wts[i] = -1.0
                 continue
             wgt = math.exp(-0.5 * u2)
+            if want_se:
+                wts[i] = wgt
             s0 += wgt
             s1 += wgt * d
             s2 += wgt * d * d
@@ -77,12 +83,10 @@ def fit_points(x, Y, xe, h, want_se, beta0, beta1, se, neff):
         if want_se:
             acc = np.zeros(K)
             for i in range(M):
-                d = x[i] - x0
-                u = d * inv_h
-                u2 = u * u
-                if u2 > CUT2:
+                wgt = wts[i]
+                if wgt < 0.0:
                     continue
-                wgt = math.exp(-0.5 * u2)
+                d = x[i] - x0
                 if degenerate:
                     li = wgt / s0
                 else:

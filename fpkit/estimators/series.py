@@ -36,6 +36,7 @@ import numpy as np
 
 from ..errors import ConfigError, check_choice, check_positive
 from ..grid import Grid
+from ..solvers.interp import interp_planned
 from .smoothing import MIN_EFF, LocalLinearFit, _fit_on_grid, bandwidth_rule, local_linear_2d, local_linear_fit
 
 D_FLOOR = 1e-3
@@ -451,7 +452,9 @@ class SnapshotInterpolator:
         self.components = values.shape[1] if values.ndim == grid.ndim + 2 else None
         self.__qualname__ = f"SnapshotInterpolator[{name}]"
         self._mesh = grid.meshgrid()
+        self._axes = grid.axes  # built by linspace at every access: once here
         self._last = None
+        self._plan = None  # (points, InterpPlan) for the last read-only points interpolated at
 
     def at_time(self, t: float) -> np.ndarray:
         """The arrays on the grid at time ``t`` (linear between snapshots, held outside)."""
@@ -495,12 +498,13 @@ class SnapshotInterpolator:
         return out
 
     def _interp(self, vals, coords):
-        axes = self.grid.axes
+        axes = self._axes
         if self.grid.ndim == 1:
             xs = axes[0]
+            interp = self._interp_plan(coords[0], xs)
             if self.components is None:
-                return np.interp(coords[0], xs, vals)
-            return np.stack([np.interp(coords[0], xs, vals[c]) for c in range(self.components)])
+                return interp(vals)
+            return np.stack([interp(vals[c]) for c in range(self.components)])
         from scipy.interpolate import RegularGridInterpolator
 
         shape = np.broadcast_shapes(*(c.shape for c in coords))
@@ -510,6 +514,44 @@ class SnapshotInterpolator:
         if self.components is None:
             return RegularGridInterpolator(axes, vals)(pts)
         return np.stack([RegularGridInterpolator(axes, vals[c])(pts) for c in range(self.components)])
+
+
+    def _interp_plan(self, x: np.ndarray, xs: np.ndarray):
+        """``np.interp(x, xs, ·)``; for the same read-only array ``x`` as at the last call (a FP solver's face
+        nodes, asked at every step) with the brackets found once (``InterpPlan``)."""
+        if x.flags.writeable:  # may change in place between calls: nothing to reuse
+            return lambda v: np.interp(x, xs, v)
+        if self._plan is None or self._plan[0] is not x:
+            self._plan = (x, InterpPlan(x, xs))
+        return self._plan[1]
+
+
+class InterpPlan:
+    """``np.interp(x, xs, v)`` for fixed finite points ``x`` and increasing nodes ``xs`` and any values ``v``,
+    bit for bit: the bracketing interval of every point is found once, and each call evaluates numpy's own
+    formula ``slope·(x − xs[j]) + v[j]`` with ``slope = (v[j+1] − v[j])/(xs[j+1] − xs[j])`` (points on a node
+    or beyond the ends take the node's value, as numpy does). Saves the binary searches, most of the cost
+    when the same points are interpolated at every time step."""
+
+    def __init__(self, x: np.ndarray, xs: np.ndarray):
+        x = np.asarray(x, dtype=float).ravel()
+        n = xs.size
+        self.shape = np.shape(x)
+        j = np.searchsorted(xs, x, side="right") - 1  # xs[j] <= x < xs[j + 1]
+        on_node = (j < 0) | (j >= n - 1) | (xs[np.clip(j, 0, n - 1)] == x)
+        self.node_pos = np.flatnonzero(on_node)
+        self.node = np.clip(j, 0, n - 1)[on_node]
+        self.pos = np.flatnonzero(~on_node)
+        self.j = j[~on_node]
+        self.offset = x[~on_node] - xs[self.j]
+        self.width = (xs[1:] - xs[:-1])[self.j]
+        self.size = x.size
+
+    def __call__(self, v: np.ndarray) -> np.ndarray:
+        out = np.empty(self.size)
+        interp_planned(np.ascontiguousarray(v, dtype=float), self.pos, self.j, self.offset, self.width,
+                       self.node_pos, self.node, out)  # fmt: skip
+        return out
 
 
 @dataclass
