@@ -12,6 +12,7 @@ from fpkit import distributed as dist
 from fpkit.experiments import load, resolve_config
 from fpkit.prediction import validity
 from fpkit.validation.experiments import validity_map as vm
+from fpkit.validation.experiments import validity_map_figures as figs
 
 needs_dask = pytest.mark.skipif(not dist.have_dask(), reason='needs Dask: pip install "fpkit[distributed]"')
 
@@ -129,3 +130,21 @@ def test_dask_same_as_serial(client):
     parallel = vm.run_cells_dask(client, copy.deepcopy(cfg), cells)
     assert [r["index"] for r in parallel] == [c["index"] for c in cells]
     assert json.dumps(_strip(parallel), sort_keys=True) == json.dumps(_strip(serial), sort_keys=True)
+
+
+def test_report_names_the_diagnostic_that_fired_with_its_value():
+    """The cells table's short reasons come from the real verdict texts: a drift-driven entry whose U reason
+    quotes a noise-level disagreement ("drifts differ … (noise, not bias)") is listed as U with its value, not
+    as a disagreement; η·λmax and a frozen fraction with theirs; an entry that holds adds nothing."""
+    ev = {"drift_disagreement": 0.7, "drift_disagreement_z": 1.0, "drift_uncertainty": 1.6, "drift_uncertainty_km": 0.3,
+          "diffusion_share": 0.2, "eta_lam_max": 1.2, "frozen_fraction": 0.3}  # fmt: skip
+    verdict, reasons = validity(ev, "mechanistic")
+    assert verdict == "doubtful" and any("drifts differ" in r for r in reasons)
+    fine = {"drift_disagreement": 0.1, "drift_uncertainty": 0.1, "diffusion_share": 0.2, "eta_lam_max": 0.1}
+    cell = {"index": 0, "data": "gaussian", "activation": "relu", "hidden": [2], "lr": 0.05, "batch_size": 8,
+            "status": "ok", "worst": 2.0, "worst_entry": "W1[0,0]", "verdict": verdict,
+            "reasons": [f"W1[0,0]: {r}" for r in reasons],
+            "entries": [{"label": "W1[0,0]", "reasons": reasons, "diagnostics": ev},
+                        {"label": "W2[0,0]", "reasons": validity(fine, "mechanistic")[1], "diagnostics": fine}]}  # fmt: skip
+    row = figs.cells_markdown([cell]).splitlines()[-1]
+    assert row.endswith("| W1[0,0]: U 1.60, frozen 30%, η·λmax 1.20 |"), row

@@ -64,6 +64,23 @@ def _num(x, fmt=".2f") -> str:
     return "–" if x is None or (isinstance(x, float) and not np.isfinite(x)) else format(x, fmt)
 
 
+_REASON_KEYS = (("over the lags between snapshots", "drift_uncertainty", "U {:.2f}"),  # first: its text may
+                ("drifts differ", "drift_disagreement", "drifts differ {:.0%}"),  # quote the disagreement
+                ("did not move at all", "frozen_fraction", "frozen {:.0%}"),
+                ("η·λmax", "eta_lam_max", "η·λmax {:.2f}"))  # fmt: skip
+"""(words of a ``fpkit.prediction.validity`` reason, the diagnostic it is about, its short form)."""
+
+
+def _short_reasons(entry: dict) -> list[str]:
+    """An entry's reasons as the diagnostic that fired and its value (e.g. "U 1.60"), in the reasons' order."""
+    out = []
+    for r in entry["reasons"]:
+        key = next((k for k in _REASON_KEYS if k[0] in r), None)
+        value = None if key is None else entry["diagnostics"].get(key[1])
+        out.append(r[:40] if value is None else key[2].format(value))
+    return out
+
+
 def cells_markdown(cells: list) -> str:
     rows = ["| # | data | act. | hidden | η | B | worst (entry) | verdict | η·λmax | drift disagr. | reasons (short) |",
             "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -74,7 +91,7 @@ def cells_markdown(cells: list) -> str:
             continue
         lam = max((e["diagnostics"]["eta_lam_max"] or 0.0 for e in c["entries"]), default=None)
         dis = [e["diagnostics"]["drift_disagreement"] for e in c["entries"] if e["diagnostics"]["drift_disagreement"] is not None]
-        short = "; ".join(r.split(":")[0] + ": " + r.split(":")[1].split("(")[0].strip()[:48] for r in c["reasons"])
+        short = "; ".join(f"{e['label']}: {', '.join(_short_reasons(e))}" for e in c["entries"] if e["reasons"])
         rows.append(f"| {c['index']} | {c['data']} | {c['activation']} | {c['hidden']} | {c['lr']:g} | "
                     f"{c['batch_size']} | {c['worst']:.2f} ({c['worst_entry']}) | {c['verdict']} | {_num(lam)} | "
                     f"{_num(max(dis) if dis else None)} | {short or '–'} |")  # fmt: skip
