@@ -15,3 +15,32 @@ def interp_planned(v, pos, j, offset, width, node_pos, node, out):
         out[pos[m]] = (v[j[m] + 1] - v0) / width[m] * offset[m] + v0
     for m in range(node_pos.shape[0]):
         out[node_pos[m]] = v[node[m]]
+
+
+@kernel
+def interp_even(x, xs, v, out):
+    """out = np.interp(x, xs, v) bit for bit, for evenly spaced nodes ``xs`` (a uniform grid's centres): each
+    point's bracket is guessed from the spacing and corrected to numpy's (xs[j] <= x < xs[j+1]), so no binary
+    search; then numpy's formula. NaN points give NaN, points beyond the ends the end values, as in numpy."""
+    n = xs.shape[0]
+    x0 = xs[0]
+    xn = xs[n - 1]
+    inv = (n - 1) / (xn - x0) if n > 1 else 0.0
+    for m in range(x.shape[0]):
+        xm = x[m]
+        if xm != xm:
+            out[m] = xm
+        elif xm <= x0:  # below the first node, or on it
+            out[m] = v[0]
+        elif xm >= xn:
+            out[m] = v[n - 1]
+        else:
+            j = min(max(int((xm - x0) * inv), 0), n - 2)
+            while xs[j] > xm:
+                j -= 1
+            while xs[j + 1] <= xm:
+                j += 1
+            if xs[j] == xm:
+                out[m] = v[j]
+            else:
+                out[m] = (v[j + 1] - v[j]) / (xs[j + 1] - xs[j]) * (xm - xs[j]) + v[j]

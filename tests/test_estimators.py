@@ -468,6 +468,14 @@ def test_interp_plan_is_np_interp_bit_for_bit():
     nodes.flags.writeable = False
     for s in (0.3, 1.1, 5.0):
         assert np.array_equal(f(nodes, s), np.interp(nodes, grid.x, f.at_time(s)))
+    # points that change at every call (a Langevin sampler's particles) on a uniform grid: brackets from the
+    # spacing (interp_even), also for points one ulp beside a node, on the end nodes, beyond them and NaN
+    xs = grid.x
+    near = xs[rng.integers(0, xs.size, 50)]
+    paths = np.concatenate([rng.uniform(-1.5, 2.5, 1000), near, np.nextafter(near, np.inf),
+                            np.nextafter(near, -np.inf), xs[[0, -1]], [np.nan]])  # fmt: skip
+    for s in (0.3, 1.1):
+        assert np.array_equal(f(paths, s), np.interp(paths, xs, f.at_time(s)), equal_nan=True)
 
 
 def test_series_feeds_2d_coefficients():

@@ -36,7 +36,7 @@ import numpy as np
 
 from ..errors import ConfigError, check_choice, check_positive
 from ..grid import Grid
-from ..solvers.interp import interp_planned
+from ..solvers.interp import interp_even, interp_planned
 from .smoothing import MIN_EFF, LocalLinearFit, _fit_on_grid, bandwidth_rule, local_linear_2d, local_linear_fit
 
 D_FLOOR = 1e-3
@@ -517,9 +517,18 @@ class SnapshotInterpolator:
 
 
     def _interp_plan(self, x: np.ndarray, xs: np.ndarray):
-        """``np.interp(x, xs, ·)``; for the same read-only array ``x`` as at the last call (a FP solver's face
-        nodes, asked at every step) with the brackets found once (``InterpPlan``)."""
+        """``np.interp(x, xs, ·)``, bit for bit: for the same read-only array ``x`` as at the last call (a FP
+        solver's face nodes, asked at every step) with the brackets found once (``InterpPlan``); on a uniform
+        grid with the brackets from the spacing (``interp_even``)."""
         if x.flags.writeable:  # may change in place between calls: nothing to reuse
+            if self.grid.kind == "uniform" and x.ndim == 1:  # e.g. a Langevin sampler's particles
+
+                def even(v):
+                    out = np.empty(x.size)
+                    interp_even(x, xs, np.ascontiguousarray(v, dtype=float), out)
+                    return out
+
+                return even
             return lambda v: np.interp(x, xs, v)
         if self._plan is None or self._plan[0] is not x:
             self._plan = (x, InterpPlan(x, xs))
