@@ -271,6 +271,46 @@ def test_svag_ensembles_without_statistics_train_the_same_weights():
         np.testing.assert_array_equal(runs[0].weights[name], runs[1].weights[name])
 
 
+def test_svag_alongside_trains_the_same_ensembles_on_a_thread_and_stops_with_the_body(monkeypatch):
+    """svag_alongside trains the SVAG ensembles on a thread while the body trains another ensemble (parallel
+    kernels launched from two threads at once): bit-identical to training them alone; a body that raises
+    stops the training at its next snapshot."""
+    import threading
+
+    import numba
+
+    cfg = resolved({**_tiny_dict(), "analysis": {**_tiny_dict()["analysis"], "svag": [2, 4], "svag_members": 40}})
+    alone = ex.svag_runs(cfg)
+    assert numba.threading_layer() in ("omp", "tbb")  # else svag_alongside trains in the caller's thread
+    seen, real = {}, ex.svag_runs
+
+    def spy(cfg, show_progress=None, stop=None):
+        seen["thread"] = threading.current_thread().name
+        if seen.get("wait"):  # the stop test: start only once the body has failed
+            stop.wait(60)
+        try:
+            return real(cfg, show_progress, stop)
+        except BaseException as exc:
+            seen["raised"] = type(exc)
+            raise
+
+    monkeypatch.setattr(ex, "svag_runs", spy)
+    with ex.svag_alongside(cfg) as svag:
+        ex.train_ensemble(cfg)  # the main thread's own kernels meanwhile
+        runs = svag()
+    assert seen["thread"].startswith("fpkit-svag")
+    assert [ell for ell, _ in runs] == [2, 4]
+    for (_, a), (_, b) in zip(alone, runs):
+        for name in a.weights:
+            np.testing.assert_array_equal(a.weights[name], b.weights[name])
+    seen.clear()
+    seen["wait"] = True
+    with pytest.raises(RuntimeError, match="body failed"):
+        with ex.svag_alongside(cfg):
+            raise RuntimeError("body failed")
+    assert seen["raised"] is KeyboardInterrupt
+
+
 def test_cli_reproduce_bad_config_is_one_line_error(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[analysis]\nbandwith = 3\n")
@@ -387,3 +427,25 @@ def test_fpkit_workers_must_be_a_positive_integer(monkeypatch):
         monkeypatch.setenv("FPKIT_WORKERS", bad)
         with pytest.raises(ConfigError, match="FPKIT_WORKERS"):
             default_workers()
+
+
+def test_pooled_predictions_from_a_script_without_a_main_guard(tmp_path):
+    """The worker processes do not re-run the caller's main script (multiprocessing's default for spawned and
+    fork-server workers): a script without ``if __name__ == "__main__"`` gets its predictions, once."""
+    script = tmp_path / "noguard.py"
+    script.write_text(
+        "import fpkit\n"
+        "from fpkit.validation.experiments import fp_histograms as ex\n"
+        "print('started', flush=True)\n"
+        "run = fpkit.Ensemble(d=8, k=3, activation='tanh', lr=0.02, batch_size=8, members=200, steps=100,\n"
+        "                     snapshots=5, seed=1).train(show_progress=False)\n"
+        "E, J = fpkit.prediction.split_members(run.members, 1, 'half')\n"
+        "acfg = dict(ex.FpHistograms.Config().model_dump()['analysis'], variants=['standard'], cells=40,\n"
+        "            max_cells=80, fp_dt=0.5, langevin_paths=200)\n"
+        "preds, lang = ex.predict_entries_pooled(run, ['W2[0,0]', 'W1[0,1]'], E, J, acfg, 1, workers=2)\n"
+        "print('labels', [p.label for p in preds], lang['label'])\n"
+    )
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.count("started") == 1
+    assert "labels ['W2[0,0]', 'W1[0,1]'] W1[0,1]" in out.stdout

@@ -20,6 +20,7 @@ Stages (``FpHistograms.run``):
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass, field
 from typing import Literal
@@ -186,9 +187,10 @@ class Result:
 
 # -------------------------------------------------------------------------------------------- stages
 def train_ensemble(cfg: dict, *, optimizer: str = "sgd", svag_l: int = 1, members: int | None = None,
-                   show_progress: bool | None = None, statistics: bool | None = None):  # fmt: skip
+                   show_progress: bool | None = None, statistics: bool | None = None, callback=None):  # fmt: skip
     """Train the ensemble described by ``cfg`` (sections seed/model/data/train) in memory; ``statistics``
-    overrides ``train.statistics`` (the weights do not depend on it: the statistics draw no training noise)."""
+    overrides ``train.statistics`` (the weights do not depend on it: the statistics draw no training noise);
+    ``callback`` as in ``fpkit.Ensemble.train``."""
     train = dict(cfg["train"])
     if members is not None:
         train["members"] = int(members)
@@ -198,7 +200,7 @@ def train_ensemble(cfg: dict, *, optimizer: str = "sgd", svag_l: int = 1, member
         train["optimizer"] = optimizer
         train["svag_l"] = int(svag_l)
     ens = fpkit.Ensemble({"seed": cfg["seed"], "model": cfg["model"], "data": cfg["data"], "train": train})
-    return ens, ens.train(show_progress=show_progress)
+    return ens, ens.train(show_progress=show_progress, callback=callback)
 
 
 def entry_options(acfg: dict) -> dict:
@@ -440,21 +442,67 @@ def run_sweep_dask(client, cfg: dict, show_progress=None) -> list[dict]:
             for row in rows]  # fmt: skip
 
 
-def svag_check(cfg: dict, preds: list, target: Prediction, show_progress=None) -> list:
-    """Judge the SGD-based predictions of W2[0,0], W3[0,0] and the Langevin target against SVAG ensembles
-    (the SDE itself, simulated at the network level), one per configured l."""
+def svag_runs(cfg: dict, show_progress=None, stop=None) -> list:
+    """The SVAG ensembles (the SDE itself, simulated at the network level), one per configured l:
+    [(l, EnsembleRun)]. They depend on the configuration only. ``stop`` (a ``threading.Event``) ends the
+    training at its next snapshot (KeyboardInterrupt)."""
+
+    def check(j, step):
+        if stop is not None and stop.is_set():
+            raise KeyboardInterrupt("SVAG training stopped: the run it belongs to ended")
+
     out = []
     for ell in cfg["analysis"]["svag"]:
         # only the weights are judged: no snapshot statistics (gradients, H·∇L, Lanczos λmax: ~12 % of this
         # stage in a profile of the default run), the same weights
         _, srun = train_ensemble(cfg, optimizer="svag", svag_l=int(ell), members=int(cfg["analysis"]["svag_members"]),
-                                 show_progress=show_progress, statistics=False)  # fmt: skip
+                                 show_progress=show_progress, statistics=False, callback=check)  # fmt: skip
+        out.append((int(ell), srun))
+    return out
+
+
+@contextlib.contextmanager
+def svag_alongside(cfg: dict, show_progress=None):
+    """Train the SVAG ensembles (``svag_runs``) on a thread while the body runs; yields a callable that
+    returns them (waiting for them, raising what the training raised). The training kernels release the GIL,
+    so they fill the cores that the body's serial parts (the 2-D pair's solve, the output distributions, the
+    prediction pool's last tasks) leave idle; the weights are the same (every kernel's result is independent
+    of its thread count). Leaving the body by an exception stops the training at its next snapshot. Runs
+    them in the caller's thread instead when numba's threading layer cannot launch parallel kernels from two
+    threads at once (workqueue) or when no SVAG ensemble is configured."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numba
+
+    try:
+        concurrent = numba.threading_layer() in ("omp", "tbb")
+    except ValueError:  # no parallel kernel has run yet: the layer is not chosen
+        concurrent = False
+    if not (concurrent and cfg["analysis"]["svag"]):
+        yield lambda: svag_runs(cfg, show_progress)
+        return
+    stop = threading.Event()
+    with ThreadPoolExecutor(1, thread_name_prefix="fpkit-svag") as pool:
+        job = pool.submit(svag_runs, cfg, show_progress, stop)
+        try:
+            yield job.result
+        except BaseException:
+            stop.set()
+            raise
+
+
+def svag_check(cfg: dict, preds: list, target: Prediction, show_progress=None, runs: list | None = None) -> list:
+    """Judge the SGD-based predictions of W2[0,0], W3[0,0] and the Langevin target against SVAG ensembles
+    (``svag_runs``; trained here unless ``runs`` are given), one per configured l."""
+    out = []
+    for ell, srun in svag_runs(cfg, show_progress) if runs is None else runs:
         rows = {}
         for p in preds:
             if p.label.startswith("W2[0,0]") or p.label == "W3[0,0]" or p is target:
                 judged = entry_arrays(srun, p.label)["w"]
                 rows[p.label] = judge(judged, p.grid, density=p.density)
-        out.append({"l": int(ell), "members": srun.members, "w1_over_floor": rows})
+        out.append({"l": ell, "members": srun.members, "w1_over_floor": rows})
     return out
 
 
@@ -526,6 +574,13 @@ class FpHistograms(Experiment):
             suite = fp_suite.run_suite()
         with ctx.stage("training"):
             ens, run = train_ensemble(cfg, show_progress=ctx.show_progress)
+        # the SVAG ensembles need only the configuration: trained alongside the analysis (svag_alongside)
+        with svag_alongside(cfg, ctx.show_progress) as svag:
+            return self._analyse(cfg, ctx, ens, run, suite, svag)
+
+    def _analyse(self, cfg: dict, ctx, ens, run, suite, svag) -> Result:
+        """Everything after training (``run``); ``svag()`` returns the SVAG ensembles."""
+        acfg = cfg["analysis"]
         E, J = split_members(run.members, cfg["seed"], acfg["split"])
         labels = auto_entries(run, acfg["auto_limit"]) if acfg["entries"] == "auto" else list(acfg["entries"])
         workers = min(default_workers(), len(labels) + 1)
@@ -558,7 +613,7 @@ class FpHistograms(Experiment):
         with ctx.stage("output_distributions"):
             res.outputs = output_distributions(run, ens, cfg, preds, J, cfg["seed"], est_members=E)
         with ctx.stage("svag"):
-            res.svag = svag_check(cfg, preds, target, ctx.show_progress)
+            res.svag = svag_check(cfg, preds, target, runs=svag())
         if cfg["run_sweep"]:
             with ctx.stage("sweep"):
                 if ctx.client is None:
