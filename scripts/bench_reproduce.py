@@ -6,7 +6,8 @@ that keeps both cores busy shows CPU ≈ 2 × wall) plus that of its worker proc
 the fork server's children, which the process's own CPU time does not include). CPU time is the number to compare on a shared, loaded
 machine; wall clock only on a quiet one. "unstaged" is the rest of the run (start-up, the verdict, writing
 results.h5, the figures and the report). Peak memory is the process's maximum resident set size; the largest
-of any one worker process is printed beside it (``workers_peak_rss_MB``). Prints one JSON line.
+of any one worker process is printed beside it (``workers_peak_rss_MB``), and the peak so far at the end of
+each stage (``peak_rss_after_stage_MB``: where it grows is where the peak happened). Prints one JSON line.
 
 With --profile the run happens under cProfile: time inside numba-compiled functions, numpy/scipy C code and
 LAPACK is "in kernels"; the rest (tottime of functions defined in .py files) is "Python". cProfile inflates
@@ -101,9 +102,23 @@ def stage_cpu_timer() -> dict:
             yield
         w, c = times.get(name, (0.0, 0.0))
         times[name] = [w + time.perf_counter() - w0, c + cpu_time() - c0]
+        PEAK_AFTER[name] = peak_rss_mb()
 
     fe.RunContext.stage = stage
     return times
+
+
+PEAK_AFTER: dict = {}
+"""The process's peak RSS (MB, VmHWM) at the end of each stage: the stage where it grows holds the peak."""
+
+
+def peak_rss_mb() -> float | None:
+    """This process's peak resident set size so far (MB), from /proc (None without it)."""
+    try:
+        with open("/proc/self/status") as f:
+            return round(int(next(ln for ln in f if ln.startswith("VmHWM:")).split()[1]) / 1024, 1)
+    except (OSError, StopIteration, ValueError):
+        return None
 
 
 def python_share(prof: cProfile.Profile, wall: float) -> dict:
@@ -165,6 +180,7 @@ def main() -> None:
         "cpu_s": round(total[1], 2),
         "peak_rss_MB": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "workers_peak_rss_MB": round(USAGE["peak_rss_MB"], 1),
+        "peak_rss_after_stage_MB": PEAK_AFTER,
         "stages_wall_cpu_s": {k: [round(w, 2), round(c, 2)] for k, (w, c) in stages.items()},
         "unstaged_wall_cpu_s": [round(rest[0], 2), round(rest[1], 2)],
         "load_average": os.getloadavg(),
