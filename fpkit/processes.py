@@ -77,6 +77,28 @@ def _record_usage(pids) -> None:
 
 
 @contextlib.contextmanager
+def _without_main():
+    """Workers that do not run the caller's main script. multiprocessing's spawn and fork-server workers import
+    it again (as ``__mp_main__``), so a script without an ``if __name__ == "__main__"`` guard would start the
+    whole job over in every worker (and fail); these workers run fpkit functions only and never need it."""
+    from multiprocessing import spawn
+
+    plain = spawn.get_preparation_data
+
+    def preparation_data(name):
+        data = plain(name)
+        data.pop("init_main_from_path", None)
+        data.pop("init_main_from_name", None)
+        return data
+
+    spawn.get_preparation_data = preparation_data
+    try:
+        yield
+    finally:
+        spawn.get_preparation_data = plain
+
+
+@contextlib.contextmanager
 def worker_pool(workers: int):
     """A ``concurrent.futures`` executor of ``workers`` processes started from a fork server (module docstring);
     shut down (waiting for running tasks) on exit, after adding the workers' usage to ``USAGE``."""
@@ -84,7 +106,8 @@ def worker_pool(workers: int):
     ctx.set_forkserver_preload(_PRELOAD)
     pool = ProcessPoolExecutor(max_workers=int(workers), mp_context=ctx, initializer=_init_worker)
     try:
-        yield pool
+        with _without_main():  # workers start on demand, at any submit
+            yield pool
     except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)
         raise
