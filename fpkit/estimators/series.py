@@ -455,17 +455,23 @@ class SnapshotInterpolator:
         self._axes = grid.axes  # built by linspace at every access: once here
         self._last = None
         self._plan = None  # (points, InterpPlan) for the last read-only points interpolated at
+        self._at = None  # (t, arrays at t) of the last at_time between snapshots
 
     def at_time(self, t: float) -> np.ndarray:
-        """The arrays on the grid at time ``t`` (linear between snapshots, held outside)."""
+        """The arrays on the grid at time ``t`` (linear between snapshots, held outside; read-only)."""
         ts = self.t
         if t <= ts[0]:
             return self.values[0]
         if t >= ts[-1]:
             return self.values[-1]
+        if self._at is not None and self._at[0] == t:  # a FP step asks on the grid and at the face nodes
+            return self._at[1]
         k = int(np.searchsorted(ts, t, side="right")) - 1
         a = (t - ts[k]) / (ts[k + 1] - ts[k])
-        return (1 - a) * self.values[k] + a * self.values[k + 1]
+        vals = (1 - a) * self.values[k] + a * self.values[k + 1]
+        vals.flags.writeable = False
+        self._at = (t, vals)
+        return vals
 
     def __call__(self, *args):
         *coords, t = args
@@ -480,7 +486,8 @@ class SnapshotInterpolator:
         if (
             last is not None
             and last[0] == t
-            and all(a.shape == b.shape and np.array_equal(a, b) for a, b in zip(last[1], arrays))
+            and all((a is b and _frozen(a)) or a.shape == b.shape and np.array_equal(a, b)
+                    for a, b in zip(last[1], arrays))  # fmt: skip
         ):
             return last[2]
         vals = self.at_time(t)
@@ -494,7 +501,8 @@ class SnapshotInterpolator:
             out = self._interp(vals, arrays)
         out = np.asarray(out)
         out.flags.writeable = False  # cached and possibly a view of the snapshots: refuse in-place edits
-        self._last = (t, [a.copy() for a in arrays], out)
+        # frozen points (a FP solver's nodes) cannot change: kept by reference, others copied
+        self._last = (t, [a if _frozen(a) else a.copy() for a in arrays], out)
         return out
 
     def _interp(self, vals, coords):
@@ -520,7 +528,7 @@ class SnapshotInterpolator:
         """``np.interp(x, xs, ·)``, bit for bit: for the same read-only array ``x`` as at the last call (a FP
         solver's face nodes, asked at every step) with the brackets found once (``InterpPlan``); on a uniform
         grid with the brackets from the spacing (``interp_even``)."""
-        if x.flags.writeable:  # may change in place between calls: nothing to reuse
+        if not _frozen(x):  # may change in place between calls: nothing to reuse
             if self.grid.kind == "uniform" and x.ndim == 1:  # e.g. a Langevin sampler's particles
 
                 def even(v):
@@ -533,6 +541,11 @@ class SnapshotInterpolator:
         if self._plan is None or self._plan[0] is not x:
             self._plan = (x, InterpPlan(x, xs))
         return self._plan[1]
+
+
+def _frozen(a: np.ndarray) -> bool:
+    """An array that cannot change between calls: read-only and owning its data (not a view of another)."""
+    return not a.flags.writeable and a.flags.owndata
 
 
 class InterpPlan:
