@@ -3,8 +3,10 @@ speed-ups (recorded below); with --profile also the share of time spent in Pytho
 
 Per stage: wall clock (``RunContext.stage``'s timer) and CPU time of the whole process (all threads, so a stage
 that keeps both cores busy shows CPU ≈ 2 × wall) plus that of its worker processes (``fpkit.processes.USAGE``:
-the fork server's children, which the process's own CPU time does not include). CPU time is the number to compare on a shared, loaded
-machine; wall clock only on a quiet one. "unstaged" is the rest of the run (start-up, the verdict, writing
+the fork server's children, which the process's own CPU time does not include). Work on a background thread
+(the SVAG ensembles, trained alongside the analysis) counts in whichever stages it overlaps, so compare such
+stages together, or the total. CPU time is the number to compare on a shared, loaded machine; wall clock only
+on a quiet one. "unstaged" is the rest of the run (start-up, the verdict, writing
 results.h5, the figures and the report). Peak memory is the process's maximum resident set size; the largest
 of any one worker process is printed beside it (``workers_peak_rss_MB``), and the peak so far at the end of
 each stage (``peak_rss_after_stage_MB``: where it grows is where the peak happened). Prints one JSON line.
