@@ -311,6 +311,35 @@ def test_svag_alongside_trains_the_same_ensembles_on_a_thread_and_stops_with_the
     assert seen["raised"] is KeyboardInterrupt
 
 
+def test_pair_alongside_gives_the_pair_prediction_from_a_thread(monkeypatch):
+    """pair_alongside computes the 2-D pair on a thread while the body runs: the same numbers as in the
+    caller's thread; a pair that cannot be predicted is skipped with the reason either way."""
+    import threading
+
+    tiny = _tiny_dict()
+    tiny["train"]["members"] = 600  # 300 estimation members: enough for the 2-D fit on 10 x 10 cells
+    cfg = resolved({**tiny, "analysis": {**tiny["analysis"], "pair": ["W2[0,0]", "W2[1,1]"], "pair_cells": 10}})
+    _, run = ex.train_ensemble(cfg)
+    E, J = P.split_members(run.members, cfg["seed"], "half")
+    here, _ = ex.pair_prediction(run, cfg["analysis"], E, J)
+    seen, real = {}, ex.pair_prediction
+
+    def spy(*args):
+        seen["thread"] = threading.current_thread().name
+        return real(*args)
+
+    monkeypatch.setattr(ex, "pair_prediction", spy)
+    with ex.pair_alongside(run, cfg["analysis"], E, J, threaded=True) as pair:
+        ex.train_ensemble(cfg)  # the main thread's own kernels meanwhile
+        there, skipped = pair()
+    assert seen["thread"].startswith("fpkit-pair") and skipped is None
+    np.testing.assert_array_equal(here.density, there.density)
+    np.testing.assert_array_equal(here.l1_joint, there.l1_joint)
+    bad = {**cfg["analysis"], "pair": ["W1[0,0]", "W2[0,0]"]}
+    with ex.pair_alongside(run, bad, E, J, threaded=True) as pair:
+        assert pair() == (None, "a joint pair must be two W2 entries, got 'W1[0,0]'")
+
+
 def test_cli_reproduce_bad_config_is_one_line_error(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[analysis]\nbandwith = 3\n")

@@ -471,25 +471,59 @@ def svag_alongside(cfg: dict, show_progress=None):
     them in the caller's thread instead when numba's threading layer cannot launch parallel kernels from two
     threads at once (workqueue) or when no SVAG ensemble is configured."""
     import threading
-    from concurrent.futures import ThreadPoolExecutor
 
-    import numba
-
-    try:
-        concurrent = numba.threading_layer() in ("omp", "tbb")
-    except ValueError:  # no parallel kernel has run yet: the layer is not chosen
-        concurrent = False
-    if not (concurrent and cfg["analysis"]["svag"]):
+    if not (kernels_from_two_threads() and cfg["analysis"]["svag"]):
         yield lambda: svag_runs(cfg, show_progress)
         return
     stop = threading.Event()
-    with ThreadPoolExecutor(1, thread_name_prefix="fpkit-svag") as pool:
-        job = pool.submit(svag_runs, cfg, show_progress, stop)
+    with _on_a_thread("fpkit-svag", svag_runs, cfg, show_progress, stop) as job:
         try:
             yield job.result
         except BaseException:
             stop.set()
             raise
+
+
+def kernels_from_two_threads() -> bool:
+    """Whether numba's threading layer launches parallel kernels from two threads at once (omp, tbb; not
+    workqueue, nor before any parallel kernel has chosen the layer)."""
+    import numba
+
+    try:
+        return numba.threading_layer() in ("omp", "tbb")
+    except ValueError:
+        return False
+
+
+@contextlib.contextmanager
+def _on_a_thread(name: str, fn, *args):
+    """``fn(*args)`` submitted to a one-thread executor named ``name``; yields its future, joined on exit."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix=name) as pool:
+        yield pool.submit(fn, *args)
+
+
+def pair_prediction(run, acfg: dict, E, J) -> tuple:
+    """The 2-D joint prediction of ``analysis.pair``: (PairPrediction, None), or (None, why it was skipped)."""
+    if not acfg["pair"]:
+        return None, "no pair configured (analysis.pair = [])"
+    try:
+        return predict_pair(run, acfg["pair"], E, J, dt=float(acfg["fp_dt"]) * 2, cells=int(acfg["pair_cells"])), None
+    except ConfigError as exc:
+        return None, str(exc)
+
+
+@contextlib.contextmanager
+def pair_alongside(run, acfg: dict, E, J, threaded: bool):
+    """``pair_prediction`` on a thread while the body runs when ``threaded`` (the predictions run in worker
+    processes and the main thread waits for them, so the pair's serial FP solve shares the cores with them
+    instead of leaving one idle after them); yields a callable that returns it (the same numbers)."""
+    if not (threaded and kernels_from_two_threads()):
+        yield lambda: pair_prediction(run, acfg, E, J)
+        return
+    with _on_a_thread("fpkit-pair", pair_prediction, run, acfg, E, J) as job:
+        yield job.result
 
 
 def svag_check(cfg: dict, preds: list, target: Prediction, show_progress=None, runs: list | None = None) -> list:
@@ -574,14 +608,17 @@ class FpHistograms(Experiment):
             suite = fp_suite.run_suite()
         with ctx.stage("training"):
             ens, run = train_ensemble(cfg, show_progress=ctx.show_progress)
-        # the SVAG ensembles need only the configuration: trained alongside the analysis (svag_alongside)
-        with svag_alongside(cfg, ctx.show_progress) as svag:
-            return self._analyse(cfg, ctx, ens, run, suite, svag)
-
-    def _analyse(self, cfg: dict, ctx, ens, run, suite, svag) -> Result:
-        """Everything after training (``run``); ``svag()`` returns the SVAG ensembles."""
-        acfg = cfg["analysis"]
         E, J = split_members(run.members, cfg["seed"], acfg["split"])
+        # the SVAG ensembles need only the configuration, the 2-D pair the run and the split: computed alongside
+        # the analysis (svag_alongside, pair_alongside)
+        pooled = ctx.client is None and default_workers() > 1
+        with svag_alongside(cfg, ctx.show_progress) as svag, pair_alongside(run, acfg, E, J, pooled) as pair:
+            return self._analyse(cfg, ctx, ens, run, suite, E, J, svag, pair)
+
+    def _analyse(self, cfg: dict, ctx, ens, run, suite, E, J, svag, pair) -> Result:
+        """Everything after training (``run``, split into ``E``, ``J``); ``svag()`` returns the SVAG ensembles,
+        ``pair()`` the 2-D pair prediction and why it was skipped."""
+        acfg = cfg["analysis"]
         labels = auto_entries(run, acfg["auto_limit"]) if acfg["entries"] == "auto" else list(acfg["entries"])
         workers = min(default_workers(), len(labels) + 1)
         langevin = None
@@ -601,15 +638,8 @@ class FpHistograms(Experiment):
             with ctx.stage("langevin_crosscheck"):
                 langevin = langevin_crosscheck(target, int(acfg["langevin_paths"]), cfg["seed"], float(acfg["fp_dt"]) / 4)
         res.langevin = langevin
-        with ctx.stage("pair_2d"):
-            if not acfg["pair"]:
-                res.pair_skipped = "no pair configured (analysis.pair = [])"
-            else:
-                try:
-                    res.pair = predict_pair(run, acfg["pair"], E, J, dt=float(acfg["fp_dt"]) * 2,
-                                            cells=int(acfg["pair_cells"]))  # fmt: skip
-                except ConfigError as exc:
-                    res.pair_skipped = str(exc)
+        with ctx.stage("pair_2d"):  # on a thread during the pooled predictions (pair_alongside): waits for it
+            res.pair, res.pair_skipped = pair()
         with ctx.stage("output_distributions"):
             res.outputs = output_distributions(run, ens, cfg, preds, J, cfg["seed"], est_members=E)
         with ctx.stage("svag"):
