@@ -794,6 +794,20 @@ def _backward_r(th, vt, nl, sizes, w_off, b_off, act, h, rh, target, scale, hv, 
 
 
 @kernel
+def _forward_r_s(th, vt, nl, sizes, w_off, b_off, act, hs, rhs):
+    """``_forward_r`` for each sample of a group: hs[s], rhs[s] are one sample's (n_layers + 1, max width, LANES)."""
+    for s in range(hs.shape[0]):
+        _forward_r(th, vt, nl, sizes, w_off, b_off, act, hs[s], rhs[s])
+
+
+@kernel
+def _backward_r_s(th, vt, nl, sizes, w_off, b_off, act, hs, rhs, ts, scale, hv, ds, es, rds, res):
+    """``_backward_r`` for each sample of a group in order (work arrays ds[s], es[s], rds[s], res[s])."""
+    for s in range(hs.shape[0]):
+        _backward_r(th, vt, nl, sizes, w_off, b_off, act, hs[s], rhs[s], ts[s], scale, hv, ds[s], es[s], rds[s], res[s])
+
+
+@kernel
 def _hess_vec_block(theta, V, m0, X, T, auto, sizes, w_off, b_off, act, out):
     """Full-batch H v for the lane of members m0 .. m0 + LANES - 1 (see ``data_hess_vec``)."""
     P, M = theta.shape
@@ -816,12 +830,34 @@ def _hess_vec_block(theta, V, m0, X, T, auto, sizes, w_off, b_off, act, out):
     dprev = np.zeros((maxw, LANES))
     rcur = np.zeros((maxw, LANES))
     rprev = np.zeros((maxw, LANES))
+    S = GROUP
+    hs = np.zeros((S, n_layers + 1, maxw, LANES))
+    rhs = np.zeros((S, n_layers + 1, maxw, LANES))
+    ts = np.zeros((S, maxw, LANES))
+    ds = np.zeros((S, maxw, LANES))
+    es = np.zeros((S, maxw, LANES))
+    rds = np.zeros((S, maxw, LANES))
+    res = np.zeros((S, maxw, LANES))
     for l in range(nl):
         for p in range(P):
             th[p, l] = theta[p, m0 + l]
             vt[p, l] = V[p, m0 + l]
+    for s0 in range(0, n - n % S, S):  # groups of S samples (sums in sample order, as one at a time)
+        for s in range(S):
+            hs0 = hs[s, 0]
+            tss = ts[s]
+            for i in range(d):
+                v = X[s0 + s, i]
+                for l in range(nl):
+                    hs0[i, l] = v
+            for j in range(dout):
+                v = X[s0 + s, j] if auto else T[s0 + s, j]
+                for l in range(nl):
+                    tss[j, l] = v
+        _forward_r_s(th, vt, nl, sizes, w_off, b_off, act, hs, rhs)
+        _backward_r_s(th, vt, nl, sizes, w_off, b_off, act, hs, rhs, ts, 1.0, hv, ds, es, rds, res)
     h0 = h[0]
-    for s in range(n):
+    for s in range(n - n % S, n):
         for i in range(d):
             v = X[s, i]
             for l in range(nl):
@@ -983,6 +1019,8 @@ def _gen_source(sizes, w_off, b_off, act, sq=False) -> str:
 # operands, reloaded per output unit and sample), which bound the loops on the load ports. The terms of each
 # sum are still taken in the one-sample kernels' order (a = t0; a = a + t1; ...), so the results are the same
 # bit for bit.
+# Check with inspect_asm that every loop has a zmm body (vmulpd count = vmulsd count): the tiles' sizes
+# below are the largest LLVM still vectorised at d = 16, k = 4 (bigger ones fell back to scalar code).
 _TILE = 16
 
 
@@ -1055,7 +1093,7 @@ def _gen_group_source(sizes, w_off, b_off, act, S=GROUP) -> str:
         for ell in range(L - 1, -1, -1):
             nin, nout, wo, bo = int(sizes[ell]), int(sizes[ell + 1]), int(w_off[ell]), int(b_off[ell])
             stmts = []
-            for js in _tiles(nout, per):  # gradient entries of the tile's output units, all inputs
+            for js in _tiles(nout, 1 if sq else per):  # gradient entries of the tile's output units (sq: one, two sums each; more kept the loop scalar)
                 st = [f"e{j}_{s} = {U(cur, s, j)}" for j in js for s in range(S)]
                 for i in range(nin):
                     st += [f"x{s} = {H(s, ell, i)}" for s in range(S)]
@@ -1186,6 +1224,119 @@ def _gen_hv_source(sizes, w_off, b_off, act) -> str:
     return "\n".join(out) + "\n"
 
 
+def _gen_hv_group_source(sizes, w_off, b_off, act, S=GROUP) -> str:
+    """``_forward_r_s`` and ``_backward_r_s``: ``_gen_hv_source``'s expressions for a group of S samples,
+    register-blocked as in ``_gen_group_source`` (each H·v entry takes the group's terms in sample order,
+    every other sum its terms in unit order: bit-identical to the one-sample kernels). Flat compile-time
+    indexing: hs, rhs (S, n_layers + 1, max width, LANES); ts, ds, es, rds, res (S, max width, LANES)."""
+    L = len(sizes) - 1
+    W = LANES
+    mw = int(max(sizes))
+    per = max(1, _TILE // (2 * S))  # two accumulators (value and R-derivative) per unit and sample
+
+    def H(s, q, j):
+        return f"hf[{((s * (L + 1) + q) * mw + j) * W} + l]"
+
+    def R(s, q, j):
+        return f"rf[{((s * (L + 1) + q) * mw + j) * W} + l]"
+
+    def U(a, s, j):
+        return f"{a}[{(s * mw + j) * W} + l]"
+
+    def T(p):
+        return f"tf[{p * W} + l]"
+
+    def V(p):
+        return f"vf[{p * W} + l]"
+
+    def refs(*counts):
+        return sum(counts) + 8
+
+    flat = ["    tf = th.reshape(th.size)", "    vf = vt.reshape(vt.size)", "    hf = hs.reshape(hs.size)",
+            "    rf = rhs.reshape(rhs.size)"]  # fmt: skip
+    out = ["@kernel", "def _forward_r_s(th, vt, nl, sizes, w_off, b_off, act, hs, rhs):"] + flat
+    out += ["    _forward_s(th, nl, sizes, w_off, b_off, act, hs)"]  # the values, as in _forward_r
+    out += _lane_loops([(f"{R(s, 0, i)} = 0.0", 1) for s in range(S) for i in range(int(sizes[0]))])
+    for ell in range(L):
+        nin, nout, wo, bo = int(sizes[ell]), int(sizes[ell + 1]), int(w_off[ell]), int(b_off[ell])
+        stmts = []
+        for js in _tiles(nout, per):
+            st = [f"r{j}_{s} = {V(bo + j)}" for j in js for s in range(S)] if bo >= 0 else []
+            for i in range(nin):
+                st += [f"x{s} = {H(s, ell, i)}; q{s} = {R(s, ell, i)}" for s in range(S)]
+                for j in js:
+                    p = wo + j * nin + i
+                    st.append(f"w = {T(p)}; v = {V(p)}")
+                    st += [f"r{j}_{s} = (v * x{s} + w * q{s})" if (i == 0 and bo < 0)
+                           else f"r{j}_{s} = r{j}_{s} + (v * x{s} + w * q{s})" for s in range(S)]  # fmt: skip
+            for j in js:
+                for s in range(S):
+                    hn = H(s, ell + 1, j)
+                    if ell < L - 1 and act == ACT_TANH:
+                        st.append(f"{R(s, ell + 1, j)} = (r{j}_{s}) * (1.0 - {hn} * {hn})")
+                    elif ell < L - 1 and act == ACT_RELU:
+                        st.append(f"{R(s, ell + 1, j)} = (r{j}_{s}) if {hn} > 0.0 else 0.0")
+                    else:
+                        st.append(f"{R(s, ell + 1, j)} = r{j}_{s}")
+            stmts.append(("; ".join(st), refs(2 * S * nin, 2 * S * len(js))))
+        out += _lane_loops(stmts)
+    out += ["", "", "@kernel",
+            "def _backward_r_s(th, vt, nl, sizes, w_off, b_off, act, hs, rhs, ts, scale, hv, ds, es, rds, res):"]  # fmt: skip
+    out += flat + ["    gf = hv.reshape(hv.size)", "    xf = ts.reshape(ts.size)", "    df = ds.reshape(ds.size)",
+                   "    ef = es.reshape(es.size)", "    sf = rds.reshape(rds.size)", "    qf = res.reshape(res.size)"]  # fmt: skip
+    out += _lane_loops(
+        [(f"{U('df', s, j)} = ({H(s, L, j)} - {U('xf', s, j)}) * scale; {U('sf', s, j)} = {R(s, L, j)} * scale", 6)
+         for j in range(int(sizes[L])) for s in range(S)]
+    )  # fmt: skip
+    cur, nxt, rcur, rnxt = "df", "ef", "sf", "qf"
+    for ell in range(L - 1, -1, -1):
+        nin, nout, wo, bo = int(sizes[ell]), int(sizes[ell + 1]), int(w_off[ell]), int(b_off[ell])
+        stmts = []
+        for js in _tiles(nout, per):  # H·v entries of the tile's output units: R{δ} h_inᵀ + δ R{h_in}ᵀ
+            st = [f"e{j}_{s} = {U(cur, s, j)}; f{j}_{s} = {U(rcur, s, j)}" for j in js for s in range(S)]
+            for i in range(nin):
+                st += [f"x{s} = {H(s, ell, i)}; q{s} = {R(s, ell, i)}" for s in range(S)]
+                for j in js:
+                    p = (wo + j * nin + i) * W
+                    terms = " + ".join(f"(f{j}_{s} * x{s} + e{j}_{s} * q{s})" for s in range(S))
+                    st.append(f"gf[{p} + l] = gf[{p} + l] + {terms}")
+            if bo >= 0:
+                for j in js:
+                    p = (bo + j) * W
+                    st.append(f"gf[{p} + l] = gf[{p} + l] + " + " + ".join(f"f{j}_{s}" for s in range(S)))
+            stmts.append(("; ".join(st), refs(2 * S * len(js), 2 * S * nin, 2 * nin * len(js))))
+        out += _lane_loops(stmts)
+        if ell > 0:  # back-propagate δ and R{δ}
+            stmts = []
+            for is_ in _tiles(nin, 1):  # one unit per loop: two tiles' loads of δ and R{δ} kept it scalar
+                st = []
+                for j in range(nout):
+                    st += [f"e{s} = {U(cur, s, j)}; f{s} = {U(rcur, s, j)}" for s in range(S)]
+                    for i in is_:
+                        p = wo + j * nin + i
+                        st.append(f"w = {T(p)}; v = {V(p)}")
+                        for s in range(S):
+                            if j == 0:
+                                st.append(f"u{i}_{s} = w * e{s}; ru{i}_{s} = (v * e{s} + w * f{s})")
+                            else:
+                                st.append(f"u{i}_{s} = u{i}_{s} + w * e{s}; ru{i}_{s} = ru{i}_{s} + (v * e{s} + w * f{s})")
+                for i in is_:
+                    for s in range(S):
+                        h_, r_, u, ru = H(s, ell, i), R(s, ell, i), f"u{i}_{s}", f"ru{i}_{s}"
+                        if act == ACT_TANH:
+                            st.append(f"a = 1.0 - {h_} * {h_}; {U(rnxt, s, i)} = a * {ru} - 2.0 * {h_} * {r_} * {u}; "
+                                      f"{U(nxt, s, i)} = {u} * a")  # fmt: skip
+                        elif act == ACT_RELU:
+                            st.append(f"{U(nxt, s, i)} = ({u}) if {h_} > 0.0 else 0.0; "
+                                      f"{U(rnxt, s, i)} = ({ru}) if {h_} > 0.0 else 0.0")  # fmt: skip
+                        else:
+                            st.append(f"{U(nxt, s, i)} = {u}; {U(rnxt, s, i)} = {ru}")
+                stmts.append(("; ".join(st), refs(2 * S * nout, 4 * S * len(is_))))
+            out += _lane_loops(stmts)
+            cur, nxt, rcur, rnxt = nxt, cur, rnxt, rcur
+    return "\n".join(out) + "\n"
+
+
 _SPECIALISED: dict = {}
 
 
@@ -1212,7 +1363,7 @@ def _module_source(key) -> str:
     )
     drivers = "\n\n".join(inspect.getsource(getattr(this, n).py_func) for n in _DRIVERS)
     return (head + _gen_source(*key) + "\n\n" + _gen_group_source(*key) + "\n\n" + _gen_hv_source(*key)
-            + "\n\n" + drivers)
+            + "\n\n" + _gen_hv_group_source(*key) + "\n\n" + drivers)
 
 
 def _key(sizes, w_off, b_off, act):

@@ -372,3 +372,15 @@ def test_group_kernels_sum_samples_in_order_bit_for_bit(generated):
         assert np.array_equal(hs[..., :nl], ref_h[..., :nl])
         assert np.array_equal(g, ref_g) and np.array_equal(s1, ref_s1) and np.array_equal(q, ref_q)
         assert np.array_equal(g[:, nl:], g0[:, nl:])  # the lane beyond nl is not touched
+        # H·v (forward-over-reverse): the group kernels against the one-sample ones, sample after sample
+        vt = rng.normal(size=(arch.P, W))
+        a = (th, vt, nl, arch.sizes, arch.w_off, arch.b_off, arch.act)
+        ref_h, ref_r, ref_hv, hv = hs.copy(), np.zeros_like(hs), g0.copy(), g0.copy()
+        w4 = [np.zeros((mw, W)) for _ in range(4)]
+        for s in range(S):
+            k._forward_r(*a, ref_h[s], ref_r[s])
+            k._backward_r(*a, ref_h[s], ref_r[s], ts[s], 0.25, ref_hv, *w4)
+        rhs = np.zeros_like(hs)
+        k._forward_r_s(*a, hs, rhs)
+        k._backward_r_s(*a, hs, rhs, ts, 0.25, hv, *[np.zeros((S, mw, W)) for _ in range(4)])
+        assert np.array_equal(rhs[..., :nl], ref_r[..., :nl]) and np.array_equal(hv, ref_hv)
