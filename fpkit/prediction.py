@@ -869,6 +869,67 @@ of stability late in training), so a snapshot of it is a noisy sample of the dri
 through U; the disagreement flag is kept for a gradient that is wrong beyond noise."""
 
 
+INTERP_DOUBTFUL = 1.0
+"""Coefficients under-resolved in time (``interpolation_error``): doubtful from an induced error of one noise
+floor. Derivation: W1 obeys the triangle inequality, so the judged members' score is at most (sampling noise,
+≈ 1 floor by the floor's definition) + (the bias the interpolation puts into the predicted law, e floors) +
+(everything else). At e = 1 the bias alone is as large as the noise the criterion is measured against: the score
+reaches 2 floors before any other error, leaving the 3-floor criterion one floor for the drift's own uncertainty
+(itself doubtful from ``U_HOLDS``); below it the bias hides in the noise."""
+
+
+def interpolation_ratio(r) -> np.ndarray:
+    """∫ over a lag of a coefficient interpolated linearly in time between its end values c₀ and c₁ = r·c₀
+    (r > 0), divided by the same integral for the geometric (exponential) interpolation through them:
+    ((1 + r)/2) · ln r/(r − 1) ≥ 1 (the arithmetic over the logarithmic mean; 1 at r = 1, ≈ r/2·ln r for r ≫ 1).
+    Symmetric under r → 1/r."""
+    r = np.asarray(r, dtype=float)
+    # near r = 1 the series 1 + (ln r)²/12 avoids 0/0 (its error (ln r)⁴/... is below 1e-16 for |ln r| < 1e-4)
+    lr = np.log(np.where(r > 0, r, np.nan))
+    near = np.abs(lr) < 1e-4
+    safe = np.where(near, 2.0, r)
+    return np.where(near, 1.0 + lr**2 / 12.0, 0.5 * (1.0 + safe) * np.log(safe) / (safe - 1.0))
+
+
+def interpolation_error(t, D, spread, floor, log_contraction=None) -> dict:
+    """How far the linear-in-time interpolation of the coefficients between snapshots moves the predicted
+    density, in noise floors, against the geometric (exponential) interpolation through the same end values.
+
+    Over lag j the linear ∫D dt exceeds the geometric one by δⱼ = Δtⱼ·(Dⱼ + Dⱼ₊₁)/2 · (1 − 1/ρ(rⱼ)), rⱼ =
+    Dⱼ₊₁/Dⱼ, ρ = ``interpolation_ratio``; the predicted variance gains 2δⱼ (Itô: dVar = 2D dt), carried to a
+    later snapshot s by the linearised flow squared, Gⱼₛ² (``drift_uncertainty``'s contraction). The predicted
+    law at s is then the true one widened from σ to √(σ² + V), V = Σⱼ 2δⱼGⱼₛ²: for a near-Gaussian law W1 =
+    √(2/π)·(√(σ² + V) − σ) (the W1 distance of two centred Gaussians is √(2/π)·|σ₁ − σ₂|), divided by the floor
+    at s. The drift is left out: the members' mean drift changes over a lag mostly because they move (a
+    restoring drift's mean is noise around 0, its end ratio meaningless), and its interpolation error is
+    already part of U's per-lag uncertainty. Returned: ``interpolation_error`` (worst
+    snapshot), the lag that contributes most there (``interpolation_lag`` (t₀, t₁)) and its diffusion ratio
+    ``interpolation_d_ratio`` D(t₀)/D(t₁).
+
+    ``t`` (S,) snapshot times; ``D`` (S,) the diffusion averaged over the estimation members (w² per unit t);
+    ``spread`` (S,) their standard deviation (w); ``floor`` the W1
+    noise floor of the judged members, one or (S,); ``log_contraction`` (S−1,) ∫∂A/∂w dt per lag (None: 0)."""
+    t, D, spread = (np.asarray(a, dtype=float) for a in (t, D, spread))
+    dt = np.diff(t)
+    floors = np.broadcast_to(np.asarray(floor, dtype=float), t.shape)
+    c = np.zeros(dt.size) if log_contraction is None else np.asarray(log_contraction, dtype=float)
+
+    # twice the linear minus the geometric ∫D dt per lag (0 where an end is 0: no ratio)
+    pos = (D[:-1] > 0) & (D[1:] > 0)
+    rho = interpolation_ratio(np.where(pos, D[1:] / np.where(pos, D[:-1], 1.0), 1.0))
+    var_x = np.where(pos, dt * (D[:-1] + D[1:]) * (1.0 - 1.0 / rho), 0.0)
+    worst, lag = 0.0, 0
+    for s in range(1, t.size):
+        carry = np.exp(np.minimum([np.sum(c[j + 1 : s]) for j in range(s)], 50.0))
+        V = float(np.sum(var_x[:s] * carry**2))
+        e = np.sqrt(2 / np.pi) * (np.sqrt(spread[s] ** 2 + V) - spread[s]) / floors[s]
+        if e > worst:
+            worst, lag = float(e), int(np.argmax(var_x[:s] * carry**2))
+    ratio = D[lag] / D[lag + 1] if t.size > 1 and D[lag + 1] > 0 else None
+    return {"interpolation_error": worst, "interpolation_lag": [float(t[lag]), float(t[min(lag + 1, t.size - 1)])],
+            "interpolation_d_ratio": None if ratio is None else float(ratio)}  # fmt: skip
+
+
 def drift_uncertainty(t: np.ndarray, increments_se: np.ndarray, floor, log_contraction=None) -> float:
     """U = maxₛ √(Σⱼ₍ⱼ₍ₛ₎ ((σⱼ² + σⱼ₊₁²)/2)·Gⱼₛ²) / floorₛ: how far the uncertainty of the drift, held over each
     lag between snapshots, can move the predicted density by snapshot s, in units of the W1 noise floor of the
@@ -942,6 +1003,7 @@ def evidence(run, arrays: dict, est_members, n_judged: int, km, mech=None) -> di
         out["noise_to_signal"] = float(np.median(v[-1] / np.maximum(g[-1] ** 2, 1e-300)))
         D = 0.5 * run.eta * v.mean(axis=1)
         out["diffusion_share"] = float(np.sum(0.5 * (D[1:] + D[:-1]) * dt) * 2 / max(float(w[-1].var()), 1e-300))
+        out.update(interpolation_error(t, D, w.std(axis=1), floors, contraction))
     # λmax is recorded on the probe members only: none (probes = 0), or none finite, is "not measured" (None),
     # never a NaN that every threshold comparison would pass silently
     lam = None if run.lam_max is None else np.asarray(run.lam_max, dtype=float)
@@ -984,7 +1046,10 @@ def validity(ev: dict, route: str) -> tuple[str, list[str]]:
     reasons in words (thresholds: ``U_HOLDS``/``U_FAILS`` for drift-driven entries, ``U_FAILS_ANY`` for
     diffusion-driven ones, ``EOS_DOUBTFUL``/``EOS_FAILS``,
     ``DISAGREEMENT_DOUBTFUL``/``DISAGREEMENT_FAILS`` where the disagreement exceeds ``DISAGREEMENT_Z`` standard
-    errors; doubtful where a fraction between ``FROZEN_MIN`` and 1 − ``FROZEN_MIN`` of the members did not move). Calibrated on the default tanh run and the ReLU run of issue 17; a validity map over
+    errors; doubtful where a fraction between ``FROZEN_MIN`` and 1 − ``FROZEN_MIN`` of the members did not move;
+    doubtful where the coefficients are under-resolved in time, ``interpolation_error`` ≥ ``INTERP_DOUBTFUL``,
+    and then the diffusion share, inflated by the same interpolation, does not class the entry diffusion-driven:
+    it is judged by the drift-driven U thresholds). Calibrated on the default tanh run and the ReLU run of issue 17; a validity map over
     architectures is still to test it broadly."""
     reasons, level = [], 0
 
@@ -1003,6 +1068,20 @@ def validity(ev: dict, route: str) -> tuple[str, list[str]]:
                  + ("" if z is None else f"; {z:.1f} standard errors") + "): the snapshot gradient does not "
                  "represent the motion over the lag; route='kramers-moyal' or 'auto'")  # fmt: skip
         u, share = ev.get("drift_uncertainty"), ev.get("diffusion_share")
+        ie = ev.get("interpolation_error")
+        coarse = ie is not None and ie >= INTERP_DOUBTFUL
+        if coarse:
+            level = max(level, 1)
+            lag, r = ev.get("interpolation_lag") or [0.0, 0.0], ev.get("interpolation_d_ratio")
+            how = ("" if r is None or r <= 0 else f"the diffusion {'falls' if r >= 1 else 'rises'} "
+                   f"{max(r, 1 / r):.0f}-fold over the lag t {lag[0]:.3g} → {lag[1]:.3g}: ")
+            reasons.append(f"coefficients under-resolved in time: {how}interpolating them linearly between "
+                           f"snapshots moves the prediction by {ie:.2f} noise floors; the snapshots are too coarse "
+                           f"there, record more snapshots around t {lag[0]:.3g} → {lag[1]:.3g}")  # fmt: skip
+            # the diffusion share integrates the same linearly interpolated D, so its over-count would class
+            # the entry diffusion-driven (U then fails only at U_FAILS_ANY): judge it as drift-driven instead
+            if share is not None:
+                share = 0.0
         if share is not None and share < DIFFUSION_SHARE_DRIVEN:
             why = "record snapshots more densely or use more members"
             if noise:

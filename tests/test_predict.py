@@ -476,3 +476,72 @@ def test_weighted_judge_reduces_to_the_two_sample_judge():
     half = np.where(np.arange(600) < 300, 1 / 300, 0.0)
     w1h, _ = P.judge_weighted(a, b, half)
     assert w1h == pytest.approx(P.judge_two_samples(a, b[:300]), rel=1e-9)
+
+
+# ------------------------------------------------------------------- coefficients under-resolved in time
+def test_interpolation_ratio_is_linear_over_geometric_quadrature_of_an_exponential_decay():
+    """ρ(r) = (1+r)/2 · ln r/(r−1) against scipy's quadrature of D₀e^{−kt} over a lag whose ends differ by r
+    (60-fold: issue 17's cell 18), and the diagnostic's induced error for a pure diffusion (A = 0: the
+    variance error is exactly twice the ∫D error) against the W1 of the two centred Gaussians."""
+    from scipy.integrate import quad
+
+    T, D0 = 1.5, 0.01
+    for r in (1 / 60, 0.3, 1.0 + 1e-7, 4.0, 60.0):
+        k = -np.log(r) / T
+        geo = quad(lambda u: D0 * np.exp(-k * u), 0.0, T, epsabs=0, epsrel=1e-13)[0]
+        assert P.interpolation_ratio(r) == pytest.approx(T * D0 * (1 + r) / 2 / geo, rel=1e-10)
+    r, sigma, floor = 1 / 60, 0.08, 0.004
+    geo = quad(lambda u: D0 * r ** (u / T), 0.0, T, epsabs=0, epsrel=1e-13)[0]
+    wider = np.sqrt(sigma**2 + 2 * (T * D0 * (1 + r) / 2 - geo))
+    got = P.interpolation_error([0.0, T], [D0, D0 * r], [0.05, sigma], floor)
+    assert got["interpolation_error"] == pytest.approx(np.sqrt(2 / np.pi) * (wider - sigma) / floor, rel=1e-10)
+    assert got["interpolation_lag"] == [0.0, T] and got["interpolation_d_ratio"] == pytest.approx(60.0)
+
+
+def exact_ou(t, M=2000, theta=0.5, D0=0.02, k=np.log(60) / 1.5, eta=0.01, seed=3):
+    """M members of the OU process dw = −θw dt + √(2D(t)) dW, D(t) = D₀e^{−kt} (falls 60-fold over t 0 → 1.5),
+    sampled exactly at the snapshots t, with 'gradients' g = θw and grad_var = 2D/η (the mechanistic route's
+    coefficients exact)."""
+    rng = np.random.default_rng(seed)
+    w = np.empty((t.size, M))
+    w[0] = rng.normal(0.0, 0.02, M)
+    for s in range(t.size - 1):
+        a, b = t[s], t[s + 1]  # ∫ₐᵇ 2D(u) e^{−2θ(b−u)} du in closed form
+        var = 2 * D0 * np.exp(-2 * theta * b) * (np.exp((2 * theta - k) * b) - np.exp((2 * theta - k) * a)) / (2 * theta - k)
+        w[s + 1] = np.exp(-theta * (b - a)) * w[s] + np.sqrt(var) * rng.standard_normal(M)
+    v = np.broadcast_to(2 * D0 * np.exp(-k * t)[:, None] / eta, w.shape)
+    four = lambda a: np.ascontiguousarray(a)[:, :, None, None]  # noqa: E731
+    return EnsembleRun.from_arrays(t=t, weights={"W2": four(w)}, eta=eta, batch_size=1, grad={"W2": four(theta * w)},
+                                   grad_var={"W2": four(v)}, hess_grad={"W2": four(np.zeros_like(w))})  # fmt: skip
+
+
+def test_coarse_snapshots_over_a_fast_diffusion_decay_are_diagnosed_and_dense_ones_are_not():
+    """Exact OU ensemble whose D falls 60-fold over the first lag: with that lag one interval, the linear
+    interpolation over-counts ∫D (ρ = 2.1), the prediction is too wide out of sample, and the diagnostic names
+    the lag; with 10 snapshots per unit time (D falls 1.3-fold per lag), it does not fire and the prediction
+    holds."""
+    coarse = np.array([0.0, 1.5, 3.0, 4.5, 6.0])
+    dense = np.linspace(0.0, 6.0, 61)
+    out = {}
+    for name, t in (("coarse", coarse), ("dense", dense)):
+        out[name] = fpkit.predict(exact_ou(t), "W2[0,0]", dt=0.01, js=False)
+    d = out["coarse"].diagnostics
+    assert d["interpolation_error"] >= P.INTERP_DOUBTFUL and d["verdict"] == "doubtful", d
+    assert d["interpolation_lag"] == [0.0, 1.5] and d["interpolation_d_ratio"] == pytest.approx(60.0, rel=1e-9)
+    assert any("falls 60-fold over the lag t 0 → 1.5" in r for r in d["reasons"]), d["reasons"]
+    assert out["coarse"].distance["fp"][1] > 3.0  # it does miss where it fires
+    d = out["dense"].diagnostics
+    assert d["interpolation_error"] < P.INTERP_DOUBTFUL and d["verdict"] == "holds", d
+    assert out["dense"].distance["fp"][1:].max() < 3.0
+
+
+@pytest.mark.parametrize("ie, verdict", [(0.99, "holds"), (1.0, "fails")])
+def test_under_resolved_coefficients_are_doubtful_and_not_diffusion_driven(ie, verdict):
+    """Both sides of INTERP_DOUBTFUL; above it the (inflated) diffusion share no longer classes the entry as
+    diffusion-driven, so U = 2 fails as for a drift-driven entry (U_FAILS) instead of holding until 3."""
+    ev = {"interpolation_error": ie, "interpolation_lag": [0.0, 1.5], "interpolation_d_ratio": 60.0,
+          "drift_uncertainty": 2.0, "diffusion_share": 2.09}  # fmt: skip
+    got, reasons = P.validity(ev, "mechanistic")
+    assert got == verdict and (len(reasons) == 2) == (ie >= 1.0)
+    got, reasons = P.validity(dict(ev, drift_uncertainty=0.5), "mechanistic")
+    assert got == ("doubtful" if ie >= 1.0 else "holds")
