@@ -135,9 +135,10 @@ def test_dask_same_as_serial(client):
 def test_report_names_the_diagnostic_that_fired_with_its_value():
     """The cells table's short reasons come from the real verdict texts: a drift-driven entry whose U reason
     quotes a noise-level disagreement ("drifts differ … (noise, not bias)") is listed as U with its value, not
-    as a disagreement; η·λmax and a frozen fraction with theirs; an entry that holds adds nothing."""
+    as a disagreement; η·λmax, a frozen fraction and a coarse lag with theirs; an entry that holds adds nothing."""
     ev = {"drift_disagreement": 0.7, "drift_disagreement_z": 1.0, "drift_uncertainty": 1.6, "drift_uncertainty_km": 0.3,
-          "diffusion_share": 0.2, "eta_lam_max": 1.2, "frozen_fraction": 0.3}  # fmt: skip
+          "diffusion_share": 0.2, "eta_lam_max": 1.2, "frozen_fraction": 0.3, "interpolation_error": 1.3,
+          "interpolation_lag": [0.0, 1.5], "interpolation_d_ratio": 60.0}  # fmt: skip
     verdict, reasons = validity(ev, "mechanistic")
     assert verdict == "doubtful" and any("drifts differ" in r for r in reasons)
     fine = {"drift_disagreement": 0.1, "drift_uncertainty": 0.1, "diffusion_share": 0.2, "eta_lam_max": 0.1}
@@ -147,4 +148,4 @@ def test_report_names_the_diagnostic_that_fired_with_its_value():
             "entries": [{"label": "W1[0,0]", "reasons": reasons, "diagnostics": ev},
                         {"label": "W2[0,0]", "reasons": validity(fine, "mechanistic")[1], "diagnostics": fine}]}  # fmt: skip
     row = figs.cells_markdown([cell]).splitlines()[-1]
-    assert row.endswith("| W1[0,0]: U 1.60, frozen 30%, η·λmax 1.20 |"), row
+    assert row.endswith("| W1[0,0]: coarse lag 1.30 floors, U 1.60, frozen 30%, η·λmax 1.20 |"), row

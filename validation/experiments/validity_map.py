@@ -204,7 +204,8 @@ def cell_entries(run, n: int) -> list[str]:
 # every input of ``fpkit.prediction.validity``: a verdict can be recomputed from results.h5 alone
 DIAGNOSTIC_KEYS = ("eta_lam_max", "drift_disagreement", "drift_disagreement_z", "drift_uncertainty",
                    "drift_uncertainty_km", "drift_contraction", "diffusion_share", "noise_to_signal",
-                   "frozen_fraction", "increment_autocorrelation")  # fmt: skip
+                   "frozen_fraction", "increment_autocorrelation", "interpolation_error", "interpolation_lag",
+                   "interpolation_d_ratio")  # fmt: skip
 
 
 def judge_entries(run, labels, acfg: dict, seed: int) -> list[dict]:

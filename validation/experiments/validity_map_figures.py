@@ -64,7 +64,8 @@ def _num(x, fmt=".2f") -> str:
     return "–" if x is None or (isinstance(x, float) and not np.isfinite(x)) else format(x, fmt)
 
 
-_REASON_KEYS = (("over the lags between snapshots", "drift_uncertainty", "U {:.2f}"),  # first: its text may
+_REASON_KEYS = (("under-resolved in time", "interpolation_error", "coarse lag {:.2f} floors"),
+                ("over the lags between snapshots", "drift_uncertainty", "U {:.2f}"),  # before: its text may
                 ("drifts differ", "drift_disagreement", "drifts differ {:.0%}"),  # quote the disagreement
                 ("did not move at all", "frozen_fraction", "frozen {:.0%}"),
                 ("η·λmax", "eta_lam_max", "η·λmax {:.2f}"))  # fmt: skip
