@@ -439,3 +439,34 @@ def test_generic_writer_stores_object_arrays_as_json(tmp_path):
     with h5py.File(tmp_path / "t.h5", "r") as f:
         np.testing.assert_array_equal(f["a"][()], [0.0, 1.0, 2.0])
         assert json.loads(f.attrs["names"]) == ["x", "yz"] and json.loads(f.attrs["n"]) == 4
+
+
+def test_pair_prediction_refuses_minibatches_that_are_not_iid():
+    """The pair's 2 × 2 covariance is the iid-minibatch formula (kills ``train.get(...) or {}`` → ``and {}``,
+    which read every run as iid): a run trained with ``sampling = "distinct"`` is refused, naming it."""
+    ens = fpkit.Ensemble(d=6, k=2, activation="tanh", lr=0.02, batch_size=4, members=200, steps=10, snapshots=3,
+                         seed=1, sampling="distinct")  # fmt: skip
+    run = ens.train(show_progress=False)
+    E, J = P.split_members(run.members, 0, "half")
+    with pytest.raises(ConfigError, match="sampling='distinct'"):
+        P.predict_pair(run, ["W2[0,0]", "W2[0,1]"], E, J, dt=0.05, cells=8)
+
+
+@pytest.mark.parametrize("u, picks", [(P.U_HOLDS + 0.01, "kramers-moyal"), (P.U_HOLDS - 0.01, "mechanistic")])
+def test_auto_route_leaves_a_doubtful_mechanistic_drift_only_when_it_is_noisier_beyond_u_holds(monkeypatch, u, picks):
+    """route='auto' on both sides of ``U_HOLDS`` (kills ``u >= U_HOLDS`` → ``u < U_HOLDS``): a doubtful
+    mechanistic prediction whose drift uncertainty U is at least U_HOLDS and above the Kramers-Moyal one gives
+    way to Kramers-Moyal; just below U_HOLDS it is kept. predict_entry is replaced by a stub that returns the
+    given diagnostics, so only the choice is tested."""
+
+    class Stub:
+        def __init__(self, route):
+            self.route = route
+            self.diagnostics = {"verdict": "doubtful", "drift_uncertainty": u, "drift_uncertainty_km": 0.1,
+                                "reasons": ["U above the threshold"]}  # fmt: skip
+
+    monkeypatch.setattr(P, "predict_entry", lambda run, label, E, J, route, **kw: Stub(route))
+    run = type("Run", (), {"grad": np.zeros(1), "grad_var": np.zeros(1)})()
+    got = P._predict_auto(run, "W2[0,0]", [0], [1])
+    assert got.route == picks
+    assert got.diagnostics["route_choice"].startswith(picks)
