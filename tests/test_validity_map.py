@@ -90,6 +90,21 @@ def test_plan_cells_order_and_seeds():
     assert all(c["depth"] == len(c["hidden"]) and c["width"] == min(c["hidden"]) for c in cells)
 
 
+def test_cell_schedule_halves_the_first_interval():
+    from fpkit.ensemble.spec import snapshot_schedule
+
+    base = snapshot_schedule(1000, 15)
+    assert base[1] == 30  # the coarse first lag of issue 17's cell 18 (D falls 60-fold within it)
+    s = vm.cell_schedule(1000, 15, 4)
+    assert s == [0, 2, 4, 8, 15] + base[1:].tolist()  # 30/2, 30/4, 30/8, 30/16 rounded
+    assert vm.cell_schedule(1000, 15, 0) == base.tolist()
+    assert vm.cell_schedule(5, 15, 4) == list(range(6))  # duplicates and step 0 dropped
+    cfg = resolve_config(vm.EXPERIMENT())
+    cell = vm.plan_cells(cfg)[0]
+    g = cfg["map"]
+    assert vm.cell_config(cfg, cell)["train"]["snapshot_steps"] == vm.cell_schedule(g["steps"], g["snapshots"], 4)
+
+
 def _strip(rows):
     return [{k: v for k, v in r.items() if k not in ("seconds", "cpu_seconds")} for r in rows]
 
@@ -110,7 +125,9 @@ def test_cell_fields():
         assert (e["verdict"] == "holds") == (not e["reasons"])
         # the stored diagnostics are every input of the verdict, and the stored series give the worst
         assert validity(e["diagnostics"], e["route"]) == (e["verdict"], e["reasons"])
-        assert len(e["w1_floor"]) == cfg["map"]["snapshots"] and max(e["w1_floor"][1:]) == e["worst"]
+        g = cfg["map"]
+        schedule = vm.cell_schedule(g["steps"], g["snapshots"], g["early_snapshots"])
+        assert len(e["w1_floor"]) == len(schedule) and max(e["w1_floor"][1:]) == e["worst"]
     json.dumps(r)  # plain values only (stored as JSON in results.h5)
 
 
