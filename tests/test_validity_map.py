@@ -103,6 +103,9 @@ def test_cell_schedule_halves_the_first_interval():
     cell = vm.plan_cells(cfg)[0]
     g = cfg["map"]
     assert vm.cell_config(cfg, cell)["train"]["snapshot_steps"] == vm.cell_schedule(g["steps"], g["snapshots"], 4)
+    # the report says what was scheduled
+    assert figs._schedule_words(g) == ("19 snapshots at steps 0, 2, 4, 8, 15, 30, 65, …, 1000 (4 of them halving "
+                                       "the default schedule's first interval, where D falls fastest)")  # fmt: skip
 
 
 def _strip(rows):

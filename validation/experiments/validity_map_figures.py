@@ -9,7 +9,7 @@ import numpy as np
 
 from fpkit.plotting import _pyplot, save_figure
 
-from .validity_map import OUTCOME_EDGES, OUTCOMES, VERDICTS, outcome_class
+from .validity_map import OUTCOME_EDGES, OUTCOMES, VERDICTS, cell_schedule, outcome_class
 
 _COLOURS = ("#4daf4a", "#ffbf00", "#e41a1c")  # outcome ≤ 3, 3–5, > 5 floors
 _MARK = {"holds": "H", "doubtful": "D", "fails": "F"}
@@ -124,6 +124,15 @@ def autoencoder_markdown(ae: dict) -> str:
     return head + "\n".join(rows)
 
 
+def _schedule_words(g: dict) -> str:
+    """The cells' snapshot schedule in words (``cell_schedule``)."""
+    steps = cell_schedule(int(g["steps"]), int(g["snapshots"]), int(g.get("early_snapshots", 0)))
+    shown = ", ".join(map(str, steps[:7])) + (f", …, {steps[-1]}" if len(steps) > 7 else "")
+    extra = len(steps) - len(cell_schedule(int(g["steps"]), int(g["snapshots"]), 0))
+    why = f" ({extra} of them halving the default schedule's first interval, where D falls fastest)" if extra else ""
+    return f"{len(steps)} snapshots at steps {shown}{why}"
+
+
 def report_body(cfg: dict, res) -> str:
     g = cfg["map"]
     secs = [c.get("seconds", 0.0) for c in res.cells]
@@ -140,7 +149,7 @@ def report_body(cfg: dict, res) -> str:
            "## The map\n",
            f"{len(res.cells)} cells: data {g['data']} × activation {g['activation']} × settings (Gaussian: d = {g['d']}, "
            f"n = {g['n']}, variances {g['ratio']:g}^i; digits: n = {g['digits_n']} images / 16); "
-           f"{g['members']} members (half estimate, half judged), {g['steps']} steps, {g['snapshots']} snapshots, "
+           f"{g['members']} members (half estimate, half judged), {g['steps']} steps, {_schedule_words(g)}, "
            f"{g['entries']} entries per cell (route {cfg['analysis']['route']}); biases {'on' if g['bias'] else 'off'}. "
            f"Per cell: wall time median {np.median(secs) if secs else 0:.1f} s (max {max(secs, default=0):.1f} s), "
            f"CPU time median {np.median(cpu) if cpu else 0:.1f} s (max {max(cpu, default=0):.1f} s, total {sum(cpu):.0f} s).\n",
