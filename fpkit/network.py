@@ -25,14 +25,18 @@ def _layers(weights: dict) -> list[str]:
 def forward(weights: dict, x: np.ndarray, activation: str) -> list[np.ndarray]:
     """Activations of every layer for each member: weights[name] (M, out, in), x (n, d) shared by the members
     or (M, n, d) one set per member -> list of (M, n, ·). Hidden layers use ``activation``, the output layer is
-    linear (fpkit.ensemble's convention)."""
+    linear (fpkit.ensemble's convention).
+
+    Each layer is one stacked ``np.matmul`` (M, n, in) @ (M, in, out): numpy calls BLAS once per member, so a
+    member's activations come from the same operations whichever other members are in the call (shared x is
+    broadcast, not copied). About 4× faster than the contraction written with ``np.einsum`` (its single-threaded
+    C loop, 2000 members × 1000 inputs); the two agree to rounding (a different summation order)."""
     act = _ACT[activation][0]
     names = _layers(weights)
-    M = next(iter(weights.values())).shape[0]
-    h = x if x.ndim == 3 else np.broadcast_to(x, (M,) + x.shape)
-    outs = [h]
+    h = np.asarray(x)
+    outs = [h if h.ndim == 3 else np.broadcast_to(h, (next(iter(weights.values())).shape[0],) + h.shape)]
     for ell, name in enumerate(names):
-        z = np.einsum("moi,mni->mno", weights[name], h)
+        z = np.matmul(h, np.swapaxes(weights[name], 1, 2))
         b = weights.get(f"b{ell + 1}")
         if b is not None:
             z = z + b[:, None, :]
@@ -41,15 +45,17 @@ def forward(weights: dict, x: np.ndarray, activation: str) -> list[np.ndarray]:
     return outs
 
 
-CHUNK_BYTES = 16 * 2**20
-"""``reconstruction_errors`` works on blocks of members whose widest activation array stays below this."""
+CHUNK_BYTES = 4 * 2**20
+"""``reconstruction_errors`` works on blocks of members whose widest activation array stays below this (smaller
+blocks stay in cache: 4 MiB was ~15 % faster than 16 MiB on the default run's shapes)."""
 
 
 def reconstruction_errors(weights: dict, x: np.ndarray, activation: str) -> np.ndarray:
     """Per-member mean reconstruction error ½‖x̂ − x‖² over the rows of x: (M,).
 
-    Computed on blocks of members (``CHUNK_BYTES``): every member's value comes from the same operations as in
-    one block, without (M, n, width) activations of all members at once (2000 members × 1000 inputs: 0.3 GB).
+    Computed on blocks of members (``CHUNK_BYTES``), without (M, n, width) activations of all members at once
+    (2000 members × 1000 inputs: 0.3 GB); every member's value is the same whatever block it is in
+    (``forward``: one BLAS product per member).
     """
     x = np.asarray(x)
     if x.ndim != 2:
@@ -60,7 +66,10 @@ def reconstruction_errors(weights: dict, x: np.ndarray, activation: str) -> np.n
     out = np.empty(M)
     for m0 in range(0, M, block):
         xhat = forward({n: v[m0 : m0 + block] for n, v in weights.items()}, x, activation)[-1]
-        out[m0 : m0 + block] = 0.5 * np.mean(np.sum((xhat - x[None]) ** 2, axis=-1), axis=-1)
+        err = (xhat - x).reshape(xhat.shape[0], 1, -1)
+        # Σ over inputs and coordinates as one dot product per member (a sum over the short last axis is 6×
+        # slower in numpy), then the mean over the inputs
+        out[m0 : m0 + block] = 0.5 * np.matmul(err, err.transpose(0, 2, 1))[:, 0, 0] / x.shape[0]
     return out
 
 
