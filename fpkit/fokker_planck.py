@@ -173,6 +173,9 @@ class FokkerPlanck:
             idx_l, idx_r, dist_b, nodes, nodes_shape = self._face_nodes(a)
             A, D = self.drift[a], self.diffusion[a][a]
             d_cell = D.on_grid(t)
+            if g.ndim == 1 and self.scheme == "exponential":
+                faces.append(self._faces_1d(A, D, d_cell, dist_b, nodes, nodes_shape, t))
+                continue
             d_left = np.take(d_cell, idx_l, axis=a)
             d_right = np.take(d_cell, idx_r, axis=a)
             alpha = np.empty(d_left.shape)
@@ -224,6 +227,22 @@ class FokkerPlanck:
         else:
             self._faces_last = (t, faces)
         return faces
+
+    def _faces_1d(self, A, D, d_cell, dist, nodes, nodes_shape, t: float):
+        """``_faces`` of a 1-D grid with exponential fitting: the same faces from one compiled pass
+        (``finite_volume.exponential_faces_1d``; a time-dependent solve builds them at every step)."""
+        a_q = np.ascontiguousarray(A.at(nodes, t).reshape(nodes_shape), dtype=float)
+        d_q = np.ascontiguousarray(D.at(nodes, t).reshape(nodes_shape), dtype=float)
+        alpha = np.empty(dist.size)
+        beta = np.empty(dist.size)
+        bad = fv.exponential_faces_1d(a_q, d_q, np.ascontiguousarray(d_cell, dtype=float), dist, _GAUSS_WEIGHTS,
+                                      fv.BC_CODES[self.bc[0]], alpha, beta)  # fmt: skip
+        if bad >= 0:
+            raise ConfigError(
+                f"`diffusion` must be finite and >= 0 and `drift` finite along axis 0 at t={t} "
+                f"for scheme='exponential' (face {bad} of {dist.size})"
+            )
+        return alpha, beta
 
     def _cross_terms(self, t: float):
         if not self._full_tensor:

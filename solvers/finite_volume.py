@@ -43,6 +43,55 @@ def exponential_fitting_faces(d_left, d_right, peclet, dist, alpha, beta):
         beta.flat[k] = d_right.flat[k] * bernoulli(peclet.flat[k]) / dist.flat[k]
 
 
+BC_CODES = {"reflecting": 0, "absorbing": 1, "periodic": 2}
+
+
+@kernel
+def exponential_faces_1d(a_q, d_q, d_cell, dist, weights, bc, alpha, beta):
+    """Every face of a 1-D grid at once (the time-dependent solve builds them at each step): Pe = dist·Σ_k
+    w_k A/D over the Gauss nodes of each face interval, the Scharfetter-Gummel coefficients from the cells
+    either side (face 0 joins the last cell to the first, the periodic wrap), the upwind flux where D ≤ 0 on a
+    node or Pe is not finite (``degenerate``), then the walls of ``bc`` (``BC_CODES``).
+
+    a_q, d_q : (n + 1, q) drift and diffusion at the nodes; d_cell : (n,) diffusion at the centres; dist :
+    (n + 1,) distances between the centres; weights : (q,). Faces on a reflecting wall are not checked (their
+    nodes lie outside the domain). Returns the index of the first checked face with a negative or non-finite
+    D or a non-finite A, or -1 (alpha and beta are then filled)."""
+    n = d_cell.size
+    q = weights.size
+    for f in range(n + 1):
+        used = not (bc == 0 and (f == 0 or f == n))
+        ratio = 0.0
+        a_face = 0.0
+        degenerate = False
+        for k in range(q):
+            a = a_q[f, k]
+            d = d_q[f, k]
+            if used and (d < 0.0 or not np.isfinite(a) or not np.isfinite(d)):
+                return f
+            if d <= 0.0:
+                degenerate = True
+            ratio += (a / d) * weights[k] if d != 0.0 else np.inf
+            a_face += a * weights[k]
+        pe = ratio * dist[f]
+        d_left = d_cell[f - 1] if f > 0 else d_cell[n - 1]
+        d_right = d_cell[f] if f < n else d_cell[0]
+        if used and (degenerate or not np.isfinite(pe)):
+            alpha[f] = max(a_face, 0.0)
+            beta[f] = max(-a_face, 0.0)
+        else:
+            if not used:
+                pe = 0.0
+            alpha[f] = d_left * bernoulli(-pe) / dist[f]
+            beta[f] = d_right * bernoulli(pe) / dist[f]
+    if bc == 0:
+        alpha[0] = beta[0] = alpha[n] = beta[n] = 0.0
+    elif bc == 1:
+        alpha[0] = 0.0  # nothing enters from the wall
+        beta[n] = 0.0
+    return -1
+
+
 @kernel
 def central_faces(d_left, d_right, a_face, dist, alpha, beta):
     """Central-difference face coefficients: averaged advection, two-point diffusion."""

@@ -225,6 +225,59 @@ def test_bad_input_errors():
         fpkit.FokkerPlanck(g, bc="absorbing").stationary()
 
 
+def _sg_reference(A, D, x, t):
+    """Interior face coefficients (alpha[f], beta[f]), f = 1..n-1, of the Scharfetter-Gummel flux from their
+    definition: Pe = ∫ A/D between the centres by adaptive quadrature, B(z) = 1/exprel(z); where D vanishes
+    inside the interval, the upwind flux of the interval's mean drift."""
+    from scipy.special import exprel
+
+    h = x[1] - x[0]
+    alpha, beta = [], []
+    for lo, hi in zip(x[:-1], x[1:]):
+        if D(lo, t) > 0 and D(hi, t) > 0 and D(0.5 * (lo + hi), t) > 0:
+            pe = integrate.quad(lambda y: A(y, t) / D(y, t), lo, hi, epsabs=1e-14, epsrel=1e-13)[0]
+            alpha.append(D(lo, t) / exprel(-pe) / h)
+            beta.append(D(hi, t) / exprel(pe) / h)
+        else:
+            a_mean = integrate.quad(lambda y: A(y, t), lo, hi)[0] / h
+            alpha.append(max(a_mean, 0.0))
+            beta.append(max(-a_mean, 0.0))
+    return np.array(alpha), np.array(beta)
+
+
+@pytest.mark.parametrize("degenerate", [False, True])
+def test_one_dimensional_faces_against_the_scharfetter_gummel_definition(degenerate):
+    # the compiled 1-D face pass (finite_volume.exponential_faces_1d) behind every time-dependent 1-D solve
+    g = fpkit.Grid.uniform(0.0, 2.0, 40)
+
+    def A(x, t):
+        return np.sin(3 * x) - 2 * (x - 1) * (1 + t)
+
+    def D(x, t):  # degenerate: no diffusion on the left half (upwind flux there and on face 20 at x = 1)
+        return 0.3 * (1 + t) * (x > 1.0) if degenerate else 0.05 + (x - 1.0) ** 2 * (1 + t)
+
+    fp = fpkit.FokkerPlanck(g, drift=A, diffusion=D, bc="reflecting", time_dependent=True)
+    L = fp.operator(0.3).toarray()
+    h = g.dx[0]
+    alpha, beta = _sg_reference(A, D, g.x, 0.3)
+    interior = np.arange(1, g.n[0])
+    ok = D(g.x[:-1], 0.3) > 0 if degenerate else np.ones(interior.size, bool)  # D > 0 across the interval
+    np.testing.assert_allclose((L[interior, interior - 1] * h)[ok], alpha[ok], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose((L[interior - 1, interior] * h)[ok], beta[ok], rtol=1e-9, atol=1e-12)
+    if degenerate:  # intervals where D is 0 on a Gauss node: upwind of the 4-point mean drift
+        assert (~ok).sum() == 20
+        np.testing.assert_allclose((L[interior, interior - 1] * h)[~ok], alpha[~ok], rtol=1e-6, atol=1e-12)
+        np.testing.assert_allclose((L[interior - 1, interior] * h)[~ok], beta[~ok], rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(L.sum(axis=0), 0.0, atol=1e-9)  # reflecting walls: mass is conserved
+    # D < 0 from t > 0.5 between the centres either side of face 21 only: the face pass must catch it
+    xm = 0.5 * (g.x[20] + g.x[21])
+    bad = fpkit.FokkerPlanck(g, drift=A, diffusion=lambda x, t: 0.05 - (t > 0.5) * (np.abs(x - xm) < 0.4 * h),
+                             bc="reflecting", time_dependent=True)  # fmt: skip
+    bad.operator(0.3)
+    with pytest.raises(ConfigError, match="diffusion.*face 21 of 41"):
+        bad.operator(0.7)
+
+
 def test_three_dimensional_ou_mass_and_stationary_variance():
     # 3-D OU with per-axis θ and D: stationary variances D/θ per axis, reached at second order in h
     theta, D = np.array([1.0, 2.0, 1.5]), np.array([0.5, 0.6, 0.3])
