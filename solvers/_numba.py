@@ -69,3 +69,10 @@ def _keeping_openmp_threads(launch):
 # numba looks the start function up in this module at every use (compilation, cached parfors, get_num_threads)
 if not getattr(_parallel._launch_threads, "__wrapped__", None):
     _parallel._launch_threads = _keeping_openmp_threads(_parallel._launch_threads)
+
+
+def threading_layer() -> str:
+    """numba's threading layer ("omp", "tbb" or "workqueue"), started now if no parallel kernel has run yet
+    (``numba.threading_layer()`` itself raises until one has)."""
+    _parallel._launch_threads()
+    return numba.threading_layer()

@@ -271,6 +271,16 @@ def test_svag_ensembles_without_statistics_train_the_same_weights():
         np.testing.assert_array_equal(runs[0].weights[name], runs[1].weights[name])
 
 
+def test_svag_thread_needs_no_parallel_kernel_before_it():
+    """The SVAG ensembles start on their thread before the first parallel kernel of the run: asking whether
+    kernels launch from two threads starts numba's threading layer instead of finding it absent (which kept
+    the training in the caller's thread)."""
+    code = ("import numba; from fpkit.validation.experiments import fp_histograms as ex; "
+            "print(ex.kernels_from_two_threads(), numba.threading_layer())")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out in (["True", "omp"], ["True", "tbb"]), out
+
+
 def test_svag_alongside_trains_the_same_ensembles_on_a_thread_and_stops_with_the_body(monkeypatch):
     """svag_alongside trains the SVAG ensembles on a thread while the body trains another ensemble (parallel
     kernels launched from two threads at once): bit-identical to training them alone; a body that raises

@@ -486,13 +486,10 @@ def svag_alongside(cfg: dict, show_progress=None):
 
 def kernels_from_two_threads() -> bool:
     """Whether numba's threading layer launches parallel kernels from two threads at once (omp, tbb; not
-    workqueue, nor before any parallel kernel has chosen the layer)."""
-    import numba
+    workqueue); starts the layer if no parallel kernel has yet."""
+    from fpkit.solvers._numba import threading_layer
 
-    try:
-        return numba.threading_layer() in ("omp", "tbb")
-    except ValueError:
-        return False
+    return threading_layer() in ("omp", "tbb")
 
 
 @contextlib.contextmanager
@@ -606,14 +603,16 @@ class FpHistograms(Experiment):
         acfg = cfg["analysis"]
         with ctx.stage("solver_self_check"):
             suite = fp_suite.run_suite()
-        with ctx.stage("training"):
-            ens, run = train_ensemble(cfg, show_progress=ctx.show_progress)
-        E, J = split_members(run.members, cfg["seed"], acfg["split"])
-        # the SVAG ensembles need only the configuration, the 2-D pair the run and the split: computed alongside
-        # the analysis (svag_alongside, pair_alongside)
-        pooled = ctx.client is None and default_workers() > 1
-        with svag_alongside(cfg, ctx.show_progress) as svag, pair_alongside(run, acfg, E, J, pooled) as pair:
-            return self._analyse(cfg, ctx, ens, run, suite, E, J, svag, pair)
+        # the SVAG ensembles need only the configuration: trained alongside from the start, they fill what the
+        # main training's serial parts (its snapshot statistics) leave idle; the 2-D pair needs the run and
+        # the split: alongside the analysis (svag_alongside, pair_alongside)
+        with svag_alongside(cfg, ctx.show_progress) as svag:
+            with ctx.stage("training"):
+                ens, run = train_ensemble(cfg, show_progress=ctx.show_progress)
+            E, J = split_members(run.members, cfg["seed"], acfg["split"])
+            pooled = ctx.client is None and default_workers() > 1
+            with pair_alongside(run, acfg, E, J, pooled) as pair:
+                return self._analyse(cfg, ctx, ens, run, suite, E, J, svag, pair)
 
     def _analyse(self, cfg: dict, ctx, ens, run, suite, E, J, svag, pair) -> Result:
         """Everything after training (``run``, split into ``E``, ``J``); ``svag()`` returns the SVAG ensembles,
