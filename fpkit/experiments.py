@@ -609,9 +609,12 @@ def run(name_or_path, *, quick: bool = False, config=None, overrides: dict | Non
 
 
 def write_outputs(outcome: Outcome, out_dir) -> dict:
-    """The one writer of every experiment: results.h5 first (config, verdict, timings and the experiment's own
-    layout under ``/``), so a failure later (a figure) loses no result, then the figures, then report.md —
-    each through fpkit's one atomic-write path (temporary file, fsync, verify, rename).
+    """The one writer of every experiment: results.h5 (config, verdict, timings and the experiment's own layout
+    under ``/``), the figures and report.md, each through fpkit's one atomic-write path (temporary file,
+    fsync, verify, rename). The experiment's ``figures`` is called first: figures it draws through
+    ``fpkit.plotting.draw_figures`` are drawn by worker processes while this process writes results.h5, then
+    collected; results.h5 is written also when a figure fails (the error is raised after it), so a figure's
+    failure loses no result.
 
     Parameters
     ----------
@@ -626,6 +629,7 @@ def write_outputs(outcome: Outcome, out_dir) -> dict:
         Description -> path of every file written.
     """
     from .io import atomic_h5, check_output_dir, set_json_attr
+    from .plotting import figure_session, finish_figures
 
     exp, cfg, res = outcome.experiment, outcome.config, outcome.result
     out = check_output_dir(out_dir)
@@ -635,16 +639,23 @@ def write_outputs(outcome: Outcome, out_dir) -> dict:
         from .io import write_error
 
         raise write_error(out, exc) from exc
-    with atomic_h5(out / "results.h5") as f:
-        f.attrs["kind"] = RESULTS_KIND
-        f.attrs["experiment"] = exp.name
-        set_json_attr(f, "config", cfg)
-        set_json_attr(f, "timings", outcome.timings)
-        set_json_attr(f, "verdict", outcome.verdict.to_dict())
-        exp.save(f, cfg, res)
-    t0 = time.perf_counter()
-    figures = {k: v for k, v in exp.figures(cfg, res, out).items() if v is not None}
-    outcome.timings["figures_and_files"] = time.perf_counter() - t0
+    with figure_session():
+        t0 = time.perf_counter()
+        try:  # returns at once for figures handed to draw_figures' workers: they draw while results.h5 is written
+            figures, failed = exp.figures(cfg, res, out), None
+        except BaseException as exc:  # raised once results.h5 is written
+            figures, failed = {}, exc
+        with atomic_h5(out / "results.h5") as f:
+            f.attrs["kind"] = RESULTS_KIND
+            f.attrs["experiment"] = exp.name
+            set_json_attr(f, "config", cfg)
+            set_json_attr(f, "timings", outcome.timings)
+            set_json_attr(f, "verdict", outcome.verdict.to_dict())
+            exp.save(f, cfg, res)
+        if failed is not None:
+            raise failed
+        figures = {k: v for k, v in finish_figures(figures).items() if v is not None}
+        outcome.timings["figures_and_files"] = time.perf_counter() - t0
     text = f"# {exp.title}\n\n" + exp.report(cfg, res, outcome.verdict, figures).strip() + "\n\n" + outcome.verdict.markdown()
     text += "\n## Run time\n\n| stage | seconds |\n|---|---|\n" + "".join(
         f"| {k} | {v:.1f} |\n" for k, v in outcome.timings.items())  # fmt: skip

@@ -6,6 +6,8 @@ The shared writer (``fpkit.experiments.write_outputs``) calls these; they only f
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +55,10 @@ def save_results(f, res) -> None:
                   "diffusion_se": r.coefficients.get("diffusion_se")}  # fmt: skip
         for name, a in stored.items():
             if a is not None:
-                g.create_dataset(name, data=a, compression="gzip", compression_opts=4)
+                # byte-shuffled gzip: smaller and ~2x faster than gzip alone; the members' samples (random
+                # doubles: gzip kept 96 %) are stored as they are
+                packed = {} if name == "samples" else {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+                g.create_dataset(name, data=a, **packed)
         for k, v in r.distance.items():
             g[f"ratios/{k}"] = v
     ex = f.create_group("extra")
@@ -98,25 +103,36 @@ def distance_thresholds() -> dict:
             "W1": {"diffusion-driven max": T["diffusion_max"], "late goal": T["late_goal"]}}  # fmt: skip
 
 
-def fig_heatmaps(res, path):
-    return plotting.plot_heatmaps(representatives(res), path)
+# Each job_* gives its figure's job for plotting.draw_figures, (function, *arguments), or None when there is
+# nothing to draw; the function and arguments are pickled to a worker process, so only the arrays it draws go.
+_LARGE = ("density", "empirical", "judged", "samples", "coefficients")
 
 
-def fig_overlays(res, path):
-    return plotting.plot_overlays(representatives(res), path)
+def _drawn(p, *keep):
+    """``p`` without the large arrays that its figure does not draw (a figure job is pickled to a worker)."""
+    return dataclasses.replace(p, **{k: None for k in _LARGE if k not in keep})
 
 
-def fig_distances(res, path):
+def job_heatmaps(res, path):
+    return plotting.plot_heatmaps, [_drawn(p, "density", "empirical") for p in representatives(res)], path
+
+
+def job_overlays(res, path):
+    return plotting.plot_overlays, [_drawn(p, "density", "empirical") for p in representatives(res)], path
+
+
+def job_distances(res, path):
     groups = [(pre, f"{pre} entries ({'diffusion-driven' if pre == 'W1' else 'drift-dominated'} criteria)")
               for pre in ("W2", "W1", "W3") if any(e.label.startswith(pre) for e in res.entries)]  # fmt: skip
-    return plotting.plot_distances(res.entries, path, groups=groups, thresholds=distance_thresholds())
+    draw = functools.partial(plotting.plot_distances, groups=groups, thresholds=distance_thresholds())
+    return draw, [_drawn(p) for p in res.entries], path
 
 
-def fig_coefficients(res, path):
-    return plotting.plot_coefficients(representatives(res), path)
+def job_coefficients(res, path):
+    return plotting.plot_coefficients, [_drawn(p, "empirical", "coefficients") for p in representatives(res)], path
 
 
-def fig_outputs(res, path):
+def job_outputs(res, path):
     out = res.outputs
     if not out:
         return None
@@ -127,14 +143,21 @@ def fig_outputs(res, path):
     others |= {"W2 quantile-mapped onto the FP prediction": (out["quantile_mapped"], out["w1_quantile_over_floor"]),
               "W2 drawn independently from the FP prediction": (out["predicted"], out["w1_pred_over_floor"]),
               "W2 from the judged members' marginals": (out["shuffled"], out["w1_shuffled_over_floor"])}  # fmt: skip
-    return plotting.plot_output_distributions(out["trained"], others, path,
-                                              quantity="reconstruction error on held-out inputs")  # fmt: skip
+    draw = functools.partial(plotting.plot_output_distributions, quantity="reconstruction error on held-out inputs")
+    return draw, out["trained"], others, path
 
 
-def fig_failure_map(res, path):
+def job_pair(res, path):
+    return (plotting.plot_pair, res.pair, path) if res.pair else None
+
+
+def job_failure_map(res, path):
     rows = [r for r in res.sweep if "error" not in r]
-    if not rows:
-        return None
+    return (failure_map, rows, path) if rows else None
+
+
+def failure_map(rows: list, path):
+    """The sweep's worst final W1/floor against η·λmax and against the gradient noise-to-signal ratio."""
     from .fp_histograms import THRESHOLDS
 
     late_goal = THRESHOLDS["late_goal"]
@@ -164,8 +187,17 @@ def fig_failure_map(res, path):
     return save_figure(fig, path)
 
 
-def fig_pair(res, path):
-    return plotting.plot_pair(res.pair, path) if res.pair else None
+# description -> (file, job, CPU-s on the default run); the report lists the figures in this order, the workers
+# are handed the slowest first
+FIGURES = {
+    "predicted vs empirical density over time": ("heatmaps.png", job_heatmaps, 0.7),
+    "overlays at four snapshots": ("overlays.png", job_overlays, 1.2),
+    "distance / noise floor vs time with baselines": ("distances.png", job_distances, 1.0),
+    "estimated drift and diffusion": ("coefficients.png", job_coefficients, 1.4),
+    "output distributions": ("outputs.png", job_outputs, 0.5),
+    "2-D joint density": ("pair.png", job_pair, 0.3),
+    "failure map over η and B": ("failure_map.png", job_failure_map, 0.5),
+}
 
 
 # ------------------------------------------------------------------------------------------------ report
@@ -411,14 +443,10 @@ def report_body(cfg: dict, res) -> str:
     return "\n".join(L)
 
 
-def write_figures(res, out_dir) -> dict:
+def write_figures(res, out_dir):
+    """The report's figures (``FIGURES``) drawn by ``fpkit.plotting.draw_figures``: on worker processes and in
+    this process at once, each sent only the arrays it draws; description -> path (None: not drawn), or a
+    ``PendingFigures`` inside ``fpkit.plotting.figure_session`` (``write_outputs``)."""
     out = Path(out_dir)
-    return {
-        "predicted vs empirical density over time": fig_heatmaps(res, out / "heatmaps.png"),
-        "overlays at four snapshots": fig_overlays(res, out / "overlays.png"),
-        "distance / noise floor vs time with baselines": fig_distances(res, out / "distances.png"),
-        "estimated drift and diffusion": fig_coefficients(res, out / "coefficients.png"),
-        "output distributions": fig_outputs(res, out / "outputs.png"),
-        "2-D joint density": fig_pair(res, out / "pair.png"),
-        "failure map over η and B": fig_failure_map(res, out / "failure_map.png"),
-    }
+    jobs = {k: job(res, out / name) for k, (name, job, _) in sorted(FIGURES.items(), key=lambda kv: -kv[1][2])}
+    return plotting.draw_figures({k: job for k, job in jobs.items() if job is not None}, order=list(FIGURES))
