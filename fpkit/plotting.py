@@ -99,9 +99,14 @@ _SESSIONS: list = []  # the open figure_session's state: {"stack": ExitStack, "p
 
 
 def figure_workers() -> int:
-    """Worker processes ``draw_figures`` uses: the cores this process may use (``FPKIT_WORKERS``, see
-    ``fpkit.processes.default_workers``) less the one it draws on itself, at most ``FIGURE_WORKERS_MAX``; 0
-    means every figure is drawn in this process."""
+    """Worker processes ``draw_figures`` uses.
+
+    Returns
+    -------
+    int
+        The cores this process may use (``FPKIT_WORKERS``, see ``fpkit.processes.default_workers``) less the
+        one it draws on itself, at most ``FIGURE_WORKERS_MAX``; 0: every figure is drawn in this process.
+    """
     from .processes import default_workers
 
     return max(0, min(default_workers() - 1, FIGURE_WORKERS_MAX))
@@ -128,10 +133,15 @@ class PendingFigures:
         self.futures = {k: pool.submit(*job) for k, job in self.jobs.items()} if pool is not None else {}
 
     def wait(self) -> dict:
-        """Draw the jobs no worker has started, wait for the others; key -> result in ``order``.
+        """Draw the jobs no worker has started, wait for the others.
 
         An exception of a figure is raised here, unchanged (the worker's traceback is its ``__cause__``), with
         a note naming the figure; the jobs not yet started are cancelled.
+
+        Returns
+        -------
+        dict
+            key -> the job's result (None for a key of ``order`` without a job), in ``order``.
         """
         done = {}
         try:
@@ -209,7 +219,13 @@ def draw_figures(jobs: dict, workers: int | None = None, order=None):
 def figure_session():
     """While open, ``draw_figures`` hands figures to worker processes and returns at once, so that the caller
     does other work meanwhile (``fpkit.experiments.write_outputs`` writes results.h5) before collecting them
-    with ``finish_figures``. The workers are shut down on exit (jobs not started are cancelled on an error)."""
+    with ``finish_figures``. The workers are shut down on exit (jobs not started are cancelled on an error).
+
+    Returns
+    -------
+    contextlib.AbstractContextManager
+        The session (it yields None).
+    """
     session = {"stack": contextlib.ExitStack(), "pool": None}
     _SESSIONS.append(session)
     try:
@@ -220,7 +236,18 @@ def figure_session():
 
 
 def finish_figures(figures) -> dict:
-    """``figures`` as returned by an experiment's ``figures``: a dict, or a ``PendingFigures`` to wait for."""
+    """The figures an experiment's ``figures`` returned, once drawn.
+
+    Parameters
+    ----------
+    figures : dict or PendingFigures
+        Description -> path, or figures still being drawn (``draw_figures`` inside ``figure_session``).
+
+    Returns
+    -------
+    dict
+        Description -> path (None: not drawn).
+    """
     return figures.wait() if isinstance(figures, PendingFigures) else dict(figures)
 
 
