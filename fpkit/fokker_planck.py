@@ -372,6 +372,10 @@ class FokkerPlanck:
                 )
         elif dt is None:
             dt = span / 400 if span > 0 else 1.0
+        if method == "crank-nicolson" and (snapshots := self._snapshot_coefficients()) is not None:
+            out, n_steps = self._crank_nicolson_snapshots(p, t_eval, t0, dt, *snapshots)
+            meta = self.describe() | {"method": method, "dt": dt, "t0": t0, "n_steps": n_steps}
+            return Solution(t_eval, out, self.grid, meta)
         if method == "explicit":
             advance = self._explicit
         else:
@@ -388,6 +392,47 @@ class FokkerPlanck:
             n_steps = advance_to_outputs(p, t_eval, advance, record, t0=t0, dt=dt, check=finite, bar=bar)
         meta = self.describe() | {"method": method, "dt": dt, "t0": t0, "n_steps": n_steps}
         return Solution(t_eval, out, self.grid, meta)
+
+    def _snapshot_coefficients(self):
+        """(snapshot times, drift, diffusion) when both coefficients are ``SnapshotInterpolator`` arrays on
+        this 1-D grid at the same snapshot times (the FP prediction's), for the compiled Crank-Nicolson
+        (``solvers.snapshot_stepping``); else None. Exponential fitting, reflecting or absorbing walls."""
+        g = self.grid
+        if g.ndim != 1 or self.scheme != "exponential" or self.bc[0] == "periodic" or not self.time_dependent:
+            return None
+        A, D = (getattr(c, "_value", None) for c in (self.drift[0], self.diffusion[0][0]))
+        if not all(callable(getattr(f, "at_points", None)) and getattr(f, "components", 0) is None for f in (A, D)):
+            return None
+        if not (np.array_equal(A.t, D.t) and all(np.array_equal(f.grid.x, g.x) for f in (A, D))):
+            return None
+        return A.t, A, D
+
+    def _crank_nicolson_snapshots(self, p, t_eval, t0, dt, ts, A, D):
+        """``solve``'s Crank-Nicolson in one compiled call (``solvers.snapshot_stepping``): (out, n_steps)."""
+        from .solvers import snapshot_stepping as ss
+        from .solvers.time_stepping import RANNACHER_STEPS
+
+        if np.any(D.values < 0):
+            k, i = np.argwhere(D.values < 0)[0]
+            raise ConfigError(f"`diffusion` must be non-negative, min {D.values.min():.3g} at t={ts[k]}")
+        _, _, dist, nodes, nodes_shape = self._face_nodes(0)
+        a_nodes = np.ascontiguousarray(A.at_points(nodes).reshape(ts.size, *nodes_shape))
+        d_nodes = np.ascontiguousarray(D.at_points(nodes).reshape(ts.size, *nodes_shape))
+        out = np.empty((t_eval.size, *self.grid.shape))
+        info = np.zeros(4)
+        ss.crank_nicolson_snapshots_1d(p, t_eval, float(t0), float(dt), RANNACHER_STEPS, np.ascontiguousarray(ts),
+                                       a_nodes, d_nodes, np.ascontiguousarray(D.values), dist, _GAUSS_WEIGHTS,
+                                       fv.BC_CODES[self.bc[0]], 1.0 / self.grid.dx[0], out, info)  # fmt: skip
+        status, when = int(info[0]), float(info[2])
+        if status == ss.BAD_COEFFICIENT:
+            raise ConfigError(f"`diffusion` must be finite and >= 0 and `drift` finite along axis 0 at t={when} "
+                              f"for scheme='exponential' (face {int(info[3])} of {dist.size})")  # fmt: skip
+        if status == ss.NOT_FINITE:
+            raise StabilityError(f"the density turned non-finite by t={when:.6g}; reduce `dt` or use an implicit "
+                                 "method", time=when)  # fmt: skip
+        if status == ss.SINGULAR:
+            raise np.linalg.LinAlgError("singular matrix")
+        return out, int(info[1])
 
     def _explicit(self, p: np.ndarray, t: float, h: float, n: int) -> np.ndarray:
         g = self.grid

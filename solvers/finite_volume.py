@@ -36,11 +36,22 @@ def bernoulli(z):
 
 
 @kernel
+def bernoulli_pair(z):
+    """(B(z), B(−z)) from one exponential: B(−z) = z + B(z). The sum is taken for |z| only, so that it adds
+    two positive numbers (for z < 0, B(z) = |z| + B(|z|)), never cancels."""
+    b = bernoulli(abs(z))
+    if z >= 0.0:
+        return b, z + b
+    return b - z, b
+
+
+@kernel
 def exponential_fitting_faces(d_left, d_right, peclet, dist, alpha, beta):
     """Scharfetter-Gummel face coefficients from the diffusions either side, Pe = ∫A/D and the distance."""
     for k in range(peclet.size):
-        alpha.flat[k] = d_left.flat[k] * bernoulli(-peclet.flat[k]) / dist.flat[k]
-        beta.flat[k] = d_right.flat[k] * bernoulli(peclet.flat[k]) / dist.flat[k]
+        b_plus, b_minus = bernoulli_pair(peclet.flat[k])
+        alpha.flat[k] = d_left.flat[k] * b_minus / dist.flat[k]
+        beta.flat[k] = d_right.flat[k] * b_plus / dist.flat[k]
 
 
 BC_CODES = {"reflecting": 0, "absorbing": 1, "periodic": 2}
@@ -82,8 +93,9 @@ def exponential_faces_1d(a_q, d_q, d_cell, dist, weights, bc, alpha, beta):
         else:
             if not used:
                 pe = 0.0
-            alpha[f] = d_left * bernoulli(-pe) / dist[f]
-            beta[f] = d_right * bernoulli(pe) / dist[f]
+            b_plus, b_minus = bernoulli_pair(pe)
+            alpha[f] = d_left * b_minus / dist[f]
+            beta[f] = d_right * b_plus / dist[f]
     if bc == 0:
         alpha[0] = beta[0] = alpha[n] = beta[n] = 0.0
     elif bc == 1:

@@ -473,6 +473,15 @@ class SnapshotInterpolator:
         self._at = (t, vals)
         return vals
 
+    def at_points(self, x: np.ndarray) -> np.ndarray:
+        """The scalar 1-D coefficient at the points ``x`` at every snapshot: (S, *x.shape), by the same
+        interpolation in space as a call (held constant beyond the outer cell centres)."""
+        if self.grid.ndim != 1 or self.components is not None:
+            raise ConfigError("at_points needs a scalar coefficient on a 1-D grid")
+        x = np.asarray(x, dtype=float)
+        interp = self._interp_plan(x, self._axes[0])
+        return np.stack([np.asarray(interp(v)).reshape(x.shape) for v in self.values])
+
     def __call__(self, *args):
         *coords, t = args
         if len(coords) != self.grid.ndim:
