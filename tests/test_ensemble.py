@@ -135,10 +135,26 @@ def test_backprop_matches_finite_differences(d, depth, act, bias, regression, me
 
 def test_specialised_kernels_bit_identical_to_generic():
     """The kernels generated for one architecture do the generic kernels' operations in the same order."""
-    kw = {"members": 11, "bias": True, "momentum": 0.3, "weight_decay": 0.01, "steps": 30, "snapshots": 5}
+    # 19 members: a full kernel block (BLOCK = 16) and a partial one
+    kw = {"members": 19, "bias": True, "momentum": 0.3, "weight_decay": 0.01, "steps": 30, "snapshots": 5}
     _same(small(kernels="generic", **kw).train(), small(kernels="specialised", **kw).train())
     src = ae._gen_source(np.array([3, 2, 3]), np.array([0, 6]), np.array([12, 14]), ae.ACT_TANH)
-    assert "vtanh(tf[96 + l] + tf[0 + l] * hf[0 + l]" in src  # flat offsets: row * LANES + lane
+    assert f"vtanh(tf[{12 * ae.BLOCK} + l] + tf[0 + l] * hf[0 + l]" in src  # flat offsets: row * BLOCK + lane
+
+
+def test_generated_module_name_follows_its_imported_kernels(monkeypatch):
+    """numba's disk cache of a generated kernel file does not see the kernels and constants it imports from
+    fpkit.solvers.autoencoder (they are compiled into it): a change to one must change the file's source, hence
+    its hashed name, or a stale compiled copy would be loaded."""
+    key = ae._key(np.array([3, 2, 3]), np.array([0, 6]), np.array([12, 14]), ae.ACT_TANH)
+    src = ae._module_source(key)
+    assert ae._module_source(key) == src
+    changed = ae.kernel(lambda X, T, auto, ids, d, dout, nl, h0, tg: None)  # another body, same name
+    monkeypatch.setattr(ae, "_gather_sample", changed)
+    assert ae._module_source(key) != src
+    monkeypatch.undo()
+    monkeypatch.setattr(ae, "GROUP", ae.GROUP + 1)
+    assert ae._module_source(key) != src
 
 
 def test_gd_momentum_weight_decay_steps_match_numpy():

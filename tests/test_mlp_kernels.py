@@ -349,7 +349,7 @@ def test_group_kernels_sum_samples_in_order_bit_for_bit(generated):
         arch = _Arch.build(sizes, bias, ACTS[act])
         k = ae.specialised(arch.sizes, arch.w_off, arch.b_off, arch.act) if generated else ae
         rng = np.random.default_rng(7)
-        S, L, mw, W = ae.GROUP, len(sizes) - 1, max(sizes), ae.LANES
+        S, L, mw, W = ae.GROUP, len(sizes) - 1, max(sizes), ae.BLOCK
         nl = W - 1  # a partial lane: the lane loops run to nl only
         th = rng.normal(size=(arch.P, W))
         hs = np.zeros((S, L + 1, mw, W))
