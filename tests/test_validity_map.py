@@ -134,6 +134,20 @@ def test_cell_fields():
     json.dumps(r)  # plain values only (stored as JSON in results.h5)
 
 
+def test_digits_autoencoder_on_the_cells_schedule():
+    cfg = _tiny()
+    cfg["digits_autoencoder"].update(hidden=[4, 4], members=400, steps=40, snapshots=4, n=32,
+                                     auto_limit={"W2": 1, "W1": 1, "W3": 1})  # fmt: skip
+    a = cfg["digits_autoencoder"]
+    schedule = vm.cell_schedule(a["steps"], a["snapshots"], a["early_snapshots"])
+    assert a["early_snapshots"] == 4 and len(schedule) > a["snapshots"]
+    r = vm.run_autoencoder(cfg, "tanh")
+    assert r["status"] == "ok" and [e["label"][:2] for e in r["entries"]] == ["W2", "W1", "W3"]
+    for e in r["entries"]:
+        assert len(e["w1_floor"]) == len(schedule) and max(e["w1_floor"][1:]) == e["worst"]
+        assert validity(e["diagnostics"], e["route"]) == (e["verdict"], e["reasons"])
+
+
 @pytest.fixture(scope="module")
 def client():
     if not dist.have_dask():

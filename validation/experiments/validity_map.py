@@ -110,6 +110,7 @@ class DigitsAutoencoder(Schema):
     members: int = Field(2000, ge=100, description="members")
     steps: int = Field(3000, ge=1, description="SGD steps")
     snapshots: int = Field(15, ge=3, description="snapshots")
+    early_snapshots: int = Field(4, ge=0, description="extra snapshots halving the first interval (as the map's cells)")
     n: int = Field(256, ge=1, description="training images (a random subset of the 1797)")
     lr: float = Field(0.005, gt=0, description="learning rate η (η·λmax ≈ 5 at η = 0.05 on the digits: beyond the edge of stability)")
     batch_size: int = Field(8, ge=1, description="minibatch size B")
@@ -283,7 +284,8 @@ def run_autoencoder(cfg: dict, activation: str) -> dict:
     ens_cfg = {"seed": seed, "data": {"kind": "digits", "n": int(a["n"])},
                "model": {"hidden": list(a["hidden"]), "activation": activation, "bias": False},
                "train": {"lr": float(a["lr"]), "batch_size": int(a["batch_size"]), "members": int(a["members"]),
-                         "steps": int(a["steps"]), "snapshots": int(a["snapshots"]), "kernels": "generic"}}  # fmt: skip
+                         "steps": int(a["steps"]), "kernels": "generic",
+                         "snapshot_steps": cell_schedule(int(a["steps"]), int(a["snapshots"]), int(a["early_snapshots"]))}}  # fmt: skip
     out = {"activation": activation, "hidden": list(a["hidden"]), "members": int(a["members"]), "seed": seed,
            "lr": float(a["lr"]), "batch_size": int(a["batch_size"]), "steps": int(a["steps"]), "n": int(a["n"]),
            "status": "ok", "message": "", "entries": []}  # fmt: skip
