@@ -116,6 +116,21 @@ def _apply(alpha, beta, c, p, out):
 
 
 @kernel
+def _implicit_stage(time, coef, p, ts, a_nodes, d_nodes, d_cells, dist, weights, bc, inv_h, a_q, d_q, d_c, alpha,
+                    beta, dl, dd, du, info):  # fmt: skip
+    """p <- (I − coef L(time))⁻¹ p, the faces of L(time) built into (alpha, beta); False with ``info`` set
+    (status, time, face) if a coefficient is bad or the system singular."""
+    bad = _faces_at(time, ts, a_nodes, d_nodes, d_cells, dist, weights, bc, a_q, d_q, d_c, alpha, beta)
+    if bad >= 0:
+        info[0], info[2], info[3] = BAD_COEFFICIENT, time, bad
+        return False
+    if not _shifted_solve(alpha, beta, inv_h, coef, p, dl, dd, du):
+        info[0], info[2] = SINGULAR, time
+        return False
+    return True
+
+
+@kernel
 def crank_nicolson_snapshots_1d(p, t_eval, t0, dt, rannacher, ts, a_nodes, d_nodes, d_cells, dist, weights, bc,
                                 inv_h, out, info):  # fmt: skip
     """Evolve p (n,) in place from t0 through the output times t_eval, recording out[k] = p at t_eval[k].
@@ -152,18 +167,11 @@ def crank_nicolson_snapshots_1d(p, t_eval, t0, dt, rannacher, ts, a_nodes, d_nod
                 if total < rannacher:
                     half = 0.5 * h
                     stage = s
-                    for _ in range(2):
-                        stage_end = stage + half
-                        bad = _faces_at(stage_end, ts, a_nodes, d_nodes, d_cells, dist, weights, bc, a_q, d_q,
-                                        d_c, al_new, be_new)  # fmt: skip
-                        faces_time = stage_end
-                        if bad >= 0:
-                            info[0], info[2], info[3] = BAD_COEFFICIENT, stage_end, bad
+                    for _ in range(2):  # two half backward-Euler steps
+                        stage = faces_time = stage + half
+                        if not _implicit_stage(stage, half, p, ts, a_nodes, d_nodes, d_cells, dist, weights, bc,
+                                               inv_h, a_q, d_q, d_c, al_new, be_new, dl, dd, du, info):  # fmt: skip
                             return
-                        if not _shifted_solve(al_new, be_new, inv_h, half, p, dl, dd, du):
-                            info[0], info[2] = SINGULAR, stage_end
-                            return
-                        stage = stage_end
                 else:
                     if faces_time == s:  # L(s) is the last step's L(s_prev + h)
                         al_old[:] = al_new
@@ -178,15 +186,9 @@ def crank_nicolson_snapshots_1d(p, t_eval, t0, dt, rannacher, ts, a_nodes, d_nod
                     half = 0.5 * h
                     for j in range(n):
                         p[j] = p[j] + half * lp[j]
-                    end = s + h
-                    bad = _faces_at(end, ts, a_nodes, d_nodes, d_cells, dist, weights, bc, a_q, d_q, d_c,
-                                    al_new, be_new)  # fmt: skip
-                    faces_time = end
-                    if bad >= 0:
-                        info[0], info[2], info[3] = BAD_COEFFICIENT, end, bad
-                        return
-                    if not _shifted_solve(al_new, be_new, inv_h, half, p, dl, dd, du):
-                        info[0], info[2] = SINGULAR, end
+                    faces_time = s + h
+                    if not _implicit_stage(faces_time, half, p, ts, a_nodes, d_nodes, d_cells, dist, weights, bc,
+                                           inv_h, a_q, d_q, d_c, al_new, be_new, dl, dd, du, info):  # fmt: skip
                         return
                 total += 1
             t = t_eval[k]
