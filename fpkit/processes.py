@@ -34,10 +34,35 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _init_worker() -> None:
+OWNER_POLL_S = 0.5
+"""How often a worker checks that the process that started its pool is still alive."""
+
+
+def _init_worker(owner: int) -> None:
     import numba
 
     numba.set_num_threads(1)
+    _exit_with(owner)
+
+
+def _exit_with(owner: int) -> None:
+    """End this worker once process ``owner`` is gone. A worker is the fork server's child, not the owner's:
+    when the owner is killed (SIGKILL, OOM) nothing tells it, and it would wait for tasks forever (and keep the
+    fork server alive through the pipes it holds)."""
+    import threading
+    import time
+
+    def watch():
+        while True:
+            time.sleep(OWNER_POLL_S)
+            try:
+                os.kill(owner, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:  # alive, another user's: cannot be ours
+                pass
+
+    threading.Thread(target=watch, name="fpkit-owner-watch", daemon=True).start()
 
 
 USAGE = {"cpu_s": 0.0, "peak_rss_MB": 0.0}
@@ -104,7 +129,8 @@ def worker_pool(workers: int):
     shut down (waiting for running tasks) on exit, after adding the workers' usage to ``USAGE``."""
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(_PRELOAD)
-    pool = ProcessPoolExecutor(max_workers=int(workers), mp_context=ctx, initializer=_init_worker)
+    pool = ProcessPoolExecutor(max_workers=int(workers), mp_context=ctx, initializer=_init_worker,
+                               initargs=(os.getpid(),))  # fmt: skip
     try:
         with _without_main():  # workers start on demand, at any submit
             yield pool

@@ -1,0 +1,55 @@
+"""fpkit.processes: the local worker pool's workers end with the process that started them."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from fpkit import processes
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:  # a zombie is gone for our purpose
+        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
+def test_workers_exit_when_their_owner_is_killed():
+    # a SIGKILLed owner (OOM, kill -9) cannot shut its pool down: its workers, children of the fork server,
+    # used to wait for tasks forever (~180 MB each) and keep the fork server alive
+    code = (
+        "import os, time\n"
+        "from fpkit.processes import worker_pool\n"
+        "with worker_pool(2) as pool:\n"
+        "    pids = sorted({pool.submit(os.getpid).result() for _ in range(8)})\n"
+        "    print(' '.join(map(str, pids)), flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    owner = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    workers, server = [], None
+    try:
+        workers = [int(p) for p in owner.stdout.readline().split()]
+        assert workers and all(_alive(p) for p in workers)
+        with open(f"/proc/{workers[0]}/stat") as f:
+            server = int(f.read().rsplit(")", 1)[1].split()[1])  # the workers' parent: the fork server
+        assert server != owner.pid and _alive(server)
+        owner.send_signal(signal.SIGKILL)
+        owner.wait(10)
+        deadline = time.monotonic() + 10 * processes.OWNER_POLL_S + 5
+        while any(_alive(p) for p in [*workers, server]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(p) for p in workers), "workers outlived their owner"
+        assert not _alive(server), "the fork server outlived its owner"
+    finally:  # a failure must not leave the orphans behind
+        owner.kill()
+        owner.wait(10)
+        for pid in [*workers, server]:
+            if pid is not None and _alive(pid):
+                os.kill(pid, signal.SIGKILL)
