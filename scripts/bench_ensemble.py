@@ -3,9 +3,10 @@
 The same ensemble (default 1024 members, tanh autoencoder d = 16 → k = 4 → 4 → 16, B = 16 iid minibatches
 from a fixed Gaussian data set of 512 samples, plain SGD, float64) is trained by
 
-* fpkit: ``Ensemble.advance`` (numba, members in the innermost axis, lanes of 8, minibatch samples in groups
-  of 4 so that each gradient entry is read and written once per group) with the kernels generated for the
-  architecture ("fpkit") and with the generic kernels ("fpkit-generic"; same results bit for bit),
+* fpkit: ``Ensemble.advance`` (numba, members in the innermost axis, blocks of 16 = two SIMD vectors of 8,
+  minibatch samples in groups of 4 so that each gradient entry is read and written once per group) with the
+  kernels generated for the architecture ("fpkit") and with the generic kernels ("fpkit-generic"; same
+  results bit for bit),
 * torch: ``torch.bmm`` over members, plainly written ("plain") and with preallocated buffers and in-place
   ops ("inplace"), with 1 and 2 threads (``torch.compile`` is tried with --compile),
 

@@ -143,9 +143,9 @@ def test_specialised_kernels_bit_identical_to_generic():
 
 
 def test_generated_module_name_follows_its_imported_kernels(monkeypatch):
-    """numba's disk cache of a generated kernel file does not see the kernels and constants it imports from
-    fpkit.solvers.autoencoder (they are compiled into it): a change to one must change the file's source, hence
-    its hashed name, or a stale compiled copy would be loaded."""
+    """numba's disk cache of a generated kernel file does not see the kernels and constants it imports
+    from fpkit.solvers.autoencoder (they are compiled into it): a change to one must change the file's
+    source, hence its hashed name, or a stale compiled copy would be loaded."""
     key = ae._key(np.array([3, 2, 3]), np.array([0, 6]), np.array([12, 14]), ae.ACT_TANH)
     src = ae._module_source(key)
     assert ae._module_source(key) == src
