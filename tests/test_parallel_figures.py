@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-import fpkit
 from fpkit import plotting, processes
 from fpkit.validation.experiments import fp_histograms as ex
 from fpkit.validation.experiments import fp_histograms_figures as figs
 
 from test_plotting import fake_prediction
+from test_reliability import tiny_experiment
 
 
 def small_result() -> ex.Result:
@@ -87,27 +87,15 @@ def test_an_error_while_drawing_is_raised_here_naming_the_figure(tmp_path, worke
 def test_results_are_written_when_a_figure_fails_on_a_worker(tmp_path, monkeypatch):
     from fpkit import experiments as fe
 
-    class Tiny(fe.Experiment):
-        name, title = "tiny", "tiny"
-
-        class Config(fpkit.config.Schema):
-            seed: int = 0
-
-        def run(self, cfg, ctx):
-            return {"x": np.arange(3.0)}
-
-        def verdict(self, cfg, res):
-            return fe.Verdict([])
-
-        def figures(self, cfg, res, out):
-            pending = plotting.draw_figures({"fine": (plotting.plot_distances, [fake_prediction("W2[0,0]")], out / "d.png"),
-                                             "no panels": (plotting.plot_distances, [], out / "bad.png")})  # fmt: skip
-            assert isinstance(pending, plotting.PendingFigures)  # write_outputs collects it after results.h5
-            return pending
+    def figures(out):
+        pending = plotting.draw_figures({"fine": (plotting.plot_distances, [fake_prediction("W2[0,0]")], out / "d.png"),
+                                         "no panels": (plotting.plot_distances, [], out / "bad.png")})  # fmt: skip
+        assert isinstance(pending, plotting.PendingFigures)  # write_outputs collects it after results.h5
+        return pending
 
     monkeypatch.setenv("FPKIT_WORKERS", "2")
     with pytest.raises(ValueError, match="Number of columns") as info:
-        fe.run(Tiny(), out=tmp_path / "o")
+        fe.run(tiny_experiment(figures), out=tmp_path / "o")
     assert "'no panels'" in " ".join(info.value.__notes__)
     with h5py.File(tmp_path / "o" / "results.h5") as f:
         np.testing.assert_array_equal(f["x"][()], np.arange(3.0))

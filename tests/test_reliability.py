@@ -6,8 +6,6 @@ Every test here failed before its fix (checked by reverting the fix locally)."""
 import errno
 import os
 import re
-import textwrap
-from pathlib import Path
 from unittest import mock
 
 import h5py
@@ -110,8 +108,8 @@ def test_atomic_h5_verifies_by_reopening(tmp_path):
     assert path.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["x.h5"]
 
 
-def test_reproduce_writes_results_first(tmp_path):
-    """A failure while writing figures leaves results.h5 written (it used to be written after them)."""
+def tiny_experiment(figures):
+    """An experiment whose run gives {"x": [0, 1, 2]} and whose figures step is ``figures(out)``."""
     from fpkit import experiments as ex
 
     class Tiny(ex.Experiment):
@@ -127,10 +125,20 @@ def test_reproduce_writes_results_first(tmp_path):
             return ex.Verdict([])
 
         def figures(self, cfg, res, out):
-            raise OutputError("no space left on device while writing fig.png; the previous fig.png is unchanged")
+            return figures(out)
+
+    return Tiny()
+
+
+def test_reproduce_writes_results_first(tmp_path):
+    """A failure while writing figures leaves results.h5 written (it used to be written after them)."""
+    from fpkit import experiments as ex
+
+    def figures(out):
+        raise OutputError("no space left on device while writing fig.png; the previous fig.png is unchanged")
 
     with pytest.raises(OutputError):
-        ex.run(Tiny(), out=tmp_path / "o")
+        ex.run(tiny_experiment(figures), out=tmp_path / "o")
     with h5py.File(tmp_path / "o" / "results.h5") as f:
         assert np.array_equal(f["x"][()], np.arange(3.0))
 
