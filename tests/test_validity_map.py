@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from fpkit import distributed as dist
+from fpkit.errors import ConfigError
 from fpkit.experiments import load, resolve_config
 from fpkit.prediction import validity
 from fpkit.validation.experiments import validity_map as vm
@@ -99,6 +100,10 @@ def test_cell_schedule_halves_the_first_interval():
     assert s == [0, 2, 4, 8, 15] + base[1:].tolist()  # 30/2, 30/4, 30/8, 30/16 rounded
     assert vm.cell_schedule(1000, 15, 0) == base.tolist()
     assert vm.cell_schedule(5, 15, 4) == list(range(6))  # duplicates and step 0 dropped
+    # only halvings that land on a step >= 1 (s1 = 30: five); the schema refuses what no schedule could use
+    assert vm.cell_schedule(1000, 15, 62) == [0, 1, 2, 4, 8, 15] + base[1:].tolist()
+    with pytest.raises(ConfigError, match="map.early_snapshots"):
+        resolve_config(vm.EXPERIMENT(), overrides={"map": {"early_snapshots": 10**22}})
     cfg = resolve_config(vm.EXPERIMENT())
     cell = vm.plan_cells(cfg)[0]
     g = cfg["map"]
@@ -131,6 +136,7 @@ def test_cell_fields():
         g = cfg["map"]
         schedule = vm.cell_schedule(g["steps"], g["snapshots"], g["early_snapshots"])
         assert len(e["w1_floor"]) == len(schedule) and max(e["w1_floor"][1:]) == e["worst"]
+    assert r["snapshot_steps"] == schedule  # the schedule used is stored with the cell
     json.dumps(r)  # plain values only (stored as JSON in results.h5)
 
 
@@ -146,6 +152,8 @@ def test_digits_autoencoder_on_the_cells_schedule():
     for e in r["entries"]:
         assert len(e["w1_floor"]) == len(schedule) and max(e["w1_floor"][1:]) == e["worst"]
         assert validity(e["diagnostics"], e["route"]) == (e["verdict"], e["reasons"])
+    assert r["snapshot_steps"] == schedule  # stored, and stated in the report
+    assert f"{len(schedule)} snapshots at steps 0, " in figs.autoencoder_markdown(r)
 
 
 @pytest.fixture(scope="module")

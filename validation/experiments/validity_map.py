@@ -94,10 +94,10 @@ class MapGrid(Schema):
     members: int = Field(1000, ge=100, description="members per cell (half estimate, half are judged)")
     steps: int = Field(1000, ge=1, description="SGD steps per cell")
     snapshots: int = Field(15, ge=3, description="snapshots per cell")
-    early_snapshots: int = Field(4, ge=0, description=(
-        "extra snapshots halving the schedule's first interval (steps s1/2, s1/4, …): the diffusion falls "
-        "fastest there, and a coarse first lag over-counts its integral (the 'coefficients under-resolved in "
-        "time' diagnostic); 0: the plain schedule"))
+    early_snapshots: int = Field(4, ge=0, le=62, description=(
+        "extra snapshots halving the schedule's first interval (steps s1/2, s1/4, …, as many as fall on a "
+        "step ≥ 1): the diffusion falls fastest there, and a coarse first lag over-counts its integral (the "
+        "'coefficients under-resolved in time' diagnostic); 0: the plain schedule"))
     entries: int = Field(3, ge=1, description="entries predicted per cell (cell_entries)")
 
 
@@ -110,7 +110,7 @@ class DigitsAutoencoder(Schema):
     members: int = Field(2000, ge=100, description="members")
     steps: int = Field(3000, ge=1, description="SGD steps")
     snapshots: int = Field(15, ge=3, description="snapshots")
-    early_snapshots: int = Field(4, ge=0, description="extra snapshots halving the first interval (as the map's cells)")
+    early_snapshots: int = Field(4, ge=0, le=62, description="extra snapshots halving the first interval (as the map's cells)")
     n: int = Field(256, ge=1, description="training images (a random subset of the 1797)")
     lr: float = Field(0.005, gt=0, description="learning rate η (η·λmax ≈ 5 at η = 0.05 on the digits: beyond the edge of stability)")
     batch_size: int = Field(8, ge=1, description="minibatch size B")
@@ -201,6 +201,7 @@ def cell_schedule(steps: int, snapshots: int, early: int) -> list[int]:
     base = snapshot_schedule(steps, snapshots)
     if base.size < 2:
         return [int(s) for s in base]
+    early = min(int(early), int(np.log2(2 * base[1])))  # beyond, s1/2^k rounds to step 0: nothing to add
     extra = np.rint(base[1] / 2.0 ** np.arange(1, early + 1))
     return [int(s) for s in np.unique(np.concatenate([base, extra[extra > 0]]).astype(np.int64))]
 
@@ -260,7 +261,9 @@ def run_cell(cfg: dict, cell: dict) -> dict:
     ``entries``; ``seconds`` and ``cpu_seconds`` are its wall and CPU time (all threads of the process: the
     only fields that differ between runs)."""
     t0, c0 = time.perf_counter(), time.process_time()
-    out = dict(cell, status="ok", message="", worst=float("nan"), worst_entry="", verdict="", reasons=[], entries=[])
+    g = cfg["map"]
+    out = dict(cell, status="ok", message="", worst=float("nan"), worst_entry="", verdict="", reasons=[], entries=[],
+               snapshot_steps=cell_schedule(int(g["steps"]), int(g["snapshots"]), int(g["early_snapshots"])))  # fmt: skip
     try:
         run = fpkit.Ensemble(cell_config(cfg, cell)).train(show_progress=False)
     except StabilityError as exc:  # divergence at large η is part of the map
@@ -288,6 +291,7 @@ def run_autoencoder(cfg: dict, activation: str) -> dict:
                          "snapshot_steps": cell_schedule(int(a["steps"]), int(a["snapshots"]), int(a["early_snapshots"]))}}  # fmt: skip
     out = {"activation": activation, "hidden": list(a["hidden"]), "members": int(a["members"]), "seed": seed,
            "lr": float(a["lr"]), "batch_size": int(a["batch_size"]), "steps": int(a["steps"]), "n": int(a["n"]),
+           "snapshot_steps": ens_cfg["train"]["snapshot_steps"], "snapshots": int(a["snapshots"]),
            "status": "ok", "message": "", "entries": []}  # fmt: skip
     try:
         run = fpkit.Ensemble(ens_cfg).train(show_progress=False)

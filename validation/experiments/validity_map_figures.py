@@ -104,7 +104,8 @@ def autoencoder_markdown(ae: dict) -> str:
             f"{ae['members']} members\n\n")  # fmt: skip
     if ae["status"] != "ok":
         return head + f"Training diverged: {ae['message']}\n"
-    rows = [f"η = {ae['lr']:g}, B = {ae['batch_size']}, {ae['steps']} steps on {ae['n']} images; η·λmax at the end "
+    schedule = f"; {_schedule_words(ae, ae['snapshot_steps'])}" if "snapshot_steps" in ae else ""
+    rows = [f"η = {ae['lr']:g}, B = {ae['batch_size']}, {ae['steps']} steps on {ae['n']} images{schedule}; η·λmax at the end "
             f"(median over probes): {_num(ae.get('eta_lam_max_end'))}; {ae['seconds']:.0f} s wall, "
             f"{ae['cpu_seconds']:.0f} s CPU.\n",
             "| entry | kind | worst W1/floor | frozen worst | within 3 floors | verdict | diagnostics' reasons |",
@@ -124,9 +125,11 @@ def autoencoder_markdown(ae: dict) -> str:
     return head + "\n".join(rows)
 
 
-def _schedule_words(g: dict) -> str:
-    """The cells' snapshot schedule in words (``cell_schedule``)."""
-    steps = cell_schedule(int(g["steps"]), int(g["snapshots"]), int(g.get("early_snapshots", 0)))
+def _schedule_words(g: dict, steps: list | None = None) -> str:
+    """A snapshot schedule in words: ``steps`` (default the cells', ``cell_schedule`` of ``g``), and how many of
+    them halve the first interval of the default schedule of ``g["snapshots"]``."""
+    if steps is None:
+        steps = cell_schedule(int(g["steps"]), int(g["snapshots"]), int(g.get("early_snapshots", 0)))
     shown = ", ".join(map(str, steps[:7])) + (f", …, {steps[-1]}" if len(steps) > 7 else "")
     extra = len(steps) - len(cell_schedule(int(g["steps"]), int(g["snapshots"]), 0))
     why = f" ({extra} of them halving the default schedule's first interval, where D falls fastest)" if extra else ""
