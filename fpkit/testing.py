@@ -277,7 +277,7 @@ def fp_problems(draw, grid: st.SearchStrategy[Grid] | None = None, drift: st.Sea
     grid : SearchStrategy, optional
         Of grids (default :func:`grids`).
     drift : SearchStrategy, optional
-        Of drifts (default :func:`drifts`).
+        Of drifts (default :func:`drifts` that point inwards at both walls of the drawn grid).
     diffusion : SearchStrategy, optional
         Of diffusions (default :func:`diffusions`).
 
@@ -287,8 +287,10 @@ def fp_problems(draw, grid: st.SearchStrategy[Grid] | None = None, drift: st.Sea
         Of :class:`FPProblem`.
     """
     g = draw(grid if grid is not None else grids())
-    return FPProblem(g, draw(drift if drift is not None else drifts()),
-                     draw(diffusion if diffusion is not None else diffusions()), draw(densities(g)))  # fmt: skip
+    if drift is None:  # confining on this grid: pointing inwards at both walls (a drift with a small θ and a
+        # large offset confines only beyond them)
+        drift = drifts().filter(lambda a: a(g.lo[0]) > 0 > a(g.hi[0]))
+    return FPProblem(g, draw(drift), draw(diffusion if diffusion is not None else diffusions()), draw(densities(g)))
 
 
 @dataclass(frozen=True)
