@@ -32,6 +32,12 @@ METHODS = ("explicit", "implicit", "crank-nicolson", "bdf2")
 _GAUSS_NODES, _GAUSS_WEIGHTS = np.polynomial.legendre.leggauss(4)
 _GAUSS_NODES = 0.5 * (_GAUSS_NODES + 1.0)  # on [0, 1]
 _GAUSS_WEIGHTS = 0.5 * _GAUSS_WEIGHTS
+
+
+def _bad_faces(axis: int, t: float, where: str = "") -> ConfigError:
+    """The error for a coefficient that exponential fitting cannot use on a face."""
+    return ConfigError(f"`diffusion` must be finite and >= 0 and `drift` finite along axis {axis} at t={t} "
+                       f"for scheme='exponential'{where}")  # fmt: skip
 EXPLICIT_SAFETY = 0.9  # automatic explicit dt as a fraction of the positivity bound
 
 
@@ -193,10 +199,7 @@ class FokkerPlanck:
                 if np.any(d_q[used] < 0) or not np.all(np.isfinite(a_q[used])) or not np.all(
                     np.isfinite(d_q[used])
                 ):
-                    raise ConfigError(
-                        f"`diffusion` must be finite and >= 0 and `drift` finite along axis {a} at t={t} "
-                        "for scheme='exponential'"
-                    )
+                    raise _bad_faces(a, t)
                 with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
                     peclet = ((a_q / d_q) @ _GAUSS_WEIGHTS) * dist_b
                 # D -> 0 on a face: Pe = ∫A/D diverges and the Scharfetter-Gummel flux tends to the upwind flux
@@ -238,10 +241,7 @@ class FokkerPlanck:
         bad = fv.exponential_faces_1d(a_q, d_q, np.ascontiguousarray(d_cell, dtype=float), dist, _GAUSS_WEIGHTS,
                                       fv.BC_CODES[self.bc[0]], alpha, beta)  # fmt: skip
         if bad >= 0:
-            raise ConfigError(
-                f"`diffusion` must be finite and >= 0 and `drift` finite along axis 0 at t={t} "
-                f"for scheme='exponential' (face {bad} of {dist.size})"
-            )
+            raise _bad_faces(0, t, f" (face {bad} of {dist.size})")
         return alpha, beta
 
     def _cross_terms(self, t: float):
@@ -394,7 +394,7 @@ class FokkerPlanck:
         return Solution(t_eval, out, self.grid, meta)
 
     def _snapshot_coefficients(self):
-        """(snapshot times, drift, diffusion) when both coefficients are ``SnapshotInterpolator`` arrays on
+        """(drift, diffusion) when both coefficients are ``SnapshotInterpolator`` arrays on
         this 1-D grid at the same snapshot times (the FP prediction's), for the compiled Crank-Nicolson
         (``solvers.snapshot_stepping``); else None. Exponential fitting, reflecting or absorbing walls."""
         g = self.grid
@@ -405,16 +405,17 @@ class FokkerPlanck:
             return None
         if not (np.array_equal(A.t, D.t) and all(np.array_equal(f.grid.x, g.x) for f in (A, D))):
             return None
-        return A.t, A, D
+        return A, D
 
-    def _crank_nicolson_snapshots(self, p, t_eval, t0, dt, ts, A, D):
+    def _crank_nicolson_snapshots(self, p, t_eval, t0, dt, A, D):
         """``solve``'s Crank-Nicolson in one compiled call (``solvers.snapshot_stepping``): (out, n_steps)."""
         from .solvers import snapshot_stepping as ss
         from .solvers.time_stepping import RANNACHER_STEPS
 
+        ts = A.t
         if np.any(D.values < 0):
-            k, i = np.argwhere(D.values < 0)[0]
-            raise ConfigError(f"`diffusion` must be non-negative, min {D.values.min():.3g} at t={ts[k]}")
+            k = int(np.argwhere(D.values < 0)[0][0])
+            raise ConfigError(f"`diffusion` must be non-negative, min {D.values[k].min():.3g} at t={ts[k]}")
         _, _, dist, nodes, nodes_shape = self._face_nodes(0)
         a_nodes = np.ascontiguousarray(A.at_points(nodes).reshape(ts.size, *nodes_shape))
         d_nodes = np.ascontiguousarray(D.at_points(nodes).reshape(ts.size, *nodes_shape))
@@ -425,8 +426,7 @@ class FokkerPlanck:
                                        fv.BC_CODES[self.bc[0]], 1.0 / self.grid.dx[0], out, info)  # fmt: skip
         status, when = int(info[0]), float(info[2])
         if status == ss.BAD_COEFFICIENT:
-            raise ConfigError(f"`diffusion` must be finite and >= 0 and `drift` finite along axis 0 at t={when} "
-                              f"for scheme='exponential' (face {int(info[3])} of {dist.size})")  # fmt: skip
+            raise _bad_faces(0, when, f" (face {int(info[3])} of {dist.size})")
         if status == ss.NOT_FINITE:
             raise StabilityError(f"the density turned non-finite by t={when:.6g}; reduce `dt` or use an implicit "
                                  "method", time=when)  # fmt: skip

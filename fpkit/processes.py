@@ -59,7 +59,7 @@ def _exit_with(owner: int) -> None:
                 os.kill(owner, 0)
             except ProcessLookupError:
                 os._exit(1)
-            except PermissionError:  # alive, another user's: cannot be ours
+            except PermissionError:  # a process with that pid exists (owned by someone else)
                 pass
 
     threading.Thread(target=watch, name="fpkit-owner-watch", daemon=True).start()

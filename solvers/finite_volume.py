@@ -82,7 +82,7 @@ def exponential_faces_1d(a_q, d_q, d_cell, dist, weights, bc, alpha, beta):
                 return f
             if d <= 0.0:
                 degenerate = True
-            ratio += (a / d) * weights[k] if d != 0.0 else np.inf
+            ratio += (a / d) * weights[k]  # D = 0: inf or NaN (error_model numpy), the face is degenerate
             a_face += a * weights[k]
         pe = ratio * dist[f]
         d_left = d_cell[f - 1] if f > 0 else d_cell[n - 1]

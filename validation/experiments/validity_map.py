@@ -261,11 +261,11 @@ def run_cell(cfg: dict, cell: dict) -> dict:
     ``entries``; ``seconds`` and ``cpu_seconds`` are its wall and CPU time (all threads of the process: the
     only fields that differ between runs)."""
     t0, c0 = time.perf_counter(), time.process_time()
-    g = cfg["map"]
+    ens_cfg = cell_config(cfg, cell)
     out = dict(cell, status="ok", message="", worst=float("nan"), worst_entry="", verdict="", reasons=[], entries=[],
-               snapshot_steps=cell_schedule(int(g["steps"]), int(g["snapshots"]), int(g["early_snapshots"])))  # fmt: skip
+               snapshot_steps=ens_cfg["train"]["snapshot_steps"])  # fmt: skip
     try:
-        run = fpkit.Ensemble(cell_config(cfg, cell)).train(show_progress=False)
+        run = fpkit.Ensemble(ens_cfg).train(show_progress=False)
     except StabilityError as exc:  # divergence at large η is part of the map
         out.update(status="diverged", message=str(exc), seconds=time.perf_counter() - t0,
                    cpu_seconds=time.process_time() - c0)  # fmt: skip
