@@ -80,6 +80,13 @@ def _check_writable_folder(folder: Path, what: str, path: Path) -> None:
         raise OutputError(f"`{what}` {str(path)!r}: {str(probe)!r} is a file, not a folder", path)
     if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
         raise OutputError(f"`{what}` {str(path)!r}: the folder {str(probe)!r} is not writable", path)
+    if probe.is_dir():  # os.access says yes to root everywhere (/proc, a read-only mount): try it for real
+        try:
+            os.rmdir(tempfile.mkdtemp(prefix=".fpkit-probe-", dir=probe))
+        except OSError as exc:
+            why = exc.strerror or type(exc).__name__
+            raise OutputError(f"`{what}` {str(path)!r}: nothing can be created in {str(probe)!r} ({why})", path,
+                              exc.errno) from exc  # fmt: skip
 
 
 def ensure_space(path, nbytes: int) -> None:

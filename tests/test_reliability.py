@@ -6,6 +6,7 @@ Every test here failed before its fix (checked by reverting the fix locally)."""
 import errno
 import os
 import re
+from pathlib import Path
 from unittest import mock
 
 import h5py
@@ -350,7 +351,8 @@ def _no_work(*args, **kwargs):
 
 
 @pytest.mark.parametrize("case", ["solve-folder", "solve-input", "train-folder", "train-input",
-                                  "plot-input", "reproduce-file", "experiment-file", "solve-under-a-file"])  # fmt: skip
+                                  "plot-input", "reproduce-file", "experiment-file", "solve-under-a-file",
+                                  "reproduce-proc"])  # fmt: skip
 def test_output_paths_are_checked_before_any_work(tmp_path, case, capsys):
     cfg = tmp_path / "c.toml"
     cfg.write_text(PROBLEM if case.startswith("solve") else "[train]\nmembers = 4\nsteps = 3\nsnapshots = 2\n")
@@ -368,7 +370,11 @@ def test_output_paths_are_checked_before_any_work(tmp_path, case, capsys):
         "plot-input": ["plot", str(res), "-o", str(res)],
         "reproduce-file": ["reproduce", "--quick", "--out", str(tmp_path / "file")],
         "experiment-file": ["experiment", "run", "fp-histograms", "--quick", "--out", str(tmp_path / "file")],
+        # /proc refuses new entries even to root, for whom os.access says every folder is writable
+        "reproduce-proc": ["reproduce", "--quick", "--out", "/proc/fpkit-out"],
     }[case]
+    if case == "reproduce-proc" and not Path("/proc/self").is_dir():
+        pytest.skip("no /proc on this system")
     with mock.patch("fpkit.FokkerPlanck.solve", _no_work), mock.patch("fpkit.ensemble.Ensemble.train", _no_work), \
             mock.patch("fpkit.experiments.resolve_config", _no_work), \
             mock.patch("fpkit.plotting.PLOTTERS", {}):  # fmt: skip
