@@ -113,6 +113,15 @@ def test_cell_schedule_halves_the_first_interval():
                                        "the default schedule's first interval, where D falls fastest)")  # fmt: skip
 
 
+@pytest.mark.parametrize("section", ["map", "digits_autoencoder"])
+def test_too_few_snapshot_steps_name_the_key(section):
+    # 1 step holds 2 snapshots (0 and 1) whatever is asked: the estimation needs 3; 2 steps give 0, 1, 2
+    with pytest.raises(ConfigError, match=rf"{section}\.steps: 1 SGD steps give only 2 distinct"):
+        resolve_config(vm.EXPERIMENT(), overrides={section: {"steps": 1}})
+    assert len(vm.cell_schedule(2, 15, 4)) == 3
+    resolve_config(vm.EXPERIMENT(), overrides={section: {"steps": 2}})
+
+
 def _strip(rows):
     return [{k: v for k, v in r.items() if k not in ("seconds", "cpu_seconds")} for r in rows]
 

@@ -36,10 +36,10 @@ from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 import fpkit
-from fpkit.config import Schema
+from fpkit.config import Schema, invalid
 from fpkit.ensemble.spec import snapshot_schedule
 from fpkit.errors import StabilityError
 from fpkit.experiments import Claim, Experiment, Verdict
@@ -79,6 +79,15 @@ def _digits_settings() -> list:
     return [Setting(hidden=[16], lr=0.005, batch_size=8), Setting(hidden=[8, 8], lr=0.02, batch_size=4)]
 
 
+def _enough_snapshots(section):
+    # the prediction estimates from at least 3 snapshots; few steps give fewer than asked (duplicates merge)
+    n = len(cell_schedule(section.steps, section.snapshots, section.early_snapshots))
+    if n < 3:
+        raise invalid("steps", f"{section.steps} SGD steps give only {n} distinct snapshot steps; the "
+                               "prediction needs at least 3 (take steps >= 2)")  # fmt: skip
+    return section
+
+
 class MapGrid(Schema):
     """The cells: every data set × activation × its settings."""
 
@@ -100,6 +109,8 @@ class MapGrid(Schema):
         "'coefficients under-resolved in time' diagnostic); 0: the plain schedule"))
     entries: int = Field(3, ge=1, description="entries predicted per cell (cell_entries)")
 
+    _enough_snapshots = model_validator(mode="after")(_enough_snapshots)
+
 
 class DigitsAutoencoder(Schema):
     """The digits autoencoder of issue 17: which entries the FP predicts within 3 floors, and why not the rest."""
@@ -115,6 +126,8 @@ class DigitsAutoencoder(Schema):
     lr: float = Field(0.005, gt=0, description="learning rate η (η·λmax ≈ 5 at η = 0.05 on the digits: beyond the edge of stability)")
     batch_size: int = Field(8, ge=1, description="minibatch size B")
     auto_limit: dict[Literal["W1", "W2", "W3"], int] = Field(default_factory=lambda: {"W2": 6, "W1": 3, "W3": 3}, description="entries per layer (fpkit.prediction.auto_entries)")
+
+    _enough_snapshots = model_validator(mode="after")(_enough_snapshots)
 
 
 class Analysis(Schema):
