@@ -31,10 +31,14 @@ CUT2 = REACH * REACH  # the same cut on (|Δx|/h)²
 
 
 @kernel(parallel=True)
-def fit_points(x, Y, xe, h, want_se, beta0, beta1, se, neff):
-    """Local-linear fit at each evaluation point ``xe[j]`` with bandwidth ``h[j]`` (prange over points)."""
+def fit_points(x, Y, xe, h, se_cols, beta0, beta1, se, neff):
+    """Local-linear fit at each evaluation point ``xe[j]`` with bandwidth ``h[j]`` (prange over points); the
+    standard errors of the columns k with ``se_cols[k]`` (bool (K,)), ``se`` left as it is for the others."""
     M = x.shape[0]
     K = Y.shape[1]
+    want_se = False
+    for k in range(K):
+        want_se = want_se or se_cols[k]
     for j in prange(xe.shape[0]):
         x0 = xe[j]
         inv_h = 1.0 / h[j]
@@ -92,10 +96,12 @@ def fit_points(x, Y, xe, h, want_se, beta0, beta1, se, neff):
                 else:
                     li = wgt * (s2 - s1 * d) / det
                 for k in range(K):
-                    r = Y[i, k] - beta0[j, k] - beta1[j, k] * d
-                    acc[k] += li * li * r * r
+                    if se_cols[k]:
+                        r = Y[i, k] - beta0[j, k] - beta1[j, k] * d
+                        acc[k] += li * li * r * r
             for k in range(K):
-                se[j, k] = math.sqrt(acc[k])
+                if se_cols[k]:
+                    se[j, k] = math.sqrt(acc[k])
 
 
 @kernel
@@ -169,10 +175,21 @@ def uniform_se(x, Y, e0, de, n_e, h, S, beta0, beta1, det, local_const, acc):
             r *= c2
 
 
+def se_columns(want_se, K: int) -> np.ndarray:
+    """The columns that get standard errors as a bool mask (K,): ``want_se`` True (all), False (none) or the
+    indices of some (the second pass costs in proportion to its columns)."""
+    if isinstance(want_se, (bool, np.bool_)):
+        return np.full(K, bool(want_se))
+    mask = np.zeros(K, bool)
+    mask[np.asarray(want_se, dtype=np.int64)] = True
+    return mask
+
+
 def fit_uniform(x, Y, xe, h, want_se):
     """Local-linear at uniformly spaced ``xe`` (spacing ≤ h) by the recurrence; outputs as ``fit_points``:
-    (beta0, beta1, se, neff), se NaN unless ``want_se``."""
+    (beta0, beta1, se, neff), se NaN except in the columns of ``want_se`` (``se_columns``)."""
     E, K = xe.size, Y.shape[1]
+    cols = se_columns(want_se, K)
     e0, de = float(xe[0]), float(xe[1] - xe[0])
     S = np.zeros((E, 4))
     T = np.zeros((E, K, 2))
@@ -194,24 +211,29 @@ def fit_uniform(x, Y, xe, h, want_se):
     b0[empty] = np.nan
     b1[empty] = np.nan
     err = np.full((E, K), np.nan)
-    if want_se:
-        acc = np.zeros((E, K))
-        uniform_se(x, Y, e0, de, E, float(h), S, np.nan_to_num(b0), np.nan_to_num(b1), det, local_const, acc)
-        err = np.sqrt(acc)
-        err[empty] = np.inf
+    if cols.any():
+        # each column's sums are its own: a pass over some columns gives them exactly as a pass over all
+        if not cols.all():
+            Y, b0s, b1s = np.ascontiguousarray(Y[:, cols]), b0[:, cols], b1[:, cols]
+        else:
+            b0s, b1s = b0, b1
+        acc = np.zeros((E, int(cols.sum())))
+        uniform_se(x, Y, e0, de, E, float(h), S, np.nan_to_num(b0s), np.nan_to_num(b1s), det, local_const, acc)
+        err[:, cols] = np.sqrt(acc)
+        err[empty[:, None] & cols[None, :]] = np.inf
     return b0, b1, err, neff
 
 
 def fit_direct(x, Y, xe, h, want_se):
     """Local-linear fits at the points ``xe`` with per-point bandwidths ``h``: (beta0 (E, K), beta1 (E, K),
-    se (E, K), neff (E,)), se NaN unless ``want_se``."""
+    se (E, K), neff (E,)), se NaN except in the columns of ``want_se`` (``se_columns``)."""
     E, K = xe.size, Y.shape[1]
     beta0 = np.empty((E, K))
     beta1 = np.empty((E, K))
     err = np.full((E, K), np.nan)
     neff = np.empty(E)
     fit_points(
-        np.ascontiguousarray(x), np.ascontiguousarray(Y), np.ascontiguousarray(xe), h, bool(want_se),
+        np.ascontiguousarray(x), np.ascontiguousarray(Y), np.ascontiguousarray(xe), h, se_columns(want_se, K),
         beta0, beta1, err, neff,
     )  # fmt: skip
     return beta0, beta1, err, neff

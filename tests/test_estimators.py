@@ -115,6 +115,10 @@ def test_compiled_local_linear_matches_the_numpy_reference():
         np.testing.assert_allclose(fit.value, ref[0], rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(fit.se, ref[1], rtol=1e-9)
         np.testing.assert_allclose(fit.n_eff, ref[2], rtol=1e-10)
+        # errors of one column only (the second pass over that column): the same numbers, NaN for the other
+        one = E.local_linear_fit(x, Y, xe, 0.3, method=method, se=[1])
+        np.testing.assert_allclose(one.se[:, 1], ref[1][:, 1], rtol=1e-9)
+        assert np.all(np.isnan(one.se[:, 0]))
     x2 = rng.normal(size=(600, 2)) * [1.0, 0.5]
     Y2 = np.column_stack([x2[:, 0] * x2[:, 1] + rng.normal(size=600), rng.gamma(2, 1, 600)])
     grid = fpkit.Grid.uniform((-1.2, -0.6), (1.2, 0.6), (12, 10))

@@ -776,8 +776,9 @@ def shared_kernel_series(t, w, grid: Grid, *, g=None, v=None, eta: float | None 
                         k = len(cols)
                         cols.append(c)
                     index.append(k)
-            want_se = any(name in se for name, _, _ in groups)
-            both = _fit_on_grid(x, np.stack(cols, axis=1), grid, h, min_eff, tail, want_se)
+            # errors only for the columns of the series that report them (the pass costs per column)
+            se_cols = sorted({k for i, (name, _, _) in enumerate(groups) if name in se for k in index[2 * i : 2 * i + 2]})
+            both = _fit_on_grid(x, np.stack(cols, axis=1), grid, h, min_eff, tail, se_cols)
             fits = []
             for i, (name, _, _) in enumerate(groups):
                 ix = index[2 * i : 2 * i + 2]

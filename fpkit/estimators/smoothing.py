@@ -121,8 +121,9 @@ def local_linear_fit(
         Unsupported points: ``"widen"`` refits those inside the samples' range with a nearest-neighbour
         bandwidth and holds the outermost value beyond it; ``"hold"``/``"linear"`` hold the value or continue
         the local line beyond the outermost supported points and interpolate gaps. See the module docstring.
-    se : bool
-        Compute standard errors (a second pass over the samples).
+    se : bool or sequence of int
+        Compute standard errors (a second pass over the samples): of every column, of none, or of the columns
+        of ``y_samples`` given by index (NaN for the others; the pass costs in proportion to its columns).
     method : {"auto", "direct"}
         ``"auto"`` uses an exp-free recurrence for the kernel weights when ``x_eval`` is uniformly spaced
         with spacing ≤ h (e.g. a grid's cell centres; same results to round-off, several times faster);
@@ -160,7 +161,7 @@ def local_linear_fit(
         beta0, beta1, err, neff = ll.fit_direct(x, Y, xe, np.full(E, float(h)), se)
     supported = (neff >= min_eff) & (xe >= x.min()) & (xe <= x.max()) & np.all(np.isfinite(beta0), axis=1)
     if tail == "widen" and supported.any():
-        _widen(x, Y, xe, h, min_eff, supported, beta0, beta1, err, neff, bool(se))
+        _widen(x, Y, xe, h, min_eff, supported, beta0, beta1, err, neff, se)
     if not supported.any():
         raise ConfigError(
             f"no evaluation point has {min_eff:g} effective samples within the data's range "
@@ -191,7 +192,7 @@ def _widen(x, Y, xe, h, min_eff, supported, beta0, beta1, err, neff, want_se):
     bandwidth widened to the distance of their ``ceil(min_eff)``-th nearest sample (a nearest-neighbour
     bandwidth, as in LOESS), then mark them supported. Up to ``WIDEN_POINTS`` direct fits per run of such
     points, linear interpolation in between (the widened fits vary on the scale of their bandwidth, which
-    is many grid cells)."""
+    is many grid cells). ``want_se`` as ``local_linear_fit``'s ``se``."""
     inside = (~supported) & (xe >= x.min()) & (xe <= x.max())
     if not inside.any():
         return
