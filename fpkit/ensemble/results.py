@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import mmap
 import os
 import shutil
 from datetime import UTC
@@ -30,6 +31,18 @@ FIELDS = ("weights", "grad", "grad_var", "hess_grad")
 
 
 # ---------------------------------------------------------------------------------------------- storage
+def _unadvised_empty(shape: tuple, dtype) -> np.ndarray:
+    """``np.empty(shape, dtype)`` in its own anonymous memory map: freed (unmapped) with the last view of it,
+    and without the transparent-huge-page advice numpy gives its own allocations of 4 MB and more. With that
+    advice, each first write to a page of a store that is filled one snapshot at a time made the kernel try to
+    assemble a huge page (direct compaction), usually in vain: the store's copies cost ~10x their ordinary
+    page faults (the flagship's 50 snapshots: ~4 CPU-s instead of ~0.3)."""
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    if nbytes == 0:
+        return np.empty(shape, dtype)
+    return np.frombuffer(mmap.mmap(-1, nbytes), dtype=dtype).reshape(shape)
+
+
 class _MemoryStore:
     """A run kept in memory: every snapshot's fields (P, M) go straight into preallocated per-parameter arrays
     (n_snap, M, *shape), the run's final layout. (Keeping per-snapshot copies and stacking and splitting them
@@ -47,7 +60,7 @@ class _MemoryStore:
                 continue
             v = snap[f]  # (P, M)
             if f not in self.fields:
-                self.fields[f] = {name: np.empty((len(self.sched), v.shape[1]) + shape, dtype=v.dtype)
+                self.fields[f] = {name: _unadvised_empty((len(self.sched), v.shape[1]) + shape, v.dtype)
                                   for name, shape in zip(arch.names, arch.shapes)}  # fmt: skip
             for name, part in arch.views(v.T).items():
                 self.fields[f][name][i] = part
