@@ -482,6 +482,36 @@ def test_interp_plan_is_np_interp_bit_for_bit():
         assert np.array_equal(f(paths, s), np.interp(paths, xs, f.at_time(s)), equal_nan=True)
 
 
+def test_2d_interpolation_is_regular_grid_interpolator_bit_for_bit():
+    """In 2-D the interpolator locates its points once (BilinearPlan, kept for the FP solver's two sets of face
+    nodes) and must give scipy's RegularGridInterpolator's bits (of its arrays at that time, points clipped to
+    the outer centres): inside, on nodes, on the last node, beyond both ends; a vector coefficient per
+    component; alternating point sets and points edited in place are not served a stale plan."""
+    from scipy.interpolate import RegularGridInterpolator
+
+    rng = np.random.default_rng(8)
+    grid = fpkit.Grid.uniform((-1.0, -2.0), (1.5, 0.5), (17, 23))
+    ax = grid.axes
+    f = E.SnapshotInterpolator([0.0, 1.0, 2.5], rng.normal(size=(3, 2, 17, 23)) * 1e3, grid, "drift")
+
+    def points(n):
+        x, y = rng.uniform(-1.4, 1.9, (n, 3)), rng.uniform(-2.4, 0.9, (n, 3))
+        x[0] = ax[0][[0, 5, -1]]  # on nodes, the last included
+        y[0] = ax[1][[-1, 0, 7]]
+        return x, y
+
+    sets = [points(40), points(31)]
+    for t in (0.0, 0.4, 1.7, 2.5, 3.0):
+        for x, y in sets + sets[::-1]:
+            pts = np.stack([np.clip(x, *ax[0][[0, -1]]), np.clip(y, *ax[1][[0, -1]])], axis=-1)
+            ref = np.stack([RegularGridInterpolator(ax, f.at_time(t)[c])(pts) for c in range(2)])
+            assert np.array_equal(f(x, y, t), ref)
+    x, y = sets[0]
+    x[3, 1] = 0.25  # edited in place: located again
+    pts = np.stack([np.clip(x, *ax[0][[0, -1]]), np.clip(y, *ax[1][[0, -1]])], axis=-1)
+    assert np.array_equal(f(x, y, 0.4)[0], RegularGridInterpolator(ax, f.at_time(0.4)[0])(pts))
+
+
 def test_series_feeds_2d_coefficients():
     grid = fpkit.Grid.uniform((-1, -1), (1, 1), (6, 5))
     t = np.array([0.0, 1.0])

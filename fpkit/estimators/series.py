@@ -29,6 +29,7 @@ interpolate linearly in time between snapshots, ready to pass to ``fpkit.FokkerP
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -456,6 +457,7 @@ class SnapshotInterpolator:
         self._last = None
         self._plan = None  # (points, InterpPlan) for the last read-only points interpolated at
         self._at = None  # (t, arrays at t) of the last at_time between snapshots
+        self._bilinear = []  # [(points, BilinearPlan)] of the last few point sets interpolated at in 2-D
 
     def at_time(self, t: float) -> np.ndarray:
         """The arrays on the grid at time ``t`` (linear between snapshots, held outside; read-only)."""
@@ -522,15 +524,24 @@ class SnapshotInterpolator:
             if self.components is None:
                 return interp(vals)
             return np.stack([interp(vals[c]) for c in range(self.components)])
-        from scipy.interpolate import RegularGridInterpolator
-
-        shape = np.broadcast_shapes(*(c.shape for c in coords))
-        pts = np.stack(
-            [np.clip(np.broadcast_to(c, shape), a[0], a[-1]) for c, a in zip(coords, axes)], axis=-1
-        )
+        plan = self._bilinear_plan(coords)
         if self.components is None:
-            return RegularGridInterpolator(axes, vals)(pts)
-        return np.stack([RegularGridInterpolator(axes, vals[c])(pts) for c in range(self.components)])
+            return plan(vals)
+        return np.stack([plan(vals[c]) for c in range(self.components)])
+
+    def _bilinear_plan(self, coords) -> BilinearPlan:
+        """The ``BilinearPlan`` of these points (clipped to the outer cell centres); the last few are kept, so
+        that a FP solver's face nodes (two sets in 2-D, asked at every step) are located once."""
+        plans = self._bilinear
+        for key, plan in plans:
+            if all(a.shape == b.shape and np.array_equal(a, b) for a, b in zip(key, coords)):
+                return plan
+        shape = np.broadcast_shapes(*(c.shape for c in coords))
+        pts = [np.clip(np.broadcast_to(c, shape), a[0], a[-1]) for c, a in zip(coords, self._axes)]
+        plan = BilinearPlan(pts, self._axes)
+        plans.insert(0, ([np.array(c) for c in coords], plan))
+        del plans[4:]
+        return plan
 
 
     def _interp_plan(self, x: np.ndarray, xs: np.ndarray):
@@ -583,6 +594,40 @@ class InterpPlan:
         interp_planned(np.ascontiguousarray(v, dtype=float), self.pos, self.j, self.offset, self.width,
                        self.node_pos, self.node, out)  # fmt: skip
         return out
+
+
+class BilinearPlan:
+    """Multilinear interpolation of values on the nodes ``axes`` at fixed points ``pts`` (one array per axis,
+    inside the nodes), bit for bit as scipy's ``RegularGridInterpolator(axes, values)`` (method "linear") on
+    read-only values: the bracketing cells and normalised distances are found once, and each call sums the
+    corner terms ``values[corner]·Π weights`` in scipy's order (its Python path, which read-only values take).
+    The FP solver's face nodes are the same at every step: this saves building an interpolator and searching
+    the nodes per step (most of a 2-D prediction's coefficient evaluation)."""
+
+    def __init__(self, pts, axes):
+        self.shape = np.shape(pts[0])
+        lo, frac = [], []
+        for x, ax in zip(pts, axes):
+            x = np.asarray(x, dtype=float).ravel()
+            if ax.size < 2 or not np.all(np.isfinite(x)):
+                raise ConfigError("BilinearPlan needs finite points and at least two nodes per axis")
+            i = np.clip(np.searchsorted(ax, x, side="right") - 1, 0, ax.size - 2)  # ax[i] <= x < ax[i + 1]
+            lo.append(i)
+            frac.append((x - ax[i]) / (ax[i + 1] - ax[i]))
+        # scipy's corner order: itertools.product over the axes of (lower node, 1 − y), (upper node, y)
+        self.terms = []
+        for corner in itertools.product(*[((i, 1 - y), (i + 1, y)) for i, y in zip(lo, frac)]):
+            idx, ws = zip(*corner)
+            weight = np.array([1.0])
+            for w in ws:
+                weight = weight * w
+            self.terms.append((idx, weight))
+
+    def __call__(self, v: np.ndarray) -> np.ndarray:
+        value = np.array([0.0])
+        for idx, weight in self.terms:
+            value = value + v[idx] * weight
+        return value.reshape(self.shape)
 
 
 @dataclass
