@@ -433,7 +433,8 @@ def test_relu_failure_is_never_silent():
 
 def test_pooled_predictions_and_crosscheck_equal_the_serial_ones():
     """Two worker processes (each sent one entry's EntrySamples) make bit for bit the predictions and the
-    Langevin cross-check (of the first W1 entry) of one process, in the order of the labels."""
+    Langevin cross-check (of the first W1 entry) of one process, in the order of the labels; also when the
+    run's gradient statistics are released once the entries' samples are taken (the flagship's memory)."""
     run = fpkit.Ensemble(d=8, k=3, activation="tanh", lr=0.02, batch_size=8, members=200, steps=400, snapshots=10,
                          seed=1).train(show_progress=False)  # fmt: skip
     E, J = P.split_members(run.members, 1, "half")
@@ -442,7 +443,12 @@ def test_pooled_predictions_and_crosscheck_equal_the_serial_ones():
     labels = ["W2[0,0]", "W1[0,1]", "W3[1,0]"]
     serial = ex.predict_entries(run, labels, E, J, acfg, 5)
     lang = ex.langevin_crosscheck(serial[1], 500, 5, 0.125)
-    pooled, lang_p = ex.predict_entries_pooled(run, labels, E, J, acfg, 5, workers=2)
+    with pytest.raises(ConfigError, match="W2\\[0,0\\]"):
+        P.predict_entry(P.EntrySamples.of(run, "W2[0,0]"), "W2[0,1]", E, J)
+    weights = {k: v.copy() for k, v in run.weights.items()}
+    pooled, lang_p = ex.predict_entries_pooled(run, labels, E, J, acfg, 5, workers=2, release_statistics=True)
+    assert run.grad is None and run.grad_var is None and run.hess_grad is None
+    assert all(np.array_equal(run.weights[k], w) for k, w in weights.items())
     assert [p.label for p in pooled] == labels
     for p, q in zip(serial, pooled):
         np.testing.assert_array_equal(p.density, q.density)
@@ -453,8 +459,6 @@ def test_pooled_predictions_and_crosscheck_equal_the_serial_ones():
         assert p.diagnostics["verdict"] == q.diagnostics["verdict"]
     assert lang_p["label"] == "W1[0,1]"
     np.testing.assert_array_equal(lang["w1_over_floor"], lang_p["w1_over_floor"])
-    with pytest.raises(ConfigError, match="W2\\[0,0\\]"):
-        P.predict_entry(P.EntrySamples.of(run, "W2[0,0]"), "W2[0,1]", E, J)
 
 
 def test_fpkit_workers_must_be_a_positive_integer(monkeypatch):

@@ -228,18 +228,31 @@ def crosscheck_target(labels) -> int:
     return next((i for i, lab in enumerate(labels) if lab.startswith("W1")), 0)
 
 
-def predict_entries_pooled(run, labels, E, J, acfg: dict, seed: int, workers: int, show_progress=None) -> tuple:
+def predict_entries_pooled(run, labels, E, J, acfg: dict, seed: int, workers: int, show_progress=None,
+                           release_statistics: bool = False) -> tuple:  # fmt: skip
     """``predict_entries`` and ``langevin_crosscheck`` of the target entry on ``workers`` local worker
     processes (``fpkit.processes``): (predictions in the order of ``labels``, the cross-check). Each task is
     sent only its entry's samples (``EntrySamples``), so the run is not copied into the workers; the same
     numbers as in one process. The cross-check starts as soon as its entry is predicted, before the entries
     still waiting, and the expensive W1 entries (three variants more) go first so that no long task is
-    left for the end."""
+    left for the end.
+
+    ``release_statistics``: copy every entry's gradient statistics out of the run first, then drop the run's
+    (``run.grad``, ``grad_var``, ``hess_grad`` become None; ~270 MB in the default run), for a caller that
+    reads only its weights from then on; the workers receive the same arrays (a pickled view arrives as a
+    contiguous copy anyway)."""
     from concurrent.futures import FIRST_COMPLETED, wait
 
     from fpkit.processes import worker_pool
     from fpkit.progress import progress
 
+    samples = {i: EntrySamples.of(run, lab) for i, lab in enumerate(labels)} if release_statistics else {}
+    for key, fld in _STATISTICS.items() if release_statistics else ():
+        # one field at a time: its copies (15 entries: ~24 MB) replace the views, then the field goes (~90 MB)
+        for s in samples.values():
+            if s.arrays.get(key) is not None:
+                s.arrays[key] = np.array(s.arrays[key], order="C")
+        setattr(run, fld, None)
     target = crosscheck_target(labels)
     order = sorted(range(len(labels)), key=lambda i: (not labels[i].startswith("W1"), i != target, i))
     preds: list = [None] * len(labels)
@@ -255,7 +268,8 @@ def predict_entries_pooled(run, labels, E, J, acfg: dict, seed: int, workers: in
                     running[f], langevin_started = -1, True
                 else:
                     i = order.pop(0)
-                    f = pool.submit(predict_entry, EntrySamples.of(run, labels[i]), labels[i], E, J,
+                    entry = samples.pop(i) if release_statistics else EntrySamples.of(run, labels[i])
+                    f = pool.submit(predict_entry, entry, labels[i], E, J,
                                     compare_with=entry_compare_with(labels[i], acfg), seed=seed,
                                     **entry_options(acfg))  # fmt: skip
                     running[f] = i
@@ -269,6 +283,10 @@ def predict_entries_pooled(run, labels, E, J, acfg: dict, seed: int, workers: in
                 bar.update(1)
     bar.close()
     return preds, langevin
+
+
+_STATISTICS = {"g": "grad", "v": "grad_var", "hg": "hess_grad"}
+"""``EntrySamples.arrays`` key -> the run's field it is taken from (``entry_arrays``)."""
 
 
 def predict_entries_dask(client, run, labels, E, J, acfg: dict, seed: int, show_progress=None) -> list:
@@ -625,8 +643,9 @@ class FpHistograms(Experiment):
             if ctx.client is not None:  # one Dask task per entry (fpkit experiment run --workers N)
                 preds = predict_entries_dask(ctx.client, run, labels, E, J, acfg, cfg["seed"], ctx.show_progress)
             elif workers > 1:
+                # only the weights are read after the predictions (the 2-D pair, the output distributions)
                 preds, langevin = predict_entries_pooled(run, labels, E, J, acfg, cfg["seed"], workers,
-                                                         ctx.show_progress)  # fmt: skip
+                                                         ctx.show_progress, release_statistics=True)  # fmt: skip
             else:
                 preds = predict_entries(run, labels, E, J, acfg, cfg["seed"])
         res = Result(t=run.t, entries=preds, members=run.members, eta=run.eta, batch_size=run.batch_size,
