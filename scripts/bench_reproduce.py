@@ -10,12 +10,15 @@ on a quiet one. "unstaged" is the rest of the run (start-up, the verdict, writin
 results.h5, the figures and the report). Peak memory is the process's maximum resident set size; the largest
 of any one worker process is printed beside it (``workers_peak_rss_MB``), and the peak so far at the end of
 each stage (``peak_rss_after_stage_MB``: where it grows is where the peak happened). Prints one JSON line.
+The run's memory is that of its whole process tree (this process, the fork server, the workers): run this
+under ``scripts/psswatch.py`` for its peak PSS, and with ``--marks FILE`` to place the peak in a stage
+(``psswatch.py --show TIMELINE FILE``).
 
 With --profile the run happens under cProfile: time inside numba-compiled functions, numpy/scipy C code and
 LAPACK is "in kernels"; the rest (tottime of functions defined in .py files) is "Python". cProfile inflates
 Python-heavy parts, so the profiled run's times are not compared with ``BEFORE``.
 
-    python scripts/bench_reproduce.py [--smoke] [--profile] [--out DIR]
+    python scripts/bench_reproduce.py [--smoke] [--profile] [--out DIR] [--marks FILE]
 
 Before (``BEFORE``): the default run at ee10610 (2026-12-05, the start of issue 21's second round), run from a
 private worktree on the QUIET 2-core machine (load average 1.2-1.4), so wall and CPU are both meaningful;
@@ -100,8 +103,10 @@ def stage_cpu_timer() -> dict:
     @contextlib.contextmanager
     def stage(self, name):
         w0, c0 = time.perf_counter(), cpu_time()
+        MARKS.append((name, "start", time.time()))
         with plain(self, name):
             yield
+        MARKS.append((name, "end", time.time()))
         w, c = times.get(name, (0.0, 0.0))
         times[name] = [w + time.perf_counter() - w0, c + cpu_time() - c0]
         PEAK_AFTER[name] = peak_rss_mb()
@@ -109,6 +114,10 @@ def stage_cpu_timer() -> dict:
     fe.RunContext.stage = stage
     return times
 
+
+MARKS: list = []
+"""(stage, "start" or "end", Unix time) of every stage, for --marks: set against a memory timeline (e.g. the
+per-process PSS samples of a process-tree watcher) they say in which stage each peak happened."""
 
 PEAK_AFTER: dict = {}
 """The process's peak RSS (MB, VmHWM) at the end of each stage: the stage where it grows holds the peak."""
@@ -161,6 +170,7 @@ def main() -> None:
     ap.add_argument("--smoke", action="store_true", help="run `fpkit reproduce --quick` instead of the default")
     ap.add_argument("--profile", action="store_true", help="run under cProfile and report the Python share")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--marks", default=None, help="write the stages' start and end times (Unix s) to this JSON file")
     args = ap.parse_args()
     from fpkit.cli import main as fpkit_main
     from fpkit.processes import USAGE
@@ -169,6 +179,7 @@ def main() -> None:
     argv = ["reproduce", "--out", out] + (["--quick"] if args.smoke else [])
     stages = stage_cpu_timer()
     prof = cProfile.Profile() if args.profile else None
+    t_start = time.time()
     w0, c0 = time.perf_counter(), cpu_time()
     if prof is not None:
         prof.runcall(fpkit_main, argv)
@@ -193,6 +204,10 @@ def main() -> None:
         rec["before_over_now"] = ratios({**stages, "unstaged": rest}, total)
     if prof is not None:
         rec.update(python_share(prof, total[0]))
+    if args.marks:
+        MARKS.append(("run", "end", time.time()))
+        with open(args.marks, "w") as f:
+            json.dump({"run_start": t_start, "marks": MARKS}, f)
     print(json.dumps(rec))
 
 
