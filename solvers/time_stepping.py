@@ -213,7 +213,10 @@ class ImplicitStepper:
             return L.shifted_solve(c0, coef, rhs)
         build = lambda: (c0 * sp.identity(L.shape[0], format="csc") - coef * L).tocsc()  # noqa: E731
         if self._L is None:
-            return spla.spsolve(build(), rhs)
+            # a new matrix at every step (time-dependent coefficients): minimum degree on AᵀA + A suits the
+            # structurally symmetric FP stencils (a 48² pair step 8.2 -> 4.8 ms, 128² 79 -> 54 ms; SuperLU's
+            # default COLAMD), same partial pivoting: the solution changes only by round-off (~1e-15)
+            return spla.spsolve(build(), rhs, permc_spec="MMD_AT_PLUS_A")
         lu = self._lu.get(key)
         if lu is None:
             if len(self._lu) > 16:
