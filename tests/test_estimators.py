@@ -119,6 +119,16 @@ def test_compiled_local_linear_matches_the_numpy_reference():
         one = E.local_linear_fit(x, Y, xe, 0.3, method=method, se=[1])
         np.testing.assert_allclose(one.se[:, 1], ref[1][:, 1], rtol=1e-9)
         assert np.all(np.isnan(one.se[:, 0]))
+    # the uniform passes take samples two at a time: an odd count, and neighbours whose windows are disjoint
+    # (two clusters, alternating) or overlap on either side
+    xc = np.where(np.arange(301) % 2 == 0, -1.0, 1.0) + rng.normal(size=301) * np.where(np.arange(301) % 3, 0.3, 0.1)
+    Yc = np.column_stack([np.cos(xc) + rng.normal(size=301), xc**2])
+    xe = np.linspace(-1.2, 1.2, 49)
+    ref = _ll_reference(xc, Yc, xe, 0.1)
+    fit = E.local_linear_fit(xc, Yc, xe, 0.1, min_eff=1, tail="hold")
+    np.testing.assert_allclose(fit.value, ref[0], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(fit.se, ref[1], rtol=1e-9)
+    np.testing.assert_allclose(fit.n_eff, ref[2], rtol=1e-10)
     x2 = rng.normal(size=(600, 2)) * [1.0, 0.5]
     Y2 = np.column_stack([x2[:, 0] * x2[:, 1] + rng.normal(size=600), rng.gamma(2, 1, 600)])
     grid = fpkit.Grid.uniform((-1.2, -0.6), (1.2, 0.6), (12, 10))
