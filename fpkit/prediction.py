@@ -311,8 +311,17 @@ def solve_density(series, p0: np.ndarray, t: np.ndarray, dt: float, *, drift: bo
 
 def transport_samples(series, x0: np.ndarray, t: np.ndarray, dt: float) -> np.ndarray:
     """Carry samples along the characteristics dw/dt = A(w, t) (classical RK4, the fewest equal steps of at
-    most ``dt`` between consecutive output times): the D = 0 prediction, (len(t), N)."""
+    most ``dt`` between consecutive output times): the D = 0 prediction, (len(t), N). An estimated series on a
+    uniform 1-D grid runs in one compiled call (``snapshot_stepping.rk4_snapshots_1d``, the same bits)."""
     A = series.drift_callable()
+    if isinstance(A, est.SnapshotInterpolator) and A.grid.ndim == 1 and A.grid.kind == "uniform" and A.components is None:
+        from .solvers.snapshot_stepping import rk4_snapshots_1d
+
+        t = np.asarray(t, dtype=float)
+        out = np.empty((t.size, np.size(x0)))
+        rk4_snapshots_1d(np.array(x0, dtype=float).ravel(), t, float(t[0]), float(dt), A.t, np.ascontiguousarray(A.values),
+                         np.ascontiguousarray(A.grid.axes[0]), out)  # fmt: skip
+        return out
 
     def rk4(x, s, h):
         k1 = A(x, s)

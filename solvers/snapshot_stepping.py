@@ -18,6 +18,7 @@ import numpy as np
 
 from ._numba import kernel
 from .finite_volume import exponential_faces_1d
+from .interp import interp_even
 
 OK, BAD_COEFFICIENT, NOT_FINITE, SINGULAR = 0, 1, 2, 3
 """Status codes of ``crank_nicolson_snapshots_1d`` (``info[0]``)."""
@@ -198,3 +199,49 @@ def crank_nicolson_snapshots_1d(p, t_eval, t0, dt, rannacher, ts, a_nodes, d_nod
                     return
         out[k] = p
     info[1] = total
+
+
+@kernel
+def _drift_at(x, s, ts, values, xs, vals, out):
+    """out = A(x, s) as ``SnapshotInterpolator`` evaluates it at points x on a uniform grid (centres xs): the
+    arrays blended in time (``_blend``), then ``interp_even`` (np.interp's bits)."""
+    _blend(s, ts, values, vals)
+    interp_even(x, xs, vals, out)
+
+
+@kernel
+def rk4_snapshots_1d(x, t_eval, t0, dt, ts, values, xs, out):
+    """Carry the points x (N,) in place along dx/dt = A(x, t) from t0 through the output times t_eval (classical
+    RK4, each interval cut into the fewest equal steps no longer than dt, as ``time_stepping.n_substeps``),
+    recording out[k] = x at t_eval[k]. A is the drift ``values`` (S, n) at the snapshot times ts on the uniform
+    grid with centres xs, evaluated as ``SnapshotInterpolator`` does: the same operations in the same order as
+    ``fpkit.prediction.transport_samples``'s numpy RK4, so the same bits, without ~20 numpy calls per step."""
+    N = x.size
+    vals = np.empty(values.shape[1])
+    k1 = np.empty(N)
+    k2 = np.empty(N)
+    k3 = np.empty(N)
+    k4 = np.empty(N)
+    y = np.empty(N)
+    t = t0
+    for k in range(t_eval.size):
+        interval = t_eval[k] - t
+        if interval > 0:
+            m = max(1, int(np.ceil(interval / dt * (1 - 1e-12))))
+            h = interval / m
+            for i in range(m):
+                s = t + i * h
+                _drift_at(x, s, ts, values, xs, vals, k1)
+                for j in range(N):
+                    y[j] = x[j] + 0.5 * h * k1[j]
+                _drift_at(y, s + 0.5 * h, ts, values, xs, vals, k2)
+                for j in range(N):
+                    y[j] = x[j] + 0.5 * h * k2[j]
+                _drift_at(y, s + 0.5 * h, ts, values, xs, vals, k3)
+                for j in range(N):
+                    y[j] = x[j] + h * k3[j]
+                _drift_at(y, s + h, ts, values, xs, vals, k4)
+                for j in range(N):
+                    x[j] = x[j] + h / 6 * (k1[j] + 2 * k2[j] + 2 * k3[j] + k4[j])
+            t = t_eval[k]
+        out[k] = x
