@@ -44,3 +44,17 @@ def interp_even(x, xs, v, out):
                 out[m] = v[j]
             else:
                 out[m] = (v[j + 1] - v[j]) / (xs[j + 1] - xs[j]) * (xm - xs[j]) + v[j]
+
+
+@kernel
+def bilinear_planned(v, i0, i1, w, out):
+    """out[m] = scipy's RegularGridInterpolator (linear) sum over the cell's corners in its order, from 0:
+    ((((0 + v[i0, i1]·w[0]) + v[i0, i1+1]·w[1]) + v[i0+1, i1]·w[2]) + v[i0+1, i1+1]·w[3]) at point m
+    (``fpkit.estimators.series.BilinearPlan``: the same bits as its numpy sum)."""
+    for m in range(out.shape[0]):
+        a = i0[m]
+        b = i1[m]
+        acc = 0.0 + v[a, b] * w[0, m]
+        acc = acc + v[a, b + 1] * w[1, m]
+        acc = acc + v[a + 1, b] * w[2, m]
+        out[m] = acc + v[a + 1, b + 1] * w[3, m]

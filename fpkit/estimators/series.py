@@ -37,7 +37,7 @@ import numpy as np
 
 from ..errors import ConfigError, check_choice, check_positive
 from ..grid import Grid
-from ..solvers.interp import interp_even, interp_planned
+from ..solvers.interp import bilinear_planned, interp_even, interp_planned
 from .smoothing import MIN_EFF, LocalLinearFit, _fit_on_grid, bandwidth_rule, local_linear_2d, local_linear_fit
 
 D_FLOOR = 1e-3
@@ -622,8 +622,15 @@ class BilinearPlan:
             for w in ws:
                 weight = weight * w
             self.terms.append((idx, weight))
+        if len(axes) == 2:  # the corners' weights for the compiled sum
+            self.w2 = np.ascontiguousarray(np.stack([np.broadcast_to(w, lo[0].shape) for _, w in self.terms]))
+            self.i0, self.i1 = lo
 
     def __call__(self, v: np.ndarray) -> np.ndarray:
+        if len(self.terms) == 4:
+            out = np.empty(self.i0.size)
+            bilinear_planned(np.ascontiguousarray(v, dtype=float), self.i0, self.i1, self.w2, out)
+            return out.reshape(self.shape)
         value = np.array([0.0])
         for idx, weight in self.terms:
             value = value + v[idx] * weight
