@@ -845,9 +845,27 @@ class SDE:
             K.overdamped_stretch(_METHOD_CODE[method], x, t, h, n_steps, am, ap, af, dm, dp, df, ddm, ddp, ddf,
                                  alpha, wall, lo, hi, state, absorbed_at, err_time, err_code)  # fmt: skip
             return
+        snap = self._snapshot_arrays() if method == "euler" and alpha == 2.0 and x.ndim == 1 else None
+        if snap is not None:  # estimated coefficients (the FP prediction's Langevin cross-check): compiled
+            K.euler_snapshots_1d(x, t, h, n_steps, *snap, wall, lo, hi, state, absorbed_at, err_time, err_code)
+            return
         dd = self._ddiffusion_vectorised() if method in ("milstein", "heun") else None
         K.integrate_vectorised(_METHOD_CODE[method], x, t, h, n_steps, self.drift, self.diffusion, dd, alpha,
                                wall, lo, hi, state, absorbed_at, err_time, err_code)  # fmt: skip
+
+    def _snapshot_arrays(self):
+        """(ts, values, nodes) of the drift then of the diffusion when both are 1-D ``SnapshotInterpolator``s on
+        uniform grids (unscaled), for ``sde_kernels.euler_snapshots_1d`` (the numpy loop's bits); else None."""
+        from .estimators.series import SnapshotInterpolator
+
+        out = []
+        for c in (self.drift, self.diffusion):
+            f = getattr(c, "value", None)
+            if not (isinstance(f, SnapshotInterpolator) and c.scale == 1.0 and f.grid.ndim == 1
+                    and f.grid.kind == "uniform" and f.components is None):  # fmt: skip
+                return None
+            out += [f.t, np.ascontiguousarray(f.values), np.ascontiguousarray(f.grid.axes[0])]
+        return tuple(out)
 
     def _ddiffusion_vectorised(self):
         """∂ᵢDᵢᵢ as a vectorised callable (exact where known, central differences otherwise)."""

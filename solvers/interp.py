@@ -17,6 +17,26 @@ def interp_planned(v, pos, j, offset, width, node_pos, node, out):
         out[node_pos[m]] = v[node[m]]
 
 
+@kernel(inline="always")
+def interp_even_point(xm, xs, v, x0, xn, inv):
+    """``interp_even`` at one point (x0, xn the end nodes, inv = (n − 1)/(xn − x0))."""
+    n = xs.shape[0]
+    if xm != xm:
+        return xm
+    if xm <= x0:  # below the first node, or on it
+        return v[0]
+    if xm >= xn:
+        return v[n - 1]
+    j = min(max(int((xm - x0) * inv), 0), n - 2)
+    while xs[j] > xm:
+        j -= 1
+    while xs[j + 1] <= xm:
+        j += 1
+    if xs[j] == xm:
+        return v[j]
+    return (v[j + 1] - v[j]) / (xs[j + 1] - xs[j]) * (xm - xs[j]) + v[j]
+
+
 @kernel
 def interp_even(x, xs, v, out):
     """out = np.interp(x, xs, v) bit for bit, for evenly spaced nodes ``xs`` (a uniform grid's centres): each
@@ -27,24 +47,7 @@ def interp_even(x, xs, v, out):
     xn = xs[n - 1]
     inv = (n - 1) / (xn - x0) if n > 1 else 0.0
     for m in range(x.shape[0]):
-        xm = x[m]
-        if xm != xm:
-            out[m] = xm
-        elif xm <= x0:  # below the first node, or on it
-            out[m] = v[0]
-        elif xm >= xn:
-            out[m] = v[n - 1]
-        else:
-            j = min(max(int((xm - x0) * inv), 0), n - 2)
-            while xs[j] > xm:
-                j -= 1
-            while xs[j + 1] <= xm:
-                j += 1
-            if xs[j] == xm:
-                out[m] = v[j]
-            else:
-                out[m] = (v[j + 1] - v[j]) / (xs[j + 1] - xs[j]) * (xm - xs[j]) + v[j]
-
+        out[m] = interp_even_point(x[m], xs, v, x0, xn, inv)
 
 @kernel
 def bilinear_planned(v, i0, i1, w, out):

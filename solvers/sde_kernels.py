@@ -60,6 +60,8 @@ from .random import (
     next_uniform,
     normal_step,
 )
+from .interp import interp_even_point
+from .snapshot_stepping import _blend
 
 CONST, POLY, TABLE, FUNC, NUMERIC = 0, 1, 2, 3, 4
 NO_WALL, REFLECTING, ABSORBING, PERIODIC = 0, 1, 2, 3
@@ -767,6 +769,71 @@ def integrate_vectorised(method, x, t_start, h, n_steps, drift, diffusion, ddiff
         if dead.any():
             xn[dead] = np.nan
         x[idx] = xn
+    return x
+
+
+@kernel
+def euler_snapshots_1d(x, t_start, h, n_steps, a_ts, a_vals, a_xs, d_ts, d_vals, d_xs, wall, lo, hi, state,
+                       absorbed_at, err_time, err_code):  # fmt: skip
+    """``integrate_vectorised``'s Euler-Maruyama (α = 2, 1-D) for a drift and a diffusion given as snapshot
+    arrays (``fpkit.estimators.SnapshotInterpolator`` on uniform grids: values (S, n) at times ts, nodes xs),
+    one path at a time: the arrays blended in time once per step (``snapshot_stepping._blend``), each path's
+    A and D by ``interp_even_point`` and its normal from its own stream, then the numpy loop's formulas and
+    walls in its order, so the same bits (the FP prediction's Langevin cross-check; ~30 numpy calls a step)."""
+    n = x.shape[0]
+    a_grid = np.empty(a_vals.shape[1])
+    d_grid = np.empty(d_vals.shape[1])
+    na, nd = a_xs.shape[0], d_xs.shape[0]
+    a0, an = a_xs[0], a_xs[na - 1]
+    d0, dn = d_xs[0], d_xs[nd - 1]
+    a_inv = (na - 1) / (an - a0) if na > 1 else 0.0
+    d_inv = (nd - 1) / (dn - d0) if nd > 1 else 0.0
+    sqh = np.sqrt(h)
+    for j in range(n_steps):
+        live = False
+        for k in range(n):
+            if math.isfinite(x[k]):
+                live = True
+                break
+        if not live:
+            break
+        t = t_start + j * h
+        _blend(t, a_ts, a_vals, a_grid)
+        _blend(t, d_ts, d_vals, d_grid)
+        for k in range(n):
+            xk = x[k]
+            if not math.isfinite(xk):
+                continue
+            a = interp_even_point(xk, a_xs, a_grid, a0, an, a_inv)
+            dv = interp_even_point(xk, d_xs, d_grid, d0, dn, d_inv)
+            bad = dv < 0 or not math.isfinite(dv)
+            z = next_normal(state, k)
+            b = np.sqrt(2.0 * dv)
+            xn = xk + a * h + b * (sqh * z)
+            fail = bad or not math.isfinite(xn)
+            if fail:
+                err_time[k] = t + h
+                err_code[k] = ERR_NEGATIVE_D if bad else ERR_NONFINITE
+            absorbed = False
+            if wall != NO_WALL and math.isfinite(xn) and not (xn >= lo and xn <= hi):  # apply_walls_np
+                if wall == REFLECTING:
+                    span = hi - lo
+                    if math.isfinite(span):
+                        y = (xn - lo) % (2.0 * span)
+                        if y > span:
+                            y = 2.0 * span - y
+                        xn = y + lo
+                    else:
+                        xn = 2.0 * hi - xn if xn > hi else 2.0 * lo - xn
+                elif wall == PERIODIC:
+                    xn = lo + (xn - lo) % (hi - lo)
+                else:
+                    absorbed = not fail
+                    if absorbed:
+                        absorbed_at[k] = t + h
+            if fail or absorbed:
+                xn = math.nan
+            x[k] = xn
     return x
 
 
