@@ -24,7 +24,10 @@ In 1-D the compiled kernels (``fpkit.solvers.sde_kernels``, parallel over paths)
 Any other callable (one numba cannot compile, e.g. using scipy or a dict of arrays; or ``f(x, y, t)``
 returning all components in d-D) runs the vectorised step loop instead: one call per time step over all paths,
 at numpy speed, with one log line (logger ``fpkit``) saying why. So does every d-dimensional problem. Both
-routes draw the same random numbers for a seed and agree to round-off.
+routes draw the same random numbers for a seed and agree to round-off. An exception: a drift and a diffusion
+that are both ``fpkit.estimators.SnapshotInterpolator`` arrays on uniform 1-D grids (estimated coefficients,
+e.g. the FP prediction's Langevin cross-check) run Euler-Maruyama in one compiled loop with the vectorised
+loop's bits (``sde_kernels.euler_snapshots_1d``).
 
 Random numbers: path ``k`` uses stream ``k`` of ``seed`` (``fpkit.solvers.random``) for its increments, so a
 seed gives bit-identical paths whatever the number of threads. Starting points drawn from a density use the
