@@ -286,24 +286,25 @@ def _forward_s(th, nl, sizes, w_off, b_off, act, hs):
 
 
 @kernel
-def _backward_s(th, nl, sizes, w_off, b_off, act, hs, ts, scale, g, ds, es):
-    """``_backward`` for each sample of the group in order (targets ts[s], work arrays ds[s], es[s])."""
+def _backward_s(th, nl, sizes, w_off, b_off, act, hs, ts, auto, scale, g, ds, es):
+    """``_backward`` for each sample of the group in order (work arrays ds[s], es[s]); the targets are ts[s],
+    or the inputs hs[s, 0] when ``auto`` (an autoencoder: ts is then not read, nor written by the gather)."""
     for s in range(hs.shape[0]):
-        _backward(th, nl, sizes, w_off, b_off, act, hs[s], ts[s], scale, g, ds[s], es[s])
+        _backward(th, nl, sizes, w_off, b_off, act, hs[s], hs[s, 0] if auto else ts[s], scale, g, ds[s], es[s])
 
 
 @kernel
-def _backward_sq_s(th, nl, sizes, w_off, b_off, act, hs, ts, s1, s2, ds, es):
-    """``_backward_sq`` for each sample of the group in order."""
+def _backward_sq_s(th, nl, sizes, w_off, b_off, act, hs, ts, auto, s1, s2, ds, es):
+    """``_backward_sq`` for each sample of the group in order (targets as in ``_backward_s``)."""
     for s in range(hs.shape[0]):
-        _backward_sq(th, nl, sizes, w_off, b_off, act, hs[s], ts[s], s1, s2, ds[s], es[s])
+        _backward_sq(th, nl, sizes, w_off, b_off, act, hs[s], hs[s, 0] if auto else ts[s], s1, s2, ds[s], es[s])
 
 
 @kernel
-def _forward_backward_s(th, nl, sizes, w_off, b_off, act, hs, ts, scale, g, ds, es):
+def _forward_backward_s(th, nl, sizes, w_off, b_off, act, hs, ts, auto, scale, g, ds, es):
     """Add the group's ``scale``-weighted gradients to g (forward passes first; they do not read g)."""
     _forward_s(th, nl, sizes, w_off, b_off, act, hs)
-    _backward_s(th, nl, sizes, w_off, b_off, act, hs, ts, scale, g, ds, es)
+    _backward_s(th, nl, sizes, w_off, b_off, act, hs, ts, auto, scale, g, ds, es)
 
 
 @kernel
@@ -396,19 +397,18 @@ def _broadcast_samples(X, T, auto, s0, d, dout, nl, hs, ts):
 
 @kernel
 def _gather_sample(X, T, auto, ids, d, dout, nl, h0, tg):
-    """Data rows ids[l] into lane l of h0 (inputs, (d, BLOCK)) and tg (targets, also when ``auto``).
+    """Data rows ids[l] into lane l of h0 (inputs, (d, BLOCK)) and, unless ``auto``, tg (targets).
 
     Lane by lane, each row read contiguously with one index load (the gather was ~20 % of a training step
     when walked unit by unit, reloading and wrap-checking an index per value), the target written alongside.
+    An autoencoder's targets are its inputs: the backward passes read them from h0 (``auto``), which saves
+    half of the gather's scalar stores.
     """
     for l in range(nl):
         x = X[ids[l]]
         for i in range(d):
             h0[i, l] = x[i]
-        if auto:
-            for i in range(d):
-                tg[i, l] = x[i]
-        else:
+        if not auto:
             t = T[ids[l]]
             for j in range(dout):
                 tg[j, l] = t[j]
@@ -437,7 +437,7 @@ def _batch_gradient(
         scale = 1.0 / n
         for s0 in range(0, n - n % S, S):
             _broadcast_samples(X, T, auto, s0, d, dout, nl, hs, ts)
-            _forward_backward_s(th, nl, sizes, w_off, b_off, act, hs, ts, scale, g, ds, es)
+            _forward_backward_s(th, nl, sizes, w_off, b_off, act, hs, ts, auto, scale, g, ds, es)
         for s in range(n - n % S, n):
             for i in range(d):
                 v = X[s, i]
@@ -463,7 +463,7 @@ def _batch_gradient(
     for b0 in range(0, B - B % S, S):
         for s in range(S):
             _gather_sample(X, T, auto, idx[b0 + s], d, dout, nl, hs[s, 0], ts[s])
-        _forward_backward_s(th, nl, sizes, w_off, b_off, act, hs, ts, scale, g, ds, es)
+        _forward_backward_s(th, nl, sizes, w_off, b_off, act, hs, ts, auto, scale, g, ds, es)
     for b in range(B - B % S, B):
         _gather_sample(X, T, auto, idx[b], d, dout, nl, h0, tg)
         _forward(th, nl, sizes, w_off, b_off, act, h)
@@ -618,9 +618,9 @@ def _gradient_block(theta, m0, X, T, auto, sizes, w_off, b_off, act, want_sq, gs
                     e = out[j, l] - tss[j, l]
                     ls[l] += 0.5 * e * e
         if want_sq:
-            _backward_sq_s(th, nl, sizes, w_off, b_off, act, hs, ts, s1, s2, ds, es)
+            _backward_sq_s(th, nl, sizes, w_off, b_off, act, hs, ts, auto, s1, s2, ds, es)
         else:
-            _backward_s(th, nl, sizes, w_off, b_off, act, hs, ts, 1.0, s1, ds, es)
+            _backward_s(th, nl, sizes, w_off, b_off, act, hs, ts, auto, 1.0, s1, ds, es)
     h0 = h[0]
     for s in range(n - n % S, n):
         for i in range(d):
@@ -1077,15 +1077,17 @@ def _gen_group_source(sizes, w_off, b_off, act, S=GROUP) -> str:
         out += _lane_loops(stmts)
     for sq in (False, True):
         if sq:
-            out += ["", "", "@kernel", "def _backward_sq_s(th, nl, sizes, w_off, b_off, act, hs, ts, s1, s2, ds, es):",
+            out += ["", "", "@kernel", "def _backward_sq_s(th, nl, sizes, w_off, b_off, act, hs, ts, auto, s1, s2, ds, es):",
                     "    scale = 1.0", "    gf = s1.reshape(s1.size)", "    qf = s2.reshape(s2.size)"]  # fmt: skip
         else:
-            out += ["", "", "@kernel", "def _backward_s(th, nl, sizes, w_off, b_off, act, hs, ts, scale, g, ds, es):",
+            out += ["", "", "@kernel", "def _backward_s(th, nl, sizes, w_off, b_off, act, hs, ts, auto, scale, g, ds, es):",
                     "    gf = g.reshape(g.size)"]  # fmt: skip
         out += ["    tf = th.reshape(th.size)", "    hf = hs.reshape(hs.size)", "    xf = ts.reshape(ts.size)",
                 "    df = ds.reshape(ds.size)", "    ef = es.reshape(es.size)"]  # fmt: skip
-        out += _lane_loops([(f"{U('df', s, j)} = ({H(s, L, j)} - {U('xf', s, j)}) * scale", 3)
-                            for j in range(int(sizes[L])) for s in range(S)])  # fmt: skip
+        for cond, tgt in (("if auto:", lambda s, j: H(s, 0, j)), ("else:", lambda s, j: U("xf", s, j))):
+            out += [f"    {cond}"] + ["    " + ln for ln in _lane_loops(
+                [(f"{U('df', s, j)} = ({H(s, L, j)} - {tgt(s, j)}) * scale", 3)
+                 for j in range(int(sizes[L])) for s in range(S)])]  # fmt: skip
         cur, nxt = "df", "ef"
         for ell in range(L - 1, -1, -1):
             nin, nout, wo, bo = int(sizes[ell]), int(sizes[ell + 1]), int(w_off[ell]), int(b_off[ell])

@@ -367,11 +367,22 @@ def test_group_kernels_sum_samples_in_order_bit_for_bit(generated):
             k._backward_sq(th, nl, arch.sizes, arch.w_off, arch.b_off, arch.act, ref_h[s], ts[s], ref_s1, ref_q, dc, dp)
         g, q, s1 = g0.copy(), q0.copy(), g0.copy()
         ds, es = np.zeros((S, mw, W)), np.zeros((S, mw, W))
-        k._forward_backward_s(th, nl, arch.sizes, arch.w_off, arch.b_off, arch.act, hs, ts, 0.25, g, ds, es)
-        k._backward_sq_s(th, nl, arch.sizes, arch.w_off, arch.b_off, arch.act, hs, ts, s1, q, ds, es)
+        k._forward_backward_s(th, nl, arch.sizes, arch.w_off, arch.b_off, arch.act, hs, ts, False, 0.25, g, ds, es)
+        k._backward_sq_s(th, nl, arch.sizes, arch.w_off, arch.b_off, arch.act, hs, ts, False, s1, q, ds, es)
         assert np.array_equal(hs[..., :nl], ref_h[..., :nl])
         assert np.array_equal(g, ref_g) and np.array_equal(s1, ref_s1) and np.array_equal(q, ref_q)
         assert np.array_equal(g[:, nl:], g0[:, nl:])  # the lane beyond nl is not touched
+        if sizes[0] == sizes[-1]:  # auto (an autoencoder): the targets are the inputs hs[:, 0]; ts is not read
+            ag, aq, as1 = g0.copy(), q0.copy(), g0.copy()
+            for s in range(S):
+                tgt = ref_h[s, 0].copy()
+                k._backward(th, nl, arch.sizes, arch.w_off, arch.b_off, arch.act, ref_h[s], tgt, 0.25, ag, dc, dp)
+                k._backward_sq(th, nl, arch.sizes, arch.w_off, arch.b_off, arch.act, ref_h[s], tgt, as1, aq, dc, dp)
+            g, q, s1, h2, nan = g0.copy(), q0.copy(), g0.copy(), hs.copy(), np.full_like(ts, np.nan)
+            k._forward_backward_s(th, nl, arch.sizes, arch.w_off, arch.b_off, arch.act, h2, nan, True, 0.25, g, ds, es)
+            k._backward_sq_s(th, nl, arch.sizes, arch.w_off, arch.b_off, arch.act, h2, nan, True, s1, q, ds, es)
+            assert not np.array_equal(ag, ref_g)  # the targets matter
+            assert np.array_equal(g, ag) and np.array_equal(s1, as1) and np.array_equal(q, aq)
         # H·v (forward-over-reverse): the group kernels against the one-sample ones, sample after sample
         vt = rng.normal(size=(arch.P, W))
         a = (th, vt, nl, arch.sizes, arch.w_off, arch.b_off, arch.act)
