@@ -18,7 +18,9 @@ final line with the ratios fpkit / best torch. Memory per member is reported for
 fpkit's state and one snapshot (4 fields × P float64) and torch's parameters plus activations.
 
 Run: ``python scripts/bench_ensemble.py`` (needs ``pip install torch==2.13.0``, the CPU build);
-``--smoke`` runs tiny sizes in a few seconds. On a loaded machine time torch with ``--torch-threads 1``
+``--smoke`` runs tiny sizes in a few seconds. ``--parts`` instead times the pieces of a training step in
+isolation (the generated kernels on one block of 16 members, per member and sample): forward and backward
+passes of a group of samples, the minibatch gather, zeroing the gradient, and ``vtanh`` alone. On a loaded machine time torch with ``--torch-threads 1``
 (two torch threads wait on each other when the cores are oversubscribed) and compare per CPU-second too.
 """
 
@@ -63,6 +65,74 @@ def fpkit_case(args, with_stats: bool, kernels: str = "specialised"):
     mem = P * 8 * (1 + (ens.config["train"]["momentum"] > 0)) + 16  # theta (+ velocity) + rng state
     return statistics.median(times), {"cpu_seconds": statistics.median(cpus), "state_bytes_per_member": mem,
                                       "snapshot_bytes_per_member": 4 * P * 8}  # fmt: skip
+
+
+def parts_case(args, repeats: int = 5, calls: int = 20000):
+    """CPU time per member and sample of each piece of a training step (see the module docstring)."""
+    import numba
+
+    from fpkit.data import arrays
+    from fpkit.ensemble import Ensemble
+    from fpkit.solvers import autoencoder as ae
+
+    x = np.random.default_rng(0).normal(size=(args.n, args.d)) * np.geomspace(1.0, 0.1, args.d)
+    ens = Ensemble(data=arrays(x), hidden=[args.k, args.k], activation="tanh", lr=args.lr,
+                   batch_size=args.batch, members=ae.BLOCK, steps=1, seed=1, kernels="specialised")  # fmt: skip
+    a = ens.arch
+    mod = ae.specialised(a.sizes, a.w_off, a.b_off, a.act)
+    sizes, w_off, b_off, act = a.sizes, a.w_off, a.b_off, int(a.act)
+    S, W, L, mw = ae.GROUP, ae.BLOCK, len(a.sizes) - 1, int(max(a.sizes))
+    rng = np.random.default_rng(1)
+    th, g = 0.3 * rng.normal(size=(a.P, W)), np.zeros((a.P, W))
+    hs, ts, ds, es = np.zeros((S, L + 1, mw, W)), np.zeros((S, mw, W)), np.zeros((S, mw, W)), np.zeros((S, mw, W))
+    hs[:, 0, : args.d] = rng.normal(size=(S, args.d, W))
+    idx = rng.integers(0, args.n, size=(S, W))
+    fwd, bwd, gat, vtanh = mod._forward_s, mod._backward_s, mod._gather_sample, ae.vtanh
+
+    @numba.njit
+    def r_forward(n, th, hs):
+        for _ in range(n):
+            fwd(th, W, sizes, w_off, b_off, act, hs)
+
+    @numba.njit
+    def r_backward(n, th, hs, ts, g, ds, es):
+        for _ in range(n):
+            bwd(th, W, sizes, w_off, b_off, act, hs, ts, True, 0.1, g, ds, es)
+
+    @numba.njit
+    def r_gather(n, X, idx, hs, ts):
+        for _ in range(n):
+            for s in range(S):
+                gat(X, X, True, idx[s], X.shape[1], X.shape[1], W, hs[s, 0], ts[s])
+
+    @numba.njit
+    def r_zero(n, g):
+        for _ in range(n):
+            for p in range(g.shape[0]):
+                for l in range(W):
+                    g[p, l] = 0.0
+
+    @numba.njit
+    def r_vtanh(n, h):  # the hidden activations of one group: every unit of every hidden layer
+        for _ in range(n):
+            for i in range(h.size):
+                h[i] = vtanh(h[i])
+
+    hidden = rng.normal(size=S * W * int(sum(a.sizes[1:-1])))
+    steps_per_group = S / args.batch  # the gradient is zeroed once per step of B samples
+    cases = [("forward_s", r_forward, (th, hs), 1.0), ("backward_s", r_backward, (th, hs, ts, g, ds, es), 1.0),
+             ("gather", r_gather, (x, idx, hs, ts), 1.0), ("zero_g", r_zero, (g,), steps_per_group),
+             ("vtanh_of_forward", r_vtanh, (hidden,), 1.0)]  # fmt: skip
+    out = {}
+    for name, fn, fargs, weight in cases:
+        fn(10, *fargs)
+        cpus = []
+        for _ in range(repeats):
+            c0 = time.process_time()
+            fn(calls, *fargs)
+            cpus.append(time.process_time() - c0)
+        out[name] = round(statistics.median(cpus) / calls / (S * W) * 1e9 * weight, 2)
+    return out
 
 
 def torch_case(args, threads: int, variant: str, with_stats: bool):
@@ -171,9 +241,14 @@ def main():
     p.add_argument("--torch-threads", default="1,2", help="torch thread counts to time (default 1,2)")
     p.add_argument("--compile", action="store_true", help="also time torch.compile (slow to compile)")
     p.add_argument("--smoke", action="store_true", help="tiny sizes, a few seconds")
+    p.add_argument("--parts", action="store_true", help="only the pieces of a training step, ns per member-sample")
     args = p.parse_args()
     if args.smoke:
         args.members, args.steps, args.repeats, args.stat_every, args.n = 64, 20, 1, 10, 64
+    if args.parts:
+        print(json.dumps({"case": "parts", "ns_per_member_sample": parts_case(args), "d": args.d, "k": args.k,
+                          "B": args.batch, "load_average": os.getloadavg()[0]}))  # fmt: skip
+        return
     common = {"members": args.members, "d": args.d, "k": args.k, "B": args.batch, "steps": args.steps,
               "machine": f"{platform.machine()} {os.cpu_count()} cpus (shared VM)"}  # fmt: skip
     best, best_cpu = {}, {}
