@@ -17,6 +17,15 @@ Random numbers: every member owns one xoroshiro128+ stream (the generator of ``f
 stored here as ``rng[0, m], rng[1, m]`` (shape (2, M)) so lanes of members sit side by side. A member's
 results depend only on its own stream, hence are bit-identical for any number of threads or any lane it
 lands in (no fast-math: no reassociation or FMA contraction, so SIMD and scalar code round identically).
+
+FMA contraction (``fastmath={"contract"}`` on these kernels) was measured for issue 21 and left out: with
+vtanh contracted too, 1 thread CPU -4 to -6 % training and -10 % statistics at d = 16, k = 4, B = 16, -2 %
+on the flagship's SVAG shape; with vtanh kept exact (the 2-D pair shares it) the quick ``fpkit reproduce``
+already moved beyond 1e-9 (W3[0,0]'s JS ratio at t = 0, a ratio of two round-off-level divergences,
+1.64e-8 -> 2.00e-8). Where the time goes: ``scripts/
+bench_ensemble.py --parts`` (at d = 16 the 8 vtanh per sample are ~23 % of a training step, at the
+flagship's d = 8, [3, 3] ~1/3: ~1.5 ns per value, vectorised, for 18 multiply-adds and two divisions; a
+cheaper tanh would change the round-off too).
 """
 
 from __future__ import annotations
