@@ -1193,7 +1193,7 @@ def predict_pair(run, labels: Sequence[str], est_members, judge_members, *, dt: 
     # the estimation members' gradients and covariances at every snapshot (one parallel kernel)
     g, cov = w2_pair_gradient_moments(run.weights, x, activation, idx, run.batch_size, members=est_members)
     grid = est.choose_grid(w, n=int(cells), ndim=2)
-    series = est.mechanistic_2d_series(run.t, w[:, est_members], g, cov, run.eta, grid)
+    series = est.mechanistic_2d_series(run.t, w[:, est_members], g, cov, run.eta, grid, se=False)  # none kept
     judged = w[:, judge_members]
     p_emp = est.histogram_density(judged, grid)
     coefs = series.fp_coefficients()

@@ -399,6 +399,11 @@ def test_mechanistic_2d_recovers_linear_drift_and_a_tensor():
         assert np.abs((est.diffusion[i, j] - D_true[i, j])[core] / est.diffusion_se[i, j][core]).max() < 4.5
     assert est.drift.shape == (2, 30, 24) and est.diffusion.shape == (2, 2, 30, 24)
     np.testing.assert_array_equal(est.diffusion[0, 1], est.diffusion[1, 0])
+    # without standard errors (the 2-D pair prediction keeps none): the same estimates, errors NaN
+    bare = E.mechanistic_2d(w, g, cov, eta, grid, se=False)
+    np.testing.assert_array_equal(bare.drift, est.drift)
+    np.testing.assert_array_equal(bare.diffusion, est.diffusion)
+    assert np.all(np.isnan(bare.drift_se)) and np.all(np.isnan(bare.diffusion_se))
 
 
 def test_kramers_moyal_2d_recovers_an_anisotropic_ou_process():

@@ -306,6 +306,7 @@ def mechanistic_2d(
     bandwidth=None,
     min_eff: float = MIN_EFF,
     d_floor: float = D_FLOOR,
+    se: bool = True,
 ) -> Estimate:
     """Mechanistic vector drift and 2×2 diffusion tensor of a pair of weights at one snapshot.
 
@@ -317,6 +318,7 @@ def mechanistic_2d(
     Parameters
     ----------
     w, g : (M, 2);  cov : (M, 2, 2) or (M, 3);  hg : (M, 2), optional;  grid : 2-D Grid
+    se : bool   compute the smoothing's standard errors (a second pass over the samples; NaN without it)
     """
     if not isinstance(grid, Grid) or grid.ndim != 2:
         raise ConfigError("`grid` must be a 2-D fpkit Grid")
@@ -345,7 +347,7 @@ def mechanistic_2d(
     x = w
     if symmetric:
         x, a_s, d_s = _mirror((w, a_s), (d_s,))
-    fit = local_linear_2d(x, np.concatenate([a_s, d_s], axis=1), grid, bandwidth, min_eff=min_eff)
+    fit = local_linear_2d(x, np.concatenate([a_s, d_s], axis=1), grid, bandwidth, min_eff=min_eff, se=se)
     val = np.moveaxis(fit.value, -1, 0)
     err = np.moveaxis(fit.se, -1, 0)
     A = val[:2]
