@@ -142,6 +142,25 @@ def test_specialised_kernels_bit_identical_to_generic():
     assert f"vtanh(tf[{12 * ae.BLOCK} + l] + tf[0 + l] * hf[0 + l]" in src  # flat offsets: row * BLOCK + lane
 
 
+def test_generated_gather_copies_the_rows():
+    """The minibatch gather written out for one shape copies the same rows as the generic one: inputs into
+    h0, targets into tg unless auto, lanes beyond nl untouched."""
+    sizes, w_off, b_off = np.array([5, 3, 2]), np.array([0, 18]), np.array([15, 24])
+    k = ae.specialised(sizes, w_off, b_off, ae.ACT_TANH)
+    rng = np.random.default_rng(3)
+    X, T = rng.normal(size=(40, 5)), rng.normal(size=(40, 2))
+    ids = rng.integers(0, 40, size=ae.BLOCK)
+    nl = ae.BLOCK - 3
+    for auto in (False, True):
+        h0, tg = np.full((5, ae.BLOCK), np.nan), np.full((5, ae.BLOCK), np.nan)
+        k._gather_sample(X, T, auto, ids, 5, 2, nl, h0, tg)
+        assert np.array_equal(h0[:, :nl], X[ids[:nl]].T) and np.all(np.isnan(h0[:, nl:]))
+        if auto:
+            assert np.all(np.isnan(tg))
+        else:
+            assert np.array_equal(tg[:2, :nl], T[ids[:nl]].T) and np.all(np.isnan(tg[:2, nl:]))
+
+
 def test_generated_module_name_follows_its_imported_kernels(monkeypatch):
     """numba's disk cache of a generated kernel file does not see the kernels and constants it imports
     from fpkit.solvers.autoencoder (they are compiled into it): a change to one must change the file's
@@ -149,8 +168,8 @@ def test_generated_module_name_follows_its_imported_kernels(monkeypatch):
     key = ae._key(np.array([3, 2, 3]), np.array([0, 6]), np.array([12, 14]), ae.ACT_TANH)
     src = ae._module_source(key)
     assert ae._module_source(key) == src
-    changed = ae.kernel(lambda X, T, auto, ids, d, dout, nl, h0, tg: None)  # another body, same name
-    monkeypatch.setattr(ae, "_gather_sample", changed)
+    changed = ae.kernel(lambda rs, nl, n, B, sampling, perm, m0, counter, idx: None)  # another body, same name
+    monkeypatch.setattr(ae, "_draw_indices", changed)
     assert ae._module_source(key) != src
     monkeypatch.undo()
     monkeypatch.setattr(ae, "GROUP", ae.GROUP + 1)
