@@ -19,6 +19,7 @@ import numpy as np
 from ._numba import kernel
 from .finite_volume import exponential_faces_1d
 from .interp import interp_even
+from .time_stepping import n_substeps
 
 OK, BAD_COEFFICIENT, NOT_FINITE, SINGULAR = 0, 1, 2, 3
 """Status codes of ``crank_nicolson_snapshots_1d`` (``info[0]``)."""
@@ -161,7 +162,7 @@ def crank_nicolson_snapshots_1d(p, t_eval, t0, dt, rannacher, ts, a_nodes, d_nod
     for k in range(t_eval.size):
         interval = t_eval[k] - t
         if interval > 0:
-            m = max(1, int(np.ceil(interval / dt * (1 - 1e-12))))
+            m = n_substeps(interval, dt)
             h = interval / m
             for i in range(m):
                 s = t + i * h
@@ -227,7 +228,7 @@ def rk4_snapshots_1d(x, t_eval, t0, dt, ts, values, xs, out):
     for k in range(t_eval.size):
         interval = t_eval[k] - t
         if interval > 0:
-            m = max(1, int(np.ceil(interval / dt * (1 - 1e-12))))
+            m = n_substeps(interval, dt)
             h = interval / m
             for i in range(m):
                 s = t + i * h

@@ -21,16 +21,19 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from ..errors import StabilityError
+from ._numba import kernel
 
 ORDERS = {"explicit": 1, "implicit": 1, "crank-nicolson": 2, "bdf2": 2}
 RANNACHER_STEPS = 2  # Crank-Nicolson steps replaced by 2 half-size backward-Euler steps each
 
 
+@kernel
 def n_substeps(interval: float, dt: float) -> int:
     """Number of equal steps no longer than ``dt`` that cover ``interval`` (at least one).
 
     The relative 1e-12 slack keeps an interval that is a whole number of ``dt`` up to round-off from
-    getting one extra step.
+    getting one extra step. Compiled, so that the compiled steppers (``snapshot_stepping``) cut intervals
+    by the same rule.
     """
     return max(1, int(np.ceil(interval / dt * (1 - 1e-12))))
 
