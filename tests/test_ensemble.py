@@ -335,6 +335,29 @@ def test_memory_run_stopped_early_is_the_file_runs_first_snapshots(tmp_path):
     assert np.array_equal(mem.loss, full.loss[:3]) and np.array_equal(mem.lam_max, full.lam_max[:3])
 
 
+def _overwrite_run(run):
+    for fld in ("weights", "grad"):
+        for a in getattr(run, fld).values():
+            a[...] = -7.0
+
+
+def test_memory_run_is_private_to_its_process():
+    """An in-memory run's arrays (anonymous memory maps) are copied on write in a forked child, as numpy's own
+    memory is: a child (multiprocessing's default start on Linux) that writes into them leaves the parent's run
+    unchanged. Checked against a copy taken before the fork."""
+    import multiprocessing
+
+    run = small(members=6, steps=20, snapshots=3).train()
+    before = {fld: {n: a.copy() for n, a in getattr(run, fld).items()} for fld in ("weights", "grad")}
+    child = multiprocessing.get_context("fork").Process(target=_overwrite_run, args=(run,))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    for fld, arrays in before.items():
+        for name, a in arrays.items():
+            assert np.array_equal(getattr(run, fld)[name], a), (fld, name)
+
+
 def _same(a: EnsembleRun, b: EnsembleRun):
     assert np.array_equal(a.step, b.step)
     for fld in ("weights", "grad", "grad_var", "hess_grad"):
