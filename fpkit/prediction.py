@@ -89,6 +89,10 @@ def entry_label(name: str, idx: tuple) -> str:
     return f"{name}[{','.join(str(int(i)) for i in idx)}]"
 
 
+ENTRY_STATISTICS = {"g": ("grad", 1), "v": ("grad_var", 2), "hg": ("hess_grad", 2)}
+"""``entry_arrays``' gradient statistics: key -> (the run's field, the power of the layer rate c it scales by)."""
+
+
 def entry_arrays(run, label: str) -> dict:
     """One entry's weights ``w``, gradients ``g``, gradient variances ``v`` and H·∇L ``hg``: each (S, M),
     None where the run did not record it."""
@@ -101,7 +105,7 @@ def entry_arrays(run, label: str) -> dict:
     sl = (slice(None), slice(None)) + idx
     out = {"w": run.weights[name][sl]}
     c = layer_rates(run).get(name, 1.0)  # ntk / mup: the layer trains at rate η·c (A = −c·g, D = η c² v / 2)
-    for key, fld, power in (("g", "grad", 1), ("v", "grad_var", 2), ("hg", "hess_grad", 2)):
+    for key, (fld, power) in ENTRY_STATISTICS.items():
         d = getattr(run, fld)
         out[key] = None if d is None else (d[name][sl] if c == 1.0 else d[name][sl] * c**power)
     T = sgld_temperature(run)

@@ -38,7 +38,7 @@ from fpkit.experiments import Claim, Experiment, Verdict
 from fpkit.network import forward, reconstruction_errors
 from fpkit.processes import default_workers
 from fpkit.prediction import (
-    VARIANT_OPTIONS,
+    ENTRY_STATISTICS,
     EntrySamples,
     PairPrediction,
     Prediction,
@@ -247,7 +247,7 @@ def predict_entries_pooled(run, labels, E, J, acfg: dict, seed: int, workers: in
     from fpkit.progress import progress
 
     samples = {i: EntrySamples.of(run, lab) for i, lab in enumerate(labels)} if release_statistics else {}
-    for key, fld in _STATISTICS.items() if release_statistics else ():
+    for key, (fld, _) in ENTRY_STATISTICS.items() if release_statistics else ():
         # one field at a time: its copies (15 entries: ~24 MB) replace the views, then the field goes (~90 MB)
         for s in samples.values():
             if s.arrays.get(key) is not None:
@@ -283,10 +283,6 @@ def predict_entries_pooled(run, labels, E, J, acfg: dict, seed: int, workers: in
                 bar.update(1)
     bar.close()
     return preds, langevin
-
-
-_STATISTICS = {"g": "grad", "v": "grad_var", "hg": "hess_grad"}
-"""``EntrySamples.arrays`` key -> the run's field it is taken from (``entry_arrays``)."""
 
 
 def predict_entries_dask(client, run, labels, E, J, acfg: dict, seed: int, show_progress=None) -> list:
@@ -711,7 +707,7 @@ def summary_sentences(res: Result) -> str:
         n, k = by_kind.get(which, (0, 0))
         by_kind[which] = (n + c["pass"], k + 1)
     worst = max(res.entries, key=lambda p: p.distance["fp"][1:].max())
-    parts = [f"Out of sample, the Fokker-Planck prediction meets the " + " and the ".join(
+    parts = ["Out of sample, the Fokker-Planck prediction meets the " + " and the ".join(
         f"{which} for {n} of {k} entries" for which, (n, k) in by_kind.items()) + "."]  # fmt: skip
     allfp = np.concatenate([p.distance["fp"][1:] for p in res.entries])
     parts.append(f"Its median W1 distance over all entries and snapshots is {np.median(allfp):.2f} noise floors; "
