@@ -73,6 +73,9 @@ def _check_writable_folder(folder: Path, what: str, path: Path) -> None:
     folder = Path(folder) if str(folder) else Path(".")
     probe = folder
     while not probe.exists():  # the nearest existing ancestor must be a writable folder
+        if probe.is_symlink():  # dangling or a loop: no folder can be made through it (found only after the run)
+            raise OutputError(f"`{what}` {str(path)!r}: {str(probe)!r} is a symbolic link to a missing file or "
+                              f"folder ({os.readlink(probe)!r})", path)  # fmt: skip
         if probe.parent == probe:
             break
         probe = probe.parent

@@ -352,7 +352,8 @@ def _no_work(*args, **kwargs):
 
 @pytest.mark.parametrize("case", ["solve-folder", "solve-input", "train-folder", "train-input",
                                   "plot-input", "reproduce-file", "experiment-file", "solve-under-a-file",
-                                  "reproduce-proc"])  # fmt: skip
+                                  "reproduce-proc", "reproduce-dangling-link", "solve-through-a-dangling-link",
+                                  "reproduce-link-loop"])  # fmt: skip
 def test_output_paths_are_checked_before_any_work(tmp_path, case, capsys):
     cfg = tmp_path / "c.toml"
     cfg.write_text(PROBLEM if case.startswith("solve") else "[train]\nmembers = 4\nsteps = 3\nsnapshots = 2\n")
@@ -361,6 +362,11 @@ def test_output_paths_are_checked_before_any_work(tmp_path, case, capsys):
     (tmp_path / "file").write_text("x")
     res = tmp_path / "r.h5"
     _solution().save(res)
+    # links to nothing: Path.exists() is False for them, so the folder check looked past them to tmp_path
+    # (a file written over such a link is fine: the writers' rename replaces the link)
+    (tmp_path / "gone").symlink_to(tmp_path / "nowhere" / "out")
+    (tmp_path / "loop-a").symlink_to(tmp_path / "loop-b")
+    (tmp_path / "loop-b").symlink_to(tmp_path / "loop-a")
     argv = {
         "solve-folder": ["solve", str(cfg), "-o", str(tmp_path / "d")],
         "solve-input": ["solve", str(cfg), "-o", str(cfg)],
@@ -372,6 +378,9 @@ def test_output_paths_are_checked_before_any_work(tmp_path, case, capsys):
         "experiment-file": ["experiment", "run", "fp-histograms", "--quick", "--out", str(tmp_path / "file")],
         # /proc refuses new entries even to root, for whom os.access says every folder is writable
         "reproduce-proc": ["reproduce", "--quick", "--out", "/proc/fpkit-out"],
+        "reproduce-dangling-link": ["reproduce", "--quick", "--out", str(tmp_path / "gone")],
+        "solve-through-a-dangling-link": ["solve", str(cfg), "-o", str(tmp_path / "gone" / "x.h5")],
+        "reproduce-link-loop": ["reproduce", "--quick", "--out", str(tmp_path / "loop-a")],
     }[case]
     if case == "reproduce-proc" and not Path("/proc/self").is_dir():
         pytest.skip("no /proc on this system")
