@@ -316,7 +316,10 @@ def solve_density(series, p0: np.ndarray, t: np.ndarray, dt: float, *, drift: bo
 def transport_samples(series, x0: np.ndarray, t: np.ndarray, dt: float) -> np.ndarray:
     """Carry samples along the characteristics dw/dt = A(w, t) (classical RK4, the fewest equal steps of at
     most ``dt`` between consecutive output times): the D = 0 prediction, (len(t), N). An estimated series on a
-    uniform 1-D grid runs in one compiled call (``snapshot_stepping.rk4_snapshots_1d``, the same bits)."""
+    uniform 1-D grid runs in one compiled call (``snapshot_stepping.rk4_snapshots_1d``, the same bits).
+    ``dt`` None or inf: one step per interval."""
+    # checked here: the compiled step count (n_substeps) would make one step of a zero or NaN dt
+    dt = np.inf if dt is None or dt == np.inf else check_positive("dt", dt)
     A = series.drift_callable()
     if isinstance(A, est.SnapshotInterpolator) and A.grid.ndim == 1 and A.grid.kind == "uniform" and A.components is None:
         from .solvers.snapshot_stepping import rk4_snapshots_1d

@@ -204,6 +204,35 @@ def test_transport_of_an_estimated_series_is_compiled_and_exact():
     assert np.array_equal(P.transport_samples(series, far, t, 0.05), P.transport_samples(Plain(), far, t, 0.05))
 
 
+def test_transport_step_is_checked_on_both_paths():
+    """A zero, negative or NaN ``dt`` is refused naming it (the compiled step count made one step of it
+    silently); None or inf is one RK4 step per interval: with A = −θ·w, x·R(−θh) for RK4's stability
+    polynomial R(z) = 1 + z + z²/2 + z³/6 + z⁴/24, on the compiled and the numpy path."""
+    from fpkit.estimators.series import CoefficientSeries
+
+    grid = fpkit.Grid.uniform(-3.0, 3.0, 120)
+    ts = np.array([0.0, 1.0])
+    drift = -0.8 * np.repeat(grid.x[None, :], 2, axis=0)
+    zero = np.zeros_like(drift)
+    series = CoefficientSeries(ts, grid, drift, zero + 0.1, zero, zero, zero + 100, zero > -1, np.ones(2))
+
+    class Plain:  # the numpy RK4
+        def drift_callable(self):
+            f = series.drift_callable()
+            return lambda x, s: f(x, s)
+
+    x0, t = np.array([-1.0, 0.5, 2.0]), np.array([0.0, 0.3, 1.0])
+    z = -0.8 * np.diff(t)
+    R = 1 + z + z**2 / 2 + z**3 / 6 + z**4 / 24
+    one_step = x0[None, :] * np.concatenate([[1.0], np.cumprod(R)])[:, None]
+    for s in (series, Plain()):
+        for dt in (0.0, -0.1, np.nan, "x"):
+            with pytest.raises(ConfigError, match="`dt`"):
+                P.transport_samples(s, x0, t, dt)
+        for dt in (None, np.inf):
+            np.testing.assert_allclose(P.transport_samples(s, x0, t, dt), one_step, rtol=1e-14)
+
+
 def test_several_entries_save_load_and_table(run, tmp_path):
     preds = fpkit.predict(run, ["W2[0,0]"], dt=0.05, js=False)
     assert isinstance(preds, P.Predictions) and list(preds) == ["W2[0,0]"]
