@@ -20,7 +20,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from ..errors import StabilityError
+from ..errors import ConfigError, StabilityError
 from ._numba import kernel
 
 ORDERS = {"explicit": 1, "implicit": 1, "crank-nicolson": 2, "bdf2": 2}
@@ -35,7 +35,10 @@ def n_substeps(interval: float, dt: float) -> int:
     getting one extra step. Compiled, so that the compiled steppers (``snapshot_stepping``) cut intervals
     by the same rule.
     """
-    return max(1, int(np.ceil(interval / dt * (1 - 1e-12))))
+    n = interval / dt * (1 - 1e-12)
+    if not n < 9.2e18:  # NaN, inf (dt = 0) or beyond int64: int() would give garbage (one step), not an error
+        raise ConfigError("`dt` must be positive and finite, and an interval must take fewer than 2**63 steps")
+    return max(1, int(np.ceil(n)))
 
 
 def advance_to_outputs(

@@ -88,3 +88,19 @@ def test_tridiagonal_solve_is_lapack_gtsv(dominant):
         assert _gtsv(dl.copy(), d.copy(), du.copy(), x)
         assert np.array_equal(x, ref), (n, np.abs(x - ref).max())
     assert not _gtsv(np.zeros(2), np.array([1.0, 0.0, 1.0]), np.zeros(2), np.ones(3))  # singular
+
+
+def test_step_count_refuses_a_step_that_gives_no_count():
+    """n_substeps (compiled, shared by every stepper): the fewest steps no longer than dt, ceil(interval/dt)
+    less the 1e-12 slack; a zero or NaN dt, or more than 2**63 steps, is refused: int() of such a count gave
+    one step silently (FokkerPlanck.solve with dt = 1e-30 returned at once)."""
+    from fpkit.solvers.time_stepping import n_substeps
+
+    assert [n_substeps(1.0, 0.3), n_substeps(0.9, 0.3), n_substeps(0.3, 1.0), n_substeps(1.0, np.inf)] == [4, 3, 1, 1]
+    for interval, dt in [(1.0, 0.0), (1.0, np.nan), (1e300, 1e-300)]:
+        with pytest.raises(ConfigError, match="`dt`"):
+            n_substeps(interval, dt)
+    g = fpkit.Grid.uniform(-3.0, 3.0, 50)
+    fp = fpkit.FokkerPlanck(g, drift=lambda x, t: -x, diffusion=0.5)
+    with pytest.raises(ConfigError, match="`dt`"):
+        fp.solve(np.exp(-g.x**2), [0.0, 1.0], dt=1e-30)
