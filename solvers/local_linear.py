@@ -24,6 +24,7 @@ import math
 
 import numpy as np
 
+from ..errors import ConfigError
 from ._numba import kernel, prange
 
 REACH = 8.0  # kernel weights beyond REACH·h are skipped
@@ -288,11 +289,17 @@ def uniform_se(x, Y, e0, de, n_e, h, S, beta0, beta1, det, local_const, acc):
 
 def se_columns(want_se, K: int) -> np.ndarray:
     """The columns that get standard errors as a bool mask (K,): ``want_se`` True (all), False (none) or the
-    indices of some (the second pass costs in proportion to its columns)."""
-    if isinstance(want_se, (bool, np.bool_)):
+    indices of some (the second pass costs in proportion to its columns). A scalar counts by its truth, as
+    before indices were taken (se=0, 1 or None: none, all, none); a bool array of K is a mask."""
+    if np.ndim(want_se) == 0:
         return np.full(K, bool(want_se))
+    cols = np.asarray(want_se)
+    if cols.dtype == bool and cols.shape == (K,):
+        return cols.copy()
+    if cols.ndim != 1 or not (cols.size == 0 or cols.dtype.kind in "iu") or np.any((cols < -K) | (cols >= K)):
+        raise ConfigError(f"`se` must be True, False or indices of the {K} columns of y, got {want_se!r}")
     mask = np.zeros(K, bool)
-    mask[np.asarray(want_se, dtype=np.int64)] = True
+    mask[cols.astype(np.int64)] = True
     return mask
 
 

@@ -119,6 +119,15 @@ def test_compiled_local_linear_matches_the_numpy_reference():
         one = E.local_linear_fit(x, Y, xe, 0.3, method=method, se=[1])
         np.testing.assert_allclose(one.se[:, 1], ref[1][:, 1], rtol=1e-9)
         assert np.all(np.isnan(one.se[:, 0]))
+        # a scalar counts by its truth (se=1 is every column, not column 1), a bool array of K is a mask (not
+        # the indices 1, 0), and indices beyond the columns are refused naming `se`
+        for se, cols in [(1, [0, 1]), (0, []), (None, []), (np.array([True, False]), [0])]:
+            got = E.local_linear_fit(x, Y, xe, 0.3, method=method, se=se)
+            assert np.flatnonzero(np.isfinite(got.se).all(axis=0)).tolist() == cols, se
+            np.testing.assert_allclose(got.se[:, cols], ref[1][:, cols], rtol=1e-9)
+        for bad in ([2], [-3], [0.5], [[0]]):
+            with pytest.raises(ConfigError, match="`se`"):
+                E.local_linear_fit(x, Y, xe, 0.3, method=method, se=bad)
     # the uniform passes take samples two at a time: an odd count, and neighbours whose windows are disjoint
     # (two clusters, alternating) or overlap on either side
     xc = np.where(np.arange(301) % 2 == 0, -1.0, 1.0) + rng.normal(size=301) * np.where(np.arange(301) % 3, 0.3, 0.1)
