@@ -74,9 +74,14 @@ class _Pool(ProcessPoolExecutor):
 
 
 def _init_worker(owner: int) -> None:
+    import signal
+
     import numba
 
     numba.set_num_threads(1)
+    # Ctrl-C reaches the whole process group: the owner reports it in one line and cancels the pool; a
+    # worker ends at once and silently (the default action), not with a KeyboardInterrupt traceback each
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     _exit_with(owner)
 
 

@@ -97,3 +97,31 @@ def test_workers_return_a_tasks_freed_heap_memory(tmp_path):
     before, during, after = map(float, out.stdout.split())
     assert during - before > 150  # the task held 3200 x 64 kB = 200 MB
     assert after - before < 20, f"the worker kept {after - before:.0f} MB of the task's freed memory"
+
+
+_SIGINT_TASK = '''
+import os, signal, time
+def interrupt_me():
+    os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C, which reaches the whole process group
+    time.sleep(5)
+    return "survived"
+'''
+
+
+def test_a_worker_ends_silently_at_ctrl_c(tmp_path):
+    # Ctrl-C is the owner's to report (one line, exit 130); each worker printed a KeyboardInterrupt traceback
+    (tmp_path / "sigint_task.py").write_text(_SIGINT_TASK)
+    code = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(tmp_path)!r})\n"
+        "import sigint_task\n"
+        "from fpkit.processes import worker_pool\n"
+        "with worker_pool(1) as pool:\n"
+        "    try:\n"
+        "        print(pool.submit(sigint_task.interrupt_me).result())\n"
+        "    except BaseException as exc:\n"
+        "        print(type(exc).__name__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["BrokenProcessPool"], out.stdout
+    assert "Traceback" not in out.stderr and "KeyboardInterrupt" not in out.stderr, out.stderr
