@@ -257,8 +257,9 @@ def estimate_series(run, arrays: dict, members: np.ndarray, grid: Grid, variant:
     if route == "kramers-moyal":
         return est.kramers_moyal_series(run.t, sub(arrays["w"]), grid, at="start", se=se)
     if arrays["g"] is None or arrays["v"] is None:
-        raise ConfigError("the ensemble was trained without statistics; use route='kramers-moyal' or train "
-                          "with statistics = true")  # fmt: skip
+        raise ConfigError("the run has no gradient statistics (trained without them, or released after use as "
+                          "predict_entries_pooled(release_statistics=True) does); use route='kramers-moyal' or "
+                          "train with statistics = true")  # fmt: skip
     opts = dict(VARIANT_OPTIONS[check_choice("variant", variant, tuple(VARIANT_OPTIONS))])
     hg = sub(arrays["hg"]) if opts.get("second_order") else None
     return est.mechanistic_series(run.t, sub(arrays["w"]), sub(arrays["g"]), sub(arrays["v"]), run.eta, grid,

@@ -448,6 +448,8 @@ def test_pooled_predictions_and_crosscheck_equal_the_serial_ones():
     weights = {k: v.copy() for k, v in run.weights.items()}
     pooled, lang_p = ex.predict_entries_pooled(run, labels, E, J, acfg, 5, workers=2, release_statistics=True)
     assert run.grad is None and run.grad_var is None and run.hess_grad is None
+    with pytest.raises(ConfigError, match="no gradient statistics .*released after use"):
+        P.predict_entry(run, "W2[0,0]", E, J)
     assert all(np.array_equal(run.weights[k], w) for k, w in weights.items())
     assert [p.label for p in pooled] == labels
     for p, q in zip(serial, pooled):
