@@ -38,7 +38,7 @@ def _unadvised_empty(shape: tuple, dtype) -> np.ndarray:
     assemble a huge page (direct compaction), usually in vain: the store's copies cost ~10x their ordinary
     page faults (the flagship's 50 snapshots: ~4 CPU-s instead of ~0.3)."""
     nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-    if nbytes == 0:
+    if nbytes == 0 or not hasattr(mmap, "MAP_PRIVATE"):  # (Windows: no fork, and numpy gives no THP advice)
         return np.empty(shape, dtype)
     # private, as numpy's memory: mmap's default MAP_SHARED would let a forked child's writes reach the run
     buf = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE)
