@@ -470,3 +470,84 @@ def test_auto_route_leaves_a_doubtful_mechanistic_drift_only_when_it_is_noisier_
     got = P._predict_auto(run, "W2[0,0]", [0], [1])
     assert got.route == picks
     assert got.diagnostics["route_choice"].startswith(picks)
+
+
+def _ou_run(t, M, seed, *, theta=0.4, Dc=0.2, eta=0.05, sd0=0.3):
+    """One-entry run ("W1", shape (1, 1)) of the exact Ornstein-Uhlenbeck process dw = −θw dt + √(2 Dc) dW:
+    gradient θw (A = −g) and gradient variance 2 Dc / η (D = η v / 2 = Dc), exact transitions between the
+    snapshots t."""
+    rng = np.random.default_rng(seed)
+    w = np.zeros((t.size, M, 1, 1))
+    w[0] = sd0 * rng.standard_normal((M, 1, 1))
+    for s in range(1, t.size):
+        a = np.exp(-theta * (t[s] - t[s - 1]))
+        w[s] = a * w[s - 1] + np.sqrt(Dc / theta * (1 - a * a)) * rng.standard_normal((M, 1, 1))
+    return EnsembleRun.from_arrays(t=t, weights={"W1": w}, eta=eta, grad={"W1": theta * w},
+                                   grad_var={"W1": np.full_like(w, 2 * Dc / eta)})  # fmt: skip
+
+
+def test_evidence_diffusion_share_of_an_ou_entry():
+    """The evidence's diffusion share is 2∫D dt / Var(w_T): with D = Dc constant, 2 Dc T over the exact OU
+    variance Var(T) = sd0² e^{−2θT} + Dc (1 − e^{−2θT}) / θ (1.917 here), within 5 standard errors of the
+    estimation half's sample variance. With steps dt = 0.25 > D, kills `* dt` -> `// dt` (prediction.py,
+    evidence: share 0)."""
+    theta, Dc, sd0, M = 0.4, 0.2, 0.3, 4000
+    t = np.linspace(0.0, 2.0, 9)
+    p = fpkit.predict(_ou_run(t, M, 3, theta=theta, Dc=Dc, sd0=sd0), "W1[0,0]", cells=120, ks=False, js=False)
+    a = np.exp(-2 * theta * t[-1])
+    exact = 2 * Dc * t[-1] / (sd0**2 * a + Dc / theta * (1 - a))
+    assert abs(p.diagnostics["diffusion_share"] - exact) < 5 * np.sqrt(2 / (M // 2)) * exact
+
+
+def test_evidence_increment_autocorrelation_with_two_increments():
+    """Three snapshots give two increments, enough for their lag-1 correlation: w0 = 0, w1 = z1, w2 = z1 + z2
+    with z1, z2 independent, so the increments' correlation is 0 within 5/√M. Kills `inc.shape[0] >= 2` ->
+    `> 2` (prediction.py, evidence: None)."""
+    M = 2000
+    z = np.random.default_rng(5).standard_normal((2, M, 1, 1))
+    w = np.stack([np.zeros((M, 1, 1)), z[0], z[0] + z[1]])
+    run = EnsembleRun.from_arrays(t=np.array([0.0, 1.0, 2.0]), weights={"W1": w}, eta=0.1,
+                                  grad={"W1": np.zeros_like(w)}, grad_var={"W1": np.ones_like(w)})  # fmt: skip
+    c = P.evidence(run, P.entry_arrays(run, "W1[0,0]"), np.arange(M), M,
+                   P.estimate_series(run, P.entry_arrays(run, "W1[0,0]"), np.arange(M),
+                                     fpkit.Grid.uniform(-8.0, 8.0, 80), route="kramers-moyal"))["increment_autocorrelation"]  # fmt: skip
+    assert c is not None and abs(c) < 5 / np.sqrt(M)
+
+
+def test_entry_arrays_scale_the_statistics_by_the_layer_rates_under_mup():
+    """μP with D = 8 inputs, N = 16 hidden units, γ₀ = 1 trains W1 at rate c = N/D = 2 and W2 at 1/N
+    (``layer_rates``, the construction of ``_Arch.parameterize``): the entry sees drift −c·g and diffusion
+    η c² v / 2, so entry_arrays returns c·grad, c²·grad_var and c²·H∇L. Kills `c**power` -> `c&power` and
+    `.get("model", {}) or {}` -> `and {}` (prediction.py, entry_arrays and layer_rates)."""
+    rng = np.random.default_rng(0)
+    S, M, D, N = 3, 200, 8, 16
+    shapes = {"W1": (N, D), "W2": (1, N)}
+    f = {k: {n: rng.standard_normal((S, M) + sh) for n, sh in shapes.items()} for k in ("w", "g", "v", "h")}
+    run = EnsembleRun.from_arrays(t=np.arange(S, dtype=float), weights=f["w"], eta=0.1, grad=f["g"],
+                                  grad_var=f["v"], hess_grad=f["h"],
+                                  config={"model": {"kind": "mlp", "parameterization": "mup", "gamma0": 1.0}})  # fmt: skip
+    for label, name, idx, c in (("W1[3,5]", "W1", (3, 5), 2.0), ("W2[0,7]", "W2", (0, 7), 1.0 / 16)):
+        a = P.entry_arrays(run, label)
+        np.testing.assert_array_equal(a["w"], f["w"][name][(slice(None), slice(None)) + idx])
+        np.testing.assert_allclose(a["g"], c * f["g"][name][(slice(None), slice(None)) + idx], rtol=1e-15)
+        np.testing.assert_allclose(a["v"], c * c * f["v"][name][(slice(None), slice(None)) + idx], rtol=1e-15)
+        np.testing.assert_allclose(a["hg"], c * c * f["h"][name][(slice(None), slice(None)) + idx], rtol=1e-15)
+
+
+@pytest.mark.parametrize("n", [1, 5, 12])
+def test_exact_grid_floor_is_the_binomial_mad_integral(n):
+    """The exact floor of a grid density: ∫ E|B/n − F| dx, B ~ Binomial(n, F). For the uniform density on
+    [0, 1] F = x, and E|B/n − F| is a polynomial of degree n + 1 between the kinks F = k/n, which fall on
+    cell edges of 120 cells: 8-point Gauss-Legendre per cell is exact, so the floor equals the integral of
+    Σ_k pmf(k) |k/n − F| done independently (scipy.integrate.quad between the kinks). Kills `0.5 * (nodes +
+    1)` -> `0.5 % (nodes + 1)` (metrics.py, w1_floor's quadrature nodes)."""
+    from scipy.integrate import quad
+    from scipy.stats import binom
+
+    from fpkit import metrics
+
+    mad = lambda F: float(np.sum(binom.pmf(np.arange(n + 1), n, F) * np.abs(np.arange(n + 1) / n - F)))  # noqa: E731
+    ref = sum(quad(mad, k / n, (k + 1) / n, epsabs=1e-14, epsrel=1e-13)[0] for k in range(n))
+    g = fpkit.Grid.uniform(0.0, 1.0, 120)
+    got = metrics.w1_floor(n, p=np.ones(120), grid=g, exact=True)
+    assert abs(got - ref) < 1e-10 * ref, (got, ref)
