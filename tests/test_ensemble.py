@@ -319,6 +319,11 @@ def test_file_roundtrip_and_from_arrays(tmp_path):
         EnsembleRun.from_arrays(t=t, weights={"W1": np.zeros((4, 3))}, eta=0.1)
     with pytest.raises(ConfigError, match="grad"):
         EnsembleRun.from_arrays(t=t, weights=w, eta=0.1, grad={"W2": w["W1"]})
+    # an array where a dict of them is meant: named, not an AttributeError from inside
+    with pytest.raises(ConfigError, match="`grad_var` must map the names of `weights`"):
+        EnsembleRun.from_arrays(t=t, weights=w, eta=0.1, grad_var=w["W1"])
+    with pytest.raises(ConfigError, match="`weights` must map"):
+        EnsembleRun.from_arrays(t=t, weights=w["W1"], eta=0.1)
 
 
 def test_memory_run_stopped_early_is_the_file_runs_first_snapshots(tmp_path):

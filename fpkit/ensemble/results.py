@@ -532,7 +532,7 @@ class EnsembleRun:
         t = np.asarray(t, dtype=float)
         if t.ndim != 1:
             raise ConfigError("`t` must be one-dimensional (n_snap,)")
-        if not weights:
+        if not isinstance(weights, dict) or not weights:
             raise ConfigError("`weights` must map at least one name to an (n_snap, M, ...) array")
         eta = check_positive("eta", eta)
         weights = {k: np.asarray(v, dtype=float) for k, v in weights.items()}
@@ -549,6 +549,9 @@ class EnsembleRun:
         def chk(name, d):
             if d is None:
                 return None
+            if not isinstance(d, dict):
+                raise ConfigError(f"`{name}` must map the names of `weights` to arrays of their shapes, not a "
+                                  f"{type(d).__name__}")  # fmt: skip
             d = {k: np.asarray(v, dtype=float) for k, v in d.items()}
             if set(d) != set(weights) or any(d[k].shape != weights[k].shape for k in d):
                 raise ConfigError(f"`{name}` must have the same names and shapes as `weights`")
