@@ -551,3 +551,41 @@ def test_exact_grid_floor_is_the_binomial_mad_integral(n):
     g = fpkit.Grid.uniform(0.0, 1.0, 120)
     got = metrics.w1_floor(n, p=np.ones(120), grid=g, exact=True)
     assert abs(got - ref) < 1e-10 * ref, (got, ref)
+
+
+def test_compare_takes_two_samples():
+    """Two samples {0, 1} are enough to compare (the fewest with a CDF step between them): the W1 floor is
+    √(2/(π n)) · √(½·½) · 1 = ½√(1/π) at n = 2. Kills `_samples(samples, "samples", 2)` -> 3 (metrics.py,
+    compare)."""
+    from fpkit import metrics
+
+    g = fpkit.Grid.uniform(-1.0, 2.0, 60)
+    out = metrics.compare(np.where((g.x > 0) & (g.x < 1), 1.0, 0.0), g, np.array([0.0, 1.0]), js_floor_boot=4)
+    assert out["n"] == 2 and abs(out["w1_floor"] - 0.5 / np.sqrt(np.pi)) < 1e-12
+
+
+def test_unsupported_grid_fraction_is_the_share_of_cells_without_support():
+    """The OU entry's grid covers every snapshot's members, so the early, narrow snapshots leave cells without
+    support (28-64 % supported per snapshot): the diagnosis reports the share of (snapshot, cell) pairs
+    without support, a fraction in (0, 1). Kills `1.0 - mean` ->
+    `2.0 - mean` (prediction.py, diagnose)."""
+    t = np.linspace(0.0, 2.0, 9)
+    p = fpkit.predict(_ou_run(t, 4000, 3), "W1[0,0]", cells=120, ks=False, js=False)
+    frac = p.diagnostics["unsupported_grid_fraction"]
+    assert 0.0 < frac < 1.0
+    assert frac == pytest.approx(np.count_nonzero(~p.coefficients["supported"]) / p.coefficients["supported"].size)
+
+
+def test_estimate_series_has_no_errors_unless_asked():
+    """Standard errors take a second pass over the samples: ``estimate_series`` makes it only with se=True
+    (NaN errors otherwise, as documented), and then they are finite and positive where supported. Kills the
+    default `se=False` -> True (prediction.py, estimate_series)."""
+    t = np.linspace(0.0, 2.0, 5)
+    run = _ou_run(t, 1000, 4)
+    arrays, members, g = P.entry_arrays(run, "W1[0,0]"), np.arange(1000), fpkit.Grid.uniform(-2.0, 2.0, 40)
+    plain = P.estimate_series(run, arrays, members, g)
+    assert np.all(np.isnan(plain.drift_se)) and np.all(np.isnan(plain.diffusion_se))
+    with_se = P.estimate_series(run, arrays, members, g, se=True)
+    np.testing.assert_array_equal(with_se.drift, plain.drift)
+    ok = with_se.supported
+    assert ok.any() and np.all(with_se.drift_se[ok] > 0)
