@@ -322,13 +322,12 @@ def transport_samples(series, x0: np.ndarray, t: np.ndarray, dt: float) -> np.nd
     # checked here: the compiled step count (n_substeps) would make one step of a zero or NaN dt
     dt = np.inf if dt is None or dt == np.inf else check_positive("dt", dt)
     A = series.drift_callable()
-    if isinstance(A, est.SnapshotInterpolator) and A.grid.ndim == 1 and A.grid.kind == "uniform" and A.components is None:
+    if isinstance(A, est.SnapshotInterpolator) and (arrays := A.uniform_1d()) is not None:
         from .solvers.snapshot_stepping import rk4_snapshots_1d
 
         t = np.asarray(t, dtype=float)
         out = np.empty((t.size, np.size(x0)))
-        rk4_snapshots_1d(np.array(x0, dtype=float).ravel(), t, float(t[0]), float(dt), A.t, np.ascontiguousarray(A.values),
-                         np.ascontiguousarray(A.grid.axes[0]), out)  # fmt: skip
+        rk4_snapshots_1d(np.array(x0, dtype=float).ravel(), t, float(t[0]), float(dt), *arrays, out)
         return out
 
     def rk4(x, s, h):

@@ -861,14 +861,14 @@ class SDE:
         uniform grids (unscaled), for ``sde_kernels.euler_snapshots_1d`` (the numpy loop's bits); else None."""
         from .estimators.series import SnapshotInterpolator
 
-        out = []
+        out = ()
         for c in (self.drift, self.diffusion):
             f = getattr(c, "value", None)
-            if not (isinstance(f, SnapshotInterpolator) and c.scale == 1.0 and f.grid.ndim == 1
-                    and f.grid.kind == "uniform" and f.components is None):  # fmt: skip
+            arrays = f.uniform_1d() if isinstance(f, SnapshotInterpolator) and c.scale == 1.0 else None
+            if arrays is None:
                 return None
-            out += [f.t, np.ascontiguousarray(f.values), np.ascontiguousarray(f.grid.axes[0])]
-        return tuple(out)
+            out += arrays
+        return out
 
     def _ddiffusion_vectorised(self):
         """∂ᵢDᵢᵢ as a vectorised callable (exact where known, central differences otherwise)."""

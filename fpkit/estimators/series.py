@@ -461,6 +461,13 @@ class SnapshotInterpolator:
         self._at = None  # (t, arrays at t) of the last at_time between snapshots
         self._bilinear = []  # [(points, BilinearPlan)] of the last few point sets interpolated at in 2-D
 
+    def uniform_1d(self):
+        """(t, values (S, n), nodes) for the compiled 1-D snapshot steppers (``solvers.snapshot_stepping``,
+        ``solvers.sde_kernels``) when this is one field on a uniform 1-D grid; else None."""
+        if self.grid.ndim != 1 or self.grid.kind != "uniform" or self.components is not None:
+            return None
+        return self.t, np.ascontiguousarray(self.values), np.ascontiguousarray(self.grid.axes[0])
+
     def at_time(self, t: float) -> np.ndarray:
         """The arrays on the grid at time ``t`` (linear between snapshots, held outside; read-only)."""
         ts = self.t
