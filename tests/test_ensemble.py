@@ -225,6 +225,32 @@ def test_statistics_hessian_and_lambda_max():
     np.testing.assert_allclose(stats["grad_var"], (sq - g * g) / 4)
 
 
+@settings(max_examples=15, deadline=None)
+@given(cols=st.lists(st.integers(0, 39), min_size=1, max_size=11, unique=True))
+def test_statistics_of_some_members_are_their_bits_in_the_whole_ensemble(cols):
+    """Members never mix: the full-batch gradient, its mean square, the loss and H·v of any few columns
+    (padded to a SIMD vector inside, lane by lane otherwise) are the bits of the same columns computed
+    with all 40 members (whole vectors, two threads)."""
+    ens = _stats_ensemble()
+    theta = ens.initial_state()["theta"]
+    v = np.random.default_rng(3).normal(size=theta.shape)
+    g, sq, loss = ens.full_gradient(theta, want_sq=True)
+    hv = ens._hess_vec(theta, v)
+    gs, sqs, losss = ens.full_gradient(theta[:, cols], want_sq=True)
+    assert gs.shape == (theta.shape[0], len(cols)) and losss.shape == (len(cols),)
+    assert np.array_equal(gs, g[:, cols]) and np.array_equal(sqs, sq[:, cols]) and np.array_equal(losss, loss[cols])
+    assert np.array_equal(ens._hess_vec(theta[:, cols], v[:, cols]), hv[:, cols])
+
+
+_STATS_ENSEMBLE = []
+
+
+def _stats_ensemble():
+    if not _STATS_ENSEMBLE:
+        _STATS_ENSEMBLE.append(small(members=40, k=3, weight_decay=0.01))
+    return _STATS_ENSEMBLE[0]
+
+
 # ------------------------------------------------------------------------------------------------- data
 def test_gaussian_data_covariance_spectrum():
     """Sample covariance of the rotated Gaussian has the requested eigenvalues (SE √(2/n) relative)."""
