@@ -50,6 +50,7 @@ Minimal example (a file ``mine.py``)::
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import importlib
@@ -613,8 +614,8 @@ def write_outputs(outcome: Outcome, out_dir) -> dict:
     under ``/``), the figures and report.md, each through fpkit's one atomic-write path (temporary file,
     fsync, verify, rename). The experiment's ``figures`` is called first: figures it draws through
     ``fpkit.plotting.draw_figures`` are drawn by worker processes while this process writes results.h5, then
-    collected; results.h5 is written also when a figure fails (the error is raised after it), so a figure's
-    failure loses no result.
+    collected. results.h5 and report.md are written also when a figure fails or Ctrl-C stops the figures (the
+    report says so; the error is raised after them), so a figure's failure loses no result.
 
     Parameters
     ----------
@@ -639,28 +640,43 @@ def write_outputs(outcome: Outcome, out_dir) -> dict:
         from .io import write_error
 
         raise write_error(out, exc) from exc
-    with figure_session():
-        t0 = time.perf_counter()
-        try:  # returns at once for figures handed to draw_figures' workers: they draw while results.h5 is written
-            figures, failed = exp.figures(cfg, res, out), None
-        except BaseException as exc:  # raised once results.h5 is written
-            figures, failed = {}, exc
-        with atomic_h5(out / "results.h5") as f:
-            f.attrs["kind"] = RESULTS_KIND
-            f.attrs["experiment"] = exp.name
-            set_json_attr(f, "config", cfg)
-            set_json_attr(f, "timings", outcome.timings)
-            set_json_attr(f, "verdict", outcome.verdict.to_dict())
-            exp.save(f, cfg, res)
-        if failed is not None:
-            raise failed
-        figures = {k: v for k, v in finish_figures(figures).items() if v is not None}
-        outcome.timings["figures_and_files"] = time.perf_counter() - t0
+    saved, failed = False, None
+    try:
+        with figure_session():
+            t0 = time.perf_counter()
+            try:  # returns at once for figures handed to draw_figures' workers: they draw while results.h5 is written
+                figures, failed = exp.figures(cfg, res, out), None
+            except BaseException as exc:  # raised once results.h5 is written
+                figures, failed = {}, exc
+            with atomic_h5(out / "results.h5") as f:
+                f.attrs["kind"] = RESULTS_KIND
+                f.attrs["experiment"] = exp.name
+                set_json_attr(f, "config", cfg)
+                set_json_attr(f, "timings", outcome.timings)
+                set_json_attr(f, "verdict", outcome.verdict.to_dict())
+                exp.save(f, cfg, res)
+            saved = True
+            if failed is not None:
+                raise failed
+            figures = {k: v for k, v in finish_figures(figures).items() if v is not None}
+            outcome.timings["figures_and_files"] = time.perf_counter() - t0
+    except BaseException as exc:
+        if not saved:
+            raise
+        # results.h5 is complete: the report of its numbers is written too (a figure that failed, or Ctrl-C
+        # while the figures were drawn, loses no result), then the error goes on
+        figures, failed = {}, exc
     text = f"# {exp.title}\n\n" + exp.report(cfg, res, outcome.verdict, figures).strip() + "\n\n" + outcome.verdict.markdown()
     text += "\n## Run time\n\n| stage | seconds |\n|---|---|\n" + "".join(
         f"| {k} | {v:.1f} |\n" for k, v in outcome.timings.items())  # fmt: skip
     if figures:
         text += "\n## Figures\n\n" + "".join(f"- `{Path(p).name}`: {k}\n" for k, p in figures.items())
+    if failed is not None:
+        why = "interrupted" if isinstance(failed, KeyboardInterrupt) else f"{type(failed).__name__}: {str(failed)[:200]}"
+        text += f"\n## Figures\n\nNot finished ({why}); results.h5 is complete.\n"
+        with contextlib.suppress(Exception):  # the figure's error is the one to report, not a second one
+            write_text_atomic(out / "report.md", text)
+        raise failed
     write_text_atomic(out / "report.md", text)
     return {"results": out / "results.h5", "report": out / "report.md", **figures}
 

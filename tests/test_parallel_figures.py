@@ -99,7 +99,10 @@ def test_results_are_written_when_a_figure_fails_on_a_worker(tmp_path, monkeypat
     assert "'no panels'" in " ".join(info.value.__notes__)
     with h5py.File(tmp_path / "o" / "results.h5") as f:
         np.testing.assert_array_equal(f["x"][()], np.arange(3.0))
-    assert not (tmp_path / "o" / "report.md").exists()
+    # the report of the complete results.h5 is written too, saying why the figures are missing
+    report = (tmp_path / "o" / "report.md").read_text()
+    assert "## Figures\n\nNot finished (ValueError: Number of columns must be a positive integer, not 0" in report
+    assert "results.h5 is complete" in report and "`d.png`" not in report
 
 
 class _DeadWorkers:

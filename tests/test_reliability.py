@@ -6,6 +6,7 @@ Every test here failed before its fix (checked by reverting the fix locally)."""
 import errno
 import os
 import re
+import sys
 from pathlib import Path
 from unittest import mock
 
@@ -142,6 +143,52 @@ def test_reproduce_writes_results_first(tmp_path):
         ex.run(tiny_experiment(figures), out=tmp_path / "o")
     with h5py.File(tmp_path / "o" / "results.h5") as f:
         assert np.array_equal(f["x"][()], np.arange(3.0))
+
+
+def test_ctrl_c_while_drawing_figures_keeps_results_and_report(tmp_path):
+    """Ctrl-C (or SIGTERM, which the CLI turns into it) during the figures: results.h5 and report.md are
+    written, the report says the figures were interrupted, no temporary file is left, and the interrupt goes on."""
+    from fpkit import experiments as ex
+
+    def figures(out):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        ex.run(tiny_experiment(figures), out=tmp_path / "o")
+    with h5py.File(tmp_path / "o" / "results.h5") as f:
+        assert np.array_equal(f["x"][()], np.arange(3.0))
+    report = (tmp_path / "o" / "report.md").read_text()
+    assert report.startswith("# tiny\n") and "Not finished (interrupted); results.h5 is complete." in report
+    assert sorted(os.listdir(tmp_path / "o")) == ["report.md", "results.h5"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="liveness of a PID is tested with os.kill(pid, 0)")
+def test_the_next_write_removes_what_a_killed_writer_left(tmp_path):
+    """SIGKILL in the middle of an atomic write leaves its temporary file (no clean-up runs); the next write of
+    the same file removes it, but not a live writer's, another host's or another file's."""
+    import signal
+    import subprocess
+
+    from fpkit.io import _HOST, write_bytes_atomic
+
+    target = tmp_path / "fig.png"
+    code = (f"import os, signal\nfrom fpkit.io import atomic_path\nwith atomic_path({str(target)!r}) as tmp:\n"
+            "    tmp.write_bytes(b'half')\n    os.kill(os.getpid(), signal.SIGKILL)\n")  # fmt: skip
+    assert subprocess.run([sys.executable, "-c", code]).returncode == -signal.SIGKILL
+    (orphan,) = os.listdir(tmp_path)
+    assert orphan.startswith(f".fig.png.{_HOST}-") and orphan.endswith(".tmp.png")
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        keep = [f".fig.png.{_HOST}-{live.pid}.abc.tmp.png", ".fig.png.otherhost-1.abc.tmp.png",
+                f".other.png.{_HOST}-{orphan.split('-')[-1].split('.')[0]}.abc.tmp.png", "notes.txt"]  # fmt: skip
+        for name in keep:
+            (tmp_path / name).write_bytes(b"")
+        write_bytes_atomic(target, b"whole")
+        assert target.read_bytes() == b"whole"
+        assert sorted(os.listdir(tmp_path)) == sorted(keep + ["fig.png"])
+    finally:
+        live.kill()
+        live.wait()
 
 
 # -------------------------------------------------------------- ensemble files: nothing complete replaced
