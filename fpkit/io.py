@@ -9,6 +9,7 @@ import errno
 import io
 import json
 import os
+import socket
 import sys
 import tempfile
 from collections.abc import Callable
@@ -166,6 +167,42 @@ def _fsync(path, directory: bool = False) -> None:
         os.close(fd)
 
 
+# Who writes a temporary file, in its name: a process killed mid-write (SIGKILL, the OOM killer, power loss)
+# runs no clean-up, and the next write of the same file removes what it left (``_remove_orphans``).
+_HOST = "".join(c for c in socket.gethostname() if c.isalnum() or c == "-")[:32] or "host"
+
+
+def _remove_orphans(folder: Path, path: Path) -> None:
+    """Remove the temporary files of earlier writes of ``path`` whose writing process on this host is gone.
+
+    Only names this module makes (``.NAME.HOST-PID.XXXXXXXX.tmp.SUFFIX``) with this host's name and a PID that
+    no longer runs are touched: a live writer's file, another host's (a shared folder) and anything else stay.
+    """
+    if os.name != "posix":  # os.kill(pid, 0) tests for a process only on POSIX (on Windows it would end it)
+        return
+    head, tail = f".{path.name}.{_HOST}-", ".tmp" + path.suffix
+    try:
+        names = [n for n in os.listdir(folder) if n.startswith(head) and n.endswith(tail)]
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(head):].split(".", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid() or _running(int(pid)):
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(folder / name)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it runs, as another user
+        return True
+    return True
+
+
 @contextlib.contextmanager
 def atomic_path(path, verify: Callable[[Path], None] | None = None):
     """The one atomic-write path of fpkit: yields a temporary file name in ``path``'s folder to write to.
@@ -182,7 +219,9 @@ def atomic_path(path, verify: Callable[[Path], None] | None = None):
     tmp = None
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=folder)
+        _remove_orphans(folder, path)
+        prefix = f".{path.name}.{_HOST}-{os.getpid()}."
+        fd, name = tempfile.mkstemp(prefix=prefix, suffix=".tmp" + path.suffix, dir=folder)
         tmp = Path(name)
         try:  # mkstemp makes the file private (0600): keep the replaced file's mode, or a new file's
             os.fchmod(fd, _mode_for(path))
