@@ -11,8 +11,8 @@ from a fixed Gaussian data set of 512 samples, plain SGD, float64) is trained by
   ops ("inplace"), with 1 and 2 threads (``torch.compile`` is tried with --compile),
 
 and, "with statistics", each also computes the snapshot statistics every ``--stat-every`` steps (full-batch
-gradient, per-sample gradient second moments, H·grad by one extra gradient pass; fpkit also runs its
-Lanczos λmax for 4 probe members). One JSON line per case: member-steps per second (median of
+gradient, per-sample gradient second moments, the loss, H·grad (fpkit exactly, torch by one extra gradient
+pass) and λmax of 4 probe members by 30 Lanczos steps (torch: finite-difference H·v): the same outputs). One JSON line per case: member-steps per second (median of
 ``--repeats``; wall clock and, because the machine is shared, also per CPU-second of the process), and a
 final line with the ratios fpkit / best torch. Memory per member is reported for
 fpkit's state and one snapshot (4 fields × P float64) and torch's parameters plus activations.
@@ -35,6 +35,8 @@ import time
 
 import numpy as np
 
+PROBES = 4  # members whose Hessian's λmax the statistics include (Lanczos, 30 steps), in fpkit and torch
+
 
 def fpkit_case(args, with_stats: bool, kernels: str = "specialised"):
     from fpkit.data import arrays
@@ -43,7 +45,7 @@ def fpkit_case(args, with_stats: bool, kernels: str = "specialised"):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(args.n, args.d)) * np.geomspace(1.0, 0.1, args.d)
     ens = Ensemble(data=arrays(x), hidden=[args.k, args.k], activation="tanh", lr=args.lr,
-                   batch_size=args.batch, members=args.members, steps=args.steps, seed=1, probes=4,
+                   batch_size=args.batch, members=args.members, steps=args.steps, seed=1, probes=PROBES,
                    kernels=kernels)  # fmt: skip
     state = ens.initial_state()
     ens.advance(state, 1)  # compile / load the cache
@@ -208,7 +210,41 @@ def torch_case(args, threads: int, variant: str, with_stats: bool):
         var = [s / n - q * q for s, q in zip(sq, gm)]
         h = 1e-7
         p1, p2, p3, _ = grads(W1 + h * gm[0], W2 + h * gm[1], W3 + h * gm[2], xs, 1.0 / n)
-        return [(a - b) / h for a, b in zip((p1, p2, p3), gm)], var
+        loss = 0.5 * (e * e).sum(dim=(1, 2)) / n
+        return [(a - b) / h for a, b in zip((p1, p2, p3), gm)], var, loss, lam_max(W1[:PROBES], W2[:PROBES], W3[:PROBES])
+
+    def lam_max(W1, W2, W3, m=30):
+        """λmax of the full-batch Hessian of each probe member, as fpkit computes it: m Lanczos steps with full
+        reorthogonalisation (twice) from a random start, H·v by a finite difference of the gradient."""
+        q = W1.shape[0]
+        xs = X.expand(q, n, d)
+        shapes = [W1.shape, W2.shape, W3.shape]
+        sizes = [s[1] * s[2] for s in shapes]
+
+        def hv(v):  # v (q, P) -> H v (q, P)
+            parts = [a.reshape(s) for a, s in zip(torch.split(v, sizes, dim=1), shapes)]
+            h = 1e-6
+            a = grads(W1 + h * parts[0], W2 + h * parts[1], W3 + h * parts[2], xs, 1.0 / n)[:3]
+            return torch.cat([((u - w) / h).reshape(q, -1) for u, w in zip(a, g0)], dim=1)
+
+        g0 = grads(W1, W2, W3, xs, 1.0 / n)[:3]
+        v = torch.randn(q, sum(sizes), generator=g, dtype=dt)
+        v /= v.norm(dim=1, keepdim=True)
+        V, alpha, beta = [], [], []
+        for j in range(m):
+            V.append(v)
+            w = hv(v)
+            alpha.append((w * v).sum(dim=1))
+            B_ = torch.stack(V, dim=1)  # (q, j + 1, P)
+            for _ in range(2):
+                w = w - torch.einsum("qjp,qj->qp", B_, torch.einsum("qjp,qp->qj", B_, w))
+            b = w.norm(dim=1)
+            if j + 1 < m:
+                beta.append(b)
+                v = w / torch.where(b > 0, b, torch.ones_like(b))[:, None]
+        T = torch.diag_embed(torch.stack(alpha, 1)) + torch.diag_embed(torch.stack(beta, 1), 1) \
+            + torch.diag_embed(torch.stack(beta, 1), -1)
+        return torch.linalg.eigvalsh(T)[:, -1]
 
     with torch.no_grad():
         step()
