@@ -163,6 +163,26 @@ def _without_main():
         spawn.get_preparation_data = plain
 
 
+def _start_fork_server() -> None:
+    """Start the fork server (once per process) with Ctrl-C ignored, as it ignores it itself once it runs.
+
+    A fresh interpreter keeps an ignored SIGINT ignored; without this, a Ctrl-C while the server imports
+    ``_PRELOAD`` (a second or more) printed a KeyboardInterrupt traceback from it. Signal dispositions can be
+    changed on the main thread only: elsewhere the server starts at the first submit, as multiprocessing does.
+    """
+    import signal
+    import threading
+    from multiprocessing import forkserver
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 @contextlib.contextmanager
 def worker_pool(workers: int):
     """A ``concurrent.futures`` executor of ``workers`` processes started from a fork server (module docstring)
@@ -170,6 +190,7 @@ def worker_pool(workers: int):
     adding the workers' usage to ``USAGE``."""
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(_PRELOAD)
+    _start_fork_server()
     pool = _Pool(max_workers=int(workers), mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),))
     try:
         with _without_main():  # workers start on demand, at any submit

@@ -125,3 +125,29 @@ def test_a_worker_ends_silently_at_ctrl_c(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.split() == ["BrokenProcessPool"], out.stdout
     assert "Traceback" not in out.stderr and "KeyboardInterrupt" not in out.stderr, out.stderr
+
+
+def test_the_fork_server_ignores_ctrl_c_while_it_imports(tmp_path):
+    # Ctrl-C reaches the fork server too; while it imported fpkit for the workers (a second or more) it printed
+    # a KeyboardInterrupt traceback and died. It is started with SIGINT ignored, as it ignores it once it runs
+    (tmp_path / "slow_import.py").write_text("import time\ntime.sleep(3)\n")
+    code = (
+        "import os, signal, sys, time\n"
+        "from multiprocessing import forkserver\n"
+        "from fpkit import processes\n"
+        "processes._PRELOAD = processes._PRELOAD + ['slow_import']\n"
+        "import threading\n"
+        "def ctrl_c():  # while the server imports (a submit waits until the server has imported)\n"
+        "    while forkserver._forkserver._forkserver_pid is None:\n"
+        "        time.sleep(0.01)\n"
+        "    time.sleep(1.0)\n"
+        "    os.kill(forkserver._forkserver._forkserver_pid, signal.SIGINT)\n"
+        "threading.Thread(target=ctrl_c).start()\n"
+        "with processes.worker_pool(1) as pool:\n"
+        "    print(pool.submit(pow, 3, 4).result())\n"
+    )
+    # the fork server finds its preload modules on PYTHONPATH (it does not take the caller's sys.path)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert out.stdout.split() == ["81"], (out.stdout, out.stderr)
+    assert "Traceback" not in out.stderr and "KeyboardInterrupt" not in out.stderr, out.stderr
