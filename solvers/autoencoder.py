@@ -388,6 +388,20 @@ def _draw_indices(rs, nl, n, B, sampling, perm, m0, counter, idx):
 
 
 @kernel
+def _zeros64(n):
+    """n float64 zeros starting on a 64-byte boundary (a cache line, one zmm vector of 8 lanes).
+
+    numba aligns its arrays to 32 bytes only, so a block's (., BLOCK) rows (128 bytes) started mid-line about
+    half the time and every zmm load and store of them touched two cache lines. Measured on the generated group
+    kernels (d = 16, k = 4, quiet machine, 1 thread, CPU ns per member and sample, 32- vs 64-byte aligned):
+    forward 22.4 -> 19.6, backward 17.6 -> 15.3, backward_sq 24.7 -> 23.2, forward_r 46.4 -> 42.6,
+    backward_r 52.5 -> 47.1. Only where the data lie changes, not a value."""
+    buf = np.zeros(n + 8)
+    k = ((64 - buf.ctypes.data % 64) % 64) // 8
+    return buf[k : k + n]
+
+
+@kernel
 def _broadcast_samples(X, T, auto, s0, d, dout, nl, hs, ts):
     """Data samples s0 … s0 + S − 1 into every lane of the group buffers ``hs[:, 0]`` (inputs) and ``ts``
     (targets): the full-batch passes, where every member sees the same sample."""
@@ -600,19 +614,19 @@ def _gradient_block(theta, m0, X, T, auto, sizes, w_off, b_off, act, want_sq, gs
     dout = sizes[n_layers]
     inv_n = 1.0 / n
     nl = min(BLOCK, M - m0)
-    th = np.zeros((P, BLOCK))
-    s1 = np.zeros((P, BLOCK))
-    s2 = np.zeros((P, BLOCK))
-    h = np.zeros((n_layers + 1, maxw, BLOCK))
-    tg = np.zeros((maxw, BLOCK))
-    dcur = np.zeros((maxw, BLOCK))
-    dprev = np.zeros((maxw, BLOCK))
+    th = _zeros64(P * BLOCK).reshape((P, BLOCK))
+    s1 = _zeros64(P * BLOCK).reshape((P, BLOCK))
+    s2 = _zeros64(P * BLOCK).reshape((P, BLOCK))
+    h = _zeros64((n_layers + 1) * maxw * BLOCK).reshape((n_layers + 1, maxw, BLOCK))
+    tg = _zeros64(maxw * BLOCK).reshape((maxw, BLOCK))
+    dcur = _zeros64(maxw * BLOCK).reshape((maxw, BLOCK))
+    dprev = _zeros64(maxw * BLOCK).reshape((maxw, BLOCK))
     ls = np.zeros(BLOCK)
     S = GROUP
-    hs = np.zeros((S, n_layers + 1, maxw, BLOCK))
-    ts = np.zeros((S, maxw, BLOCK))
-    ds = np.zeros((S, maxw, BLOCK))
-    es = np.zeros((S, maxw, BLOCK))
+    hs = _zeros64(S * (n_layers + 1) * maxw * BLOCK).reshape((S, n_layers + 1, maxw, BLOCK))
+    ts = _zeros64(S * maxw * BLOCK).reshape((S, maxw, BLOCK))
+    ds = _zeros64(S * maxw * BLOCK).reshape((S, maxw, BLOCK))
+    es = _zeros64(S * maxw * BLOCK).reshape((S, maxw, BLOCK))
     for l in range(nl):
         for p in range(P):
             th[p, l] = theta[p, m0 + l]
@@ -836,24 +850,24 @@ def _hess_vec_block(theta, V, m0, X, T, auto, sizes, w_off, b_off, act, out):
     dout = sizes[n_layers]
     inv_n = 1.0 / n
     nl = min(BLOCK, M - m0)
-    th = np.zeros((P, BLOCK))
-    vt = np.zeros((P, BLOCK))
-    hv = np.zeros((P, BLOCK))
-    h = np.zeros((n_layers + 1, maxw, BLOCK))
-    rh = np.zeros((n_layers + 1, maxw, BLOCK))
-    tg = np.zeros((maxw, BLOCK))
-    dcur = np.zeros((maxw, BLOCK))
-    dprev = np.zeros((maxw, BLOCK))
-    rcur = np.zeros((maxw, BLOCK))
-    rprev = np.zeros((maxw, BLOCK))
+    th = _zeros64(P * BLOCK).reshape((P, BLOCK))
+    vt = _zeros64(P * BLOCK).reshape((P, BLOCK))
+    hv = _zeros64(P * BLOCK).reshape((P, BLOCK))
+    h = _zeros64((n_layers + 1) * maxw * BLOCK).reshape((n_layers + 1, maxw, BLOCK))
+    rh = _zeros64((n_layers + 1) * maxw * BLOCK).reshape((n_layers + 1, maxw, BLOCK))
+    tg = _zeros64(maxw * BLOCK).reshape((maxw, BLOCK))
+    dcur = _zeros64(maxw * BLOCK).reshape((maxw, BLOCK))
+    dprev = _zeros64(maxw * BLOCK).reshape((maxw, BLOCK))
+    rcur = _zeros64(maxw * BLOCK).reshape((maxw, BLOCK))
+    rprev = _zeros64(maxw * BLOCK).reshape((maxw, BLOCK))
     S = GROUP
-    hs = np.zeros((S, n_layers + 1, maxw, BLOCK))
-    rhs = np.zeros((S, n_layers + 1, maxw, BLOCK))
-    ts = np.zeros((S, maxw, BLOCK))
-    ds = np.zeros((S, maxw, BLOCK))
-    es = np.zeros((S, maxw, BLOCK))
-    rds = np.zeros((S, maxw, BLOCK))
-    res = np.zeros((S, maxw, BLOCK))
+    hs = _zeros64(S * (n_layers + 1) * maxw * BLOCK).reshape((S, n_layers + 1, maxw, BLOCK))
+    rhs = _zeros64(S * (n_layers + 1) * maxw * BLOCK).reshape((S, n_layers + 1, maxw, BLOCK))
+    ts = _zeros64(S * maxw * BLOCK).reshape((S, maxw, BLOCK))
+    ds = _zeros64(S * maxw * BLOCK).reshape((S, maxw, BLOCK))
+    es = _zeros64(S * maxw * BLOCK).reshape((S, maxw, BLOCK))
+    rds = _zeros64(S * maxw * BLOCK).reshape((S, maxw, BLOCK))
+    res = _zeros64(S * maxw * BLOCK).reshape((S, maxw, BLOCK))
     for l in range(nl):
         for p in range(P):
             th[p, l] = theta[p, m0 + l]
@@ -1375,7 +1389,7 @@ def _module_source(key) -> str:
     this = sys.modules[__name__]
     names = [n for n in dir(this) if n.isupper() or n in ("vtanh", "_next_u64", "_below", "_uniform",
                                                            "_normal_pair", "_online_sample", "_draw_indices",
-                                                           "_broadcast_samples")]  # fmt: skip
+                                                           "_broadcast_samples", "_zeros64")]  # fmt: skip
     # numba's disk cache of the generated file sees only that file: the imported kernels (and .random's,
     # which they call) and the constants are compiled into it, so their source and values go into its name
     from . import random as _random
