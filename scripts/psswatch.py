@@ -113,6 +113,9 @@ def show(timeline: str, marks: str | None = None, every: int = 1) -> None:
 
 def main() -> int:
     args = sys.argv[1:]
+    if not args or args[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0 if args else 2
     if args[:1] == ["--show"]:
         every = 1
         if "--every" in args:
