@@ -242,6 +242,27 @@ def test_statistics_of_some_members_are_their_bits_in_the_whole_ensemble(cols):
     assert np.array_equal(ens._hess_vec(theta[:, cols], v[:, cols]), hv[:, cols])
 
 
+def test_arrays_that_do_not_fit_the_network_are_refused_naming_them():
+    """The lane kernels index parameters without bounds checks: a theta with the wrong number of rows (or
+    transposed, or 1-D) read and wrote outside the arrays (heap corruption, measured); now a ConfigError."""
+    ens = small(members=6, sampling="epochs", momentum=0.5)
+    state = ens.initial_state()
+    P = ens.arch.P
+    for bad in (np.zeros((P - 1, 6)), np.zeros((6, P)), np.zeros(P), np.array([["a"] * 6] * P)):
+        for call in (ens.statistics, ens.full_gradient, ens.lam_max, lambda th: ens._hess_vec(th, th)):
+            with pytest.raises(ConfigError, match=r"`theta` must be a numeric array of shape \(P, M\)"):
+                call(bad)
+    with pytest.raises(ConfigError, match=r"`v` must have the shape of `theta`"):
+        ens._hess_vec(state["theta"], state["theta"][:, :3])
+    for key, bad in (("theta", state["theta"][:-1]), ("rng", state["rng"][:, :3]), ("velocity", state["velocity"].T),
+                     ("perm", state["perm"].astype(np.int64))):  # fmt: skip
+        with pytest.raises(ConfigError, match=rf'`state\["{key}"\]` must be'):
+            ens.advance({**state, key: bad}, 1)
+    before = state["theta"].copy()
+    ens.advance(state, 1)  # the state that fits still trains
+    assert not np.array_equal(state["theta"], before)
+
+
 _STATS_ENSEMBLE = []
 
 

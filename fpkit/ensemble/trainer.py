@@ -40,6 +40,17 @@ def _lane_padded(a) -> np.ndarray:
     return a if pad == 0 else np.concatenate([a, np.repeat(a[:, -1:], pad, axis=1)], axis=1)
 
 
+def _columns(a, P: int, name: str) -> np.ndarray:
+    """``a`` as float64 (P, M) columns, one per member, or a ConfigError naming ``name``: the lane kernels index
+    rows 0..P-1 without bounds checks, so a wrong shape read and wrote outside the arrays (heap corruption)."""
+    arr = np.asarray(a)
+    if arr.ndim != 2 or arr.shape[0] != P or not np.issubdtype(arr.dtype, np.number):
+        hint = " (transposed? members go in columns)" if arr.ndim == 2 and arr.shape[1] == P else ""
+        raise ConfigError(f"`{name}` must be a numeric array of shape (P, M) = ({P}, members) for this network, "
+                          f"one column per member; got shape {arr.shape}, dtype {arr.dtype}{hint}")  # fmt: skip
+    return arr.astype(np.float64, copy=False)
+
+
 class Ensemble:
     """An ensemble of networks trained by SGD / GD / SGLD / SVAG (see the ``fpkit.ensemble`` docstring).
 
@@ -242,6 +253,7 @@ class Ensemble:
         if n_steps <= 0:
             return
         tr, arch, ds = self.config["train"], self.arch, self.dataset
+        self._check_state(state)
         X, T, auto = self._train_data()
         if ds.online:
             cdf = np.cumsum(ds.weights)
@@ -263,6 +275,29 @@ class Ensemble:
         )  # fmt: skip
         state["step"] += int(n_steps)
 
+    def _check_state(self, state: dict) -> None:
+        """Refuse a state whose arrays do not fit this ensemble (``train_steps`` indexes them without bounds
+        checks, updating them in place), naming the entry."""
+        tr = self.config["train"]
+        theta = state.get("theta")
+        if not (isinstance(theta, np.ndarray) and theta.ndim == 2 and theta.shape[0] == self.arch.P
+                and theta.dtype.kind == "f"):  # fmt: skip
+            got = f"shape {theta.shape}, dtype {theta.dtype}" if isinstance(theta, np.ndarray) else type(theta).__name__
+            raise ConfigError(f'`state["theta"]` must be a float array of shape (P, M) = ({self.arch.P}, members); '
+                              f"got {got} (use initial_state())")  # fmt: skip
+        M = theta.shape[1]
+        need = {"rng": ((2, M), np.uint64)}
+        if tr["momentum"] > 0:
+            need["velocity"] = (theta.shape, theta.dtype)
+        if self._sampling_code() == _ae.SAMPLE_EPOCHS:
+            need["perm"] = ((M, self.dataset.n), np.int32)
+        for key, (shape, dtype) in need.items():
+            a = state.get(key)
+            if not (isinstance(a, np.ndarray) and a.shape == shape and a.dtype == dtype):
+                got = f"shape {a.shape}, dtype {a.dtype}" if isinstance(a, np.ndarray) else type(a).__name__
+                raise ConfigError(f'`state["{key}"]` must be a {np.dtype(dtype)} array of shape {shape} for '
+                                  f"{M} members; got {got} (use initial_state())")  # fmt: skip
+
     # ------------------------------------------------------------------------------------ statistics
     def full_gradient(self, theta: np.ndarray, want_sq: bool = False):
         """Full-batch data gradient (P, M), mean squared per-sample gradient (or None) and loss (M,).
@@ -281,7 +316,8 @@ class Ensemble:
         """
         X, T, auto = self._eval_data()
         arch = self.arch
-        M = np.shape(theta)[1]
+        theta = _columns(theta, arch.P, "theta")
+        M = theta.shape[1]
         theta = _lane_padded(theta)
         P, Mp = theta.shape
         g = np.empty((P, Mp))
@@ -322,7 +358,7 @@ class Ensemble:
             The arrays named above.
         """
         wd = self.config["train"]["weight_decay"]
-        th = np.asarray(theta, dtype=np.float64)
+        th = _columns(theta, self.arch.P, "theta")
         g, sq, loss = self.full_gradient(th, want_sq=True)
         var = np.maximum(sq - g * g, 0.0) * self._var_factor()
         grad = g + wd * th
@@ -340,7 +376,9 @@ class Ensemble:
         """
         X, T, auto = self._eval_data()
         arch = self.arch
-        v = np.asarray(v, dtype=np.float64)
+        theta, v = _columns(theta, arch.P, "theta"), _columns(v, arch.P, "v")
+        if v.shape != theta.shape:
+            raise ConfigError(f"`v` must have the shape of `theta` {theta.shape}; got {v.shape}")
         M = v.shape[1]
         theta_p, v_p = _lane_padded(theta), _lane_padded(v)
         out = np.empty_like(theta_p)
@@ -366,6 +404,7 @@ class Ensemble:
         array (n,)
             λmax of each member (units of loss per weight²).
         """
+        theta = _columns(theta, self.arch.P, "theta")
         P, n = theta.shape
         v0 = np.random.default_rng(seed).standard_normal((P, n))
         return lanczos_max(lambda v: self._hess_vec(theta, v, None), v0, self.config["train"]["lanczos_steps"])
