@@ -200,3 +200,33 @@ def test_report_names_the_diagnostic_that_fired_with_its_value():
                         {"label": "W2[0,0]", "reasons": validity(fine, "mechanistic")[1], "diagnostics": fine}]}  # fmt: skip
     row = figs.cells_markdown([cell]).splitlines()[-1]
     assert row.endswith("| W1[0,0]: coarse lag 1.30 floors, U 1.60, frozen 30%, η·λmax 1.20 |"), row
+
+
+def test_eta_lam_max_at_the_end_is_that_of_the_final_weights(monkeypatch):
+    """The autoencoder's η·λmax "at the end" is the median over the probe members of η times the top eigenvalue
+    of the full-batch Hessian at the last snapshot's weights: here the Hessian is built whole (P products
+    H·e_j) and diagonalised, independently of the Lanczos iteration that the run records."""
+    import fpkit
+
+    cfg = _tiny()
+    cfg["digits_autoencoder"].update(hidden=[3, 3], members=120, steps=40, snapshots=4, n=32, lr=0.2,
+                                     auto_limit={"W2": 1, "W1": 0, "W3": 0})  # fmt: skip
+    runs, ensembles = [], []
+    train = fpkit.Ensemble.train
+
+    def keep(self, *args, **kwargs):
+        ensembles.append(self)
+        runs.append(train(self, *args, **kwargs))
+        return runs[-1]
+
+    monkeypatch.setattr(fpkit.Ensemble, "train", keep)
+    r = vm.run_autoencoder(cfg, "tanh")
+    (run,), (ens,) = runs, ensembles
+    theta = run.flat("weights")[-1].T  # (P, M) at the last snapshot
+    P = ens.arch.P
+    assert theta.shape == (P, 120)
+    lam = []
+    for m in run.probe_members:
+        H = ens._hess_vec(np.repeat(theta[:, [m]], P, axis=1), np.eye(P))
+        lam.append(np.linalg.eigvalsh(0.5 * (H + H.T))[-1])
+    assert r["eta_lam_max_end"] == pytest.approx(run.eta * np.median(lam), rel=1e-6)
