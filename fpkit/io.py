@@ -187,13 +187,14 @@ def _remove_orphans(folder: Path, path: Path) -> None:
         return
     for name in names:
         pid = name[len(head):].split(".", 1)[0]
-        if not pid.isdigit() or int(pid) == os.getpid() or _running(int(pid)):
+        if not pid.isdigit() or int(pid) == os.getpid() or process_running(int(pid)):
             continue
         with contextlib.suppress(OSError):
             os.unlink(folder / name)
 
 
-def _running(pid: int) -> bool:
+def process_running(pid: int) -> bool:
+    """Whether a process with this PID exists (POSIX: ``os.kill(pid, 0)``; a zombie counts as running)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -92,15 +92,13 @@ def _exit_with(owner: int) -> None:
     import threading
     import time
 
+    from .io import process_running
+
     def watch():
         while True:
             time.sleep(OWNER_POLL_S)
-            try:
-                os.kill(owner, 0)
-            except ProcessLookupError:
+            if not process_running(owner):
                 os._exit(1)
-            except PermissionError:  # a process with that pid exists (owned by someone else)
-                pass
 
     threading.Thread(target=watch, name="fpkit-owner-watch", daemon=True).start()
 
